@@ -1,0 +1,288 @@
+// The one interface every backend implements, and the shape rules all of them share.
+// Layout: activations are NHWC (channels innermost, so channels are the GEMM reduction
+// axis of a convolution and loads along them are contiguous); conv filters are
+// [KH, KW, Cin, Cout] (HWIO), i.e. a row-major [KH*KW*Cin, Cout] GEMM operand.
+import { DType, Shape, ShapeError, Tensor, shapeStr, sizeOf } from './tensor.js';
+
+export interface Conv2dOptions {
+  stride?: 1 | 2;
+  pad?: 0 | 1;
+}
+
+export interface MatmulOptions {
+  /** Use A^T: A is stored [K, M]. */
+  transA?: boolean;
+  /** Use B^T: B is stored [N, K]. */
+  transB?: boolean;
+}
+
+export interface SgdOptions {
+  lr: number;
+  momentum: number;
+  weightDecay: number;
+  /** Nesterov momentum (PyTorch semantics). Default true. */
+  nesterov?: boolean;
+}
+
+export interface MaxPoolResult {
+  /** [N, floor(H/2), floor(W/2), C] */
+  y: Tensor;
+  /** u32 [N, floor(H/2), floor(W/2), C]: which of the 2x2 window won (0..3, row-major). */
+  argmax: Tensor;
+}
+
+export interface SoftmaxCrossEntropyResult {
+  /** f32 [1]: mean (or sum) over the batch of -log softmax(logits)[label]. */
+  loss: Tensor;
+  /** f32 [N, C]: gradient of that loss with respect to the logits. */
+  grad: Tensor;
+}
+
+export interface Backend {
+  readonly name: string;
+
+  // Creation and transfer.
+  fromArray(data: ArrayLike<number>, shape: Shape, dtype?: DType): Tensor;
+  zeros(shape: Shape): Tensor;
+  /** Seeded uniform in [low, high): the same values on every backend for the same seed. */
+  uniform(shape: Shape, low: number, high: number, seed: string | number): Tensor;
+  /** Reads a tensor back to the host (float64 copies of the values). */
+  read(t: Tensor): Promise<Float64Array>;
+  /** Copies a tensor into a new one. */
+  clone(t: Tensor): Tensor;
+  /** Same data viewed with another shape of equal size (a copy on backends that need one). */
+  reshape(t: Tensor, shape: Shape): Tensor;
+
+  // Elementwise, all operands of one shape.
+  add(a: Tensor, b: Tensor): Tensor;
+  sub(a: Tensor, b: Tensor): Tensor;
+  mul(a: Tensor, b: Tensor): Tensor;
+  scale(a: Tensor, s: number): Tensor;
+  /** alpha * x + y */
+  axpy(alpha: number, x: Tensor, y: Tensor): Tensor;
+  relu(a: Tensor): Tensor;
+  /** g where x > 0, else 0: the ReLU backward. */
+  reluMask(g: Tensor, x: Tensor): Tensor;
+
+  // Reductions.
+  /** Sums over the given axes (removed from the shape). */
+  sum(a: Tensor, axes: number[]): Tensor;
+  /** Sums over every axis but the last: the bias gradient of an NHWC or [N, F] tensor. */
+  biasGrad(g: Tensor): Tensor;
+
+  // Linear algebra.
+  /** [M, K] x [K, N] -> [M, N], either operand optionally stored transposed. */
+  matmul(a: Tensor, b: Tensor, opts?: MatmulOptions): Tensor;
+  /** x [N, H, W, Ci], w [KH, KW, Ci, Co], bias [Co] -> [N, Ho, Wo, Co]. */
+  conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts?: Conv2dOptions): Tensor;
+  /** dy [N, Ho, Wo, Co], w [KH, KW, Ci, Co] -> dx of shape inputShape [N, H, W, Ci]. */
+  conv2dBackwardData(dy: Tensor, w: Tensor, inputShape: Shape, opts?: Conv2dOptions): Tensor;
+  /** x [N, H, W, Ci], dy [N, Ho, Wo, Co] -> dw [KH, KW, Ci, Co] of shape filterShape. */
+  conv2dBackwardFilter(x: Tensor, dy: Tensor, filterShape: Shape, opts?: Conv2dOptions): Tensor;
+
+  // Pooling.
+  maxPool2x2(x: Tensor): MaxPoolResult;
+  /** Routes dy to the winners: dx has inputShape, zeros elsewhere (also odd trailing rows/cols). */
+  maxPool2x2Backward(dy: Tensor, argmax: Tensor, inputShape: Shape): Tensor;
+
+  // Loss and metrics.
+  /** logits f32 [N, C], labels u32 [N]. */
+  softmaxCrossEntropy(logits: Tensor, labels: Tensor, reduction?: 'mean' | 'sum'): SoftmaxCrossEntropyResult;
+  /** f32 [1]: how many rows have their label among the k largest logits (ties count against). */
+  topkCorrect(logits: Tensor, labels: Tensor, k: number): Tensor;
+
+  // Optimizer, in place on param and velocity.
+  sgdNesterov(param: Tensor, grad: Tensor, velocity: Tensor, opts: SgdOptions): void;
+
+  /** Waits until all recorded work has finished. */
+  sync(): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------
+// Shape rules, checked before any work is recorded.
+
+export function checkLive(op: string, ...ts: Tensor[]): void {
+  for (const t of ts) t.storage(op);
+}
+
+export function checkBackend(op: string, backendName: string, ...ts: Tensor[]): void {
+  for (const t of ts) {
+    if (t.backendName !== backendName) {
+      throw new ShapeError(op, `tensor #${t.id} lives on backend '${t.backendName}', not '${backendName}'`);
+    }
+  }
+}
+
+export function checkDtype(op: string, t: Tensor, dtype: DType, what: string): void {
+  if (t.dtype !== dtype) throw new ShapeError(op, `${what} must be ${dtype}, got ${t.dtype} ${shapeStr(t.shape)}`);
+}
+
+export function checkSameShape(op: string, ...ts: Tensor[]): Shape {
+  const s = ts[0].shape;
+  for (const t of ts) {
+    if (t.shape.length !== s.length || t.shape.some((d, i) => d !== s[i])) {
+      throw new ShapeError(op, `shapes must match, got ${ts.map((x) => shapeStr(x.shape)).join(' and ')}`);
+    }
+  }
+  for (const t of ts) checkDtype(op, t, 'f32', 'operand');
+  return s;
+}
+
+export function checkRank(op: string, t: Tensor, rank: number, what: string): void {
+  if (t.shape.length !== rank) {
+    throw new ShapeError(op, `${what} must have rank ${rank}, got ${shapeStr(t.shape)}`);
+  }
+}
+
+export function matmulShape(a: Tensor, b: Tensor, opts: MatmulOptions = {}): { M: number; K: number; N: number } {
+  const op = 'matmul';
+  checkRank(op, a, 2, 'A');
+  checkRank(op, b, 2, 'B');
+  checkDtype(op, a, 'f32', 'A');
+  checkDtype(op, b, 'f32', 'B');
+  const [M, Ka] = opts.transA ? [a.shape[1], a.shape[0]] : [a.shape[0], a.shape[1]];
+  const [Kb, N] = opts.transB ? [b.shape[1], b.shape[0]] : [b.shape[0], b.shape[1]];
+  if (Ka !== Kb) {
+    throw new ShapeError(
+      op,
+      `inner dimensions differ: A${opts.transA ? '^T' : ''} ${shapeStr(a.shape)} x B${opts.transB ? '^T' : ''} ${shapeStr(b.shape)} (${Ka} vs ${Kb})`,
+    );
+  }
+  return { M, K: Ka, N };
+}
+
+export interface ConvGeometry {
+  N: number;
+  H: number;
+  W: number;
+  Ci: number;
+  Co: number;
+  KH: number;
+  KW: number;
+  Ho: number;
+  Wo: number;
+  stride: number;
+  pad: number;
+}
+
+function convOpts(op: string, opts: Conv2dOptions = {}): { stride: number; pad: number } {
+  const stride = opts.stride ?? 1;
+  const pad = opts.pad ?? 0;
+  if (stride !== 1 && stride !== 2) throw new ShapeError(op, `stride must be 1 or 2, got ${stride}`);
+  if (pad !== 0 && pad !== 1) throw new ShapeError(op, `pad must be 0 or 1, got ${pad}`);
+  return { stride, pad };
+}
+
+export function convGeometry(op: string, xShape: Shape, wShape: Shape, opts?: Conv2dOptions): ConvGeometry {
+  const { stride, pad } = convOpts(op, opts);
+  if (xShape.length !== 4) throw new ShapeError(op, `input must be NHWC (rank 4), got ${shapeStr(xShape)}`);
+  if (wShape.length !== 4) throw new ShapeError(op, `filter must be [KH,KW,Ci,Co] (rank 4), got ${shapeStr(wShape)}`);
+  const [N, H, W, Ci] = xShape;
+  const [KH, KW, Cw, Co] = wShape;
+  if (!((KH === 3 && KW === 3) || (KH === 1 && KW === 1))) {
+    throw new ShapeError(op, `only 3x3 and 1x1 filters are supported, got ${KH}x${KW} in filter ${shapeStr(wShape)}`);
+  }
+  if (Cw !== Ci) {
+    throw new ShapeError(op, `input has ${Ci} channels but filter ${shapeStr(wShape)} expects ${Cw} (input ${shapeStr(xShape)})`);
+  }
+  const Ho = Math.floor((H + 2 * pad - KH) / stride) + 1;
+  const Wo = Math.floor((W + 2 * pad - KW) / stride) + 1;
+  if (Ho <= 0 || Wo <= 0 || N <= 0 || Ci <= 0 || Co <= 0) {
+    throw new ShapeError(op, `empty output for input ${shapeStr(xShape)}, filter ${shapeStr(wShape)}, stride ${stride}, pad ${pad}`);
+  }
+  return { N, H, W, Ci, Co, KH, KW, Ho, Wo, stride, pad };
+}
+
+export function conv2dShapes(x: Tensor, w: Tensor, bias: Tensor | null, opts?: Conv2dOptions): ConvGeometry {
+  const op = 'conv2d';
+  checkDtype(op, x, 'f32', 'input');
+  checkDtype(op, w, 'f32', 'filter');
+  const g = convGeometry(op, x.shape, w.shape, opts);
+  if (bias) {
+    checkDtype(op, bias, 'f32', 'bias');
+    if (bias.shape.length !== 1 || bias.shape[0] !== g.Co) {
+      throw new ShapeError(op, `bias must be [${g.Co}], got ${shapeStr(bias.shape)}`);
+    }
+  }
+  return g;
+}
+
+export function conv2dBackwardDataShapes(dy: Tensor, w: Tensor, inputShape: Shape, opts?: Conv2dOptions): ConvGeometry {
+  const op = 'conv2dBackwardData';
+  checkDtype(op, dy, 'f32', 'dy');
+  checkDtype(op, w, 'f32', 'filter');
+  const g = convGeometry(op, inputShape, w.shape, opts);
+  const want = [g.N, g.Ho, g.Wo, g.Co];
+  if (dy.shape.length !== 4 || dy.shape.some((d, i) => d !== want[i])) {
+    throw new ShapeError(op, `dy must be ${shapeStr(want)} for input ${shapeStr(inputShape)} and filter ${shapeStr(w.shape)}, got ${shapeStr(dy.shape)}`);
+  }
+  return g;
+}
+
+export function conv2dBackwardFilterShapes(x: Tensor, dy: Tensor, filterShape: Shape, opts?: Conv2dOptions): ConvGeometry {
+  const op = 'conv2dBackwardFilter';
+  checkDtype(op, x, 'f32', 'input');
+  checkDtype(op, dy, 'f32', 'dy');
+  const g = convGeometry(op, x.shape, filterShape, opts);
+  const want = [g.N, g.Ho, g.Wo, g.Co];
+  if (dy.shape.length !== 4 || dy.shape.some((d, i) => d !== want[i])) {
+    throw new ShapeError(op, `dy must be ${shapeStr(want)} for input ${shapeStr(x.shape)} and filter ${shapeStr(filterShape)}, got ${shapeStr(dy.shape)}`);
+  }
+  return g;
+}
+
+export function maxPoolShape(op: string, xShape: Shape): { N: number; H: number; W: number; C: number; Ho: number; Wo: number } {
+  if (xShape.length !== 4) throw new ShapeError(op, `input must be NHWC (rank 4), got ${shapeStr(xShape)}`);
+  const [N, H, W, C] = xShape;
+  const Ho = Math.floor(H / 2);
+  const Wo = Math.floor(W / 2);
+  if (Ho === 0 || Wo === 0) throw new ShapeError(op, `input ${shapeStr(xShape)} is smaller than the 2x2 window`);
+  return { N, H, W, C, Ho, Wo };
+}
+
+export function maxPoolBackwardShapes(dy: Tensor, argmax: Tensor, inputShape: Shape) {
+  const op = 'maxPool2x2Backward';
+  const g = maxPoolShape(op, inputShape);
+  checkDtype(op, dy, 'f32', 'dy');
+  checkDtype(op, argmax, 'u32', 'argmax');
+  const want = [g.N, g.Ho, g.Wo, g.C];
+  for (const [t, what] of [[dy, 'dy'], [argmax, 'argmax']] as const) {
+    if (t.shape.length !== 4 || t.shape.some((d, i) => d !== want[i])) {
+      throw new ShapeError(op, `${what} must be ${shapeStr(want)} for input ${shapeStr(inputShape)}, got ${shapeStr(t.shape)}`);
+    }
+  }
+  return g;
+}
+
+export function lossShapes(op: string, logits: Tensor, labels: Tensor): { N: number; C: number } {
+  checkRank(op, logits, 2, 'logits');
+  checkDtype(op, logits, 'f32', 'logits');
+  checkDtype(op, labels, 'u32', 'labels');
+  const [N, C] = logits.shape;
+  if (labels.shape.length !== 1 || labels.shape[0] !== N) {
+    throw new ShapeError(op, `labels must be [${N}] for logits ${shapeStr(logits.shape)}, got ${shapeStr(labels.shape)}`);
+  }
+  return { N, C };
+}
+
+export function sumShape(op: string, shape: Shape, axes: number[]): { outShape: number[]; axes: number[] } {
+  const rank = shape.length;
+  const norm = axes.map((a) => (a < 0 ? a + rank : a));
+  for (let i = 0; i < norm.length; i++) {
+    const a = norm[i];
+    if (!Number.isInteger(a) || a < 0 || a >= rank) throw new ShapeError(op, `axis ${axes[i]} out of range for ${shapeStr(shape)}`);
+    if (norm.indexOf(a) !== i) throw new ShapeError(op, `axis ${axes[i]} repeated in [${axes.join(',')}]`);
+  }
+  const outShape = shape.filter((_, i) => !norm.includes(i));
+  return { outShape, axes: norm.sort((x, y) => x - y) };
+}
+
+export function checkReshape(op: string, t: Tensor, shape: Shape): void {
+  if (sizeOf(shape) !== t.size) throw new ShapeError(op, `cannot view ${shapeStr(t.shape)} (${t.size} elements) as ${shapeStr(shape)}`);
+}
+
+export function checkFromArray(op: string, data: ArrayLike<number>, shape: Shape): void {
+  if (data.length !== sizeOf(shape)) {
+    throw new ShapeError(op, `${data.length} values given for shape ${shapeStr(shape)} (${sizeOf(shape)} elements)`);
+  }
+}

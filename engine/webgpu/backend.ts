@@ -1,0 +1,179 @@
+// The webgpu backend: shape checks, then WGSL kernels from kernels/ recorded on the runtime.
+import {
+  Backend,
+  Conv2dOptions,
+  MatmulOptions,
+  MaxPoolResult,
+  SgdOptions,
+  SoftmaxCrossEntropyResult,
+  checkBackend,
+  checkDtype,
+  checkFromArray,
+  checkLive,
+  checkReshape,
+  checkSameShape,
+} from '../backend.js';
+import { DType, Shape, Tensor } from '../tensor.js';
+import { uniformValues } from '../random.js';
+import { binaryKernel, unaryKernel, BinaryOp, UnaryOp } from '../../kernels/elementwise.js';
+import { GpuStorage, GpuTensor, Runtime, RuntimeOptions } from './runtime.js';
+import { Gpu } from '../device.js';
+import * as convOps from './ops/conv.js';
+import * as linalgOps from './ops/linalg.js';
+import * as miscOps from './ops/misc.js';
+
+export class WebGPUBackend implements Backend {
+  readonly name = 'webgpu';
+  readonly rt: Runtime;
+
+  constructor(readonly gpu: Gpu, opts: RuntimeOptions = {}) {
+    this.rt = new Runtime(gpu, opts);
+  }
+
+  /** Checks that every tensor is live and lives here; returns their buffers. */
+  buffers(op: string, ...ts: Tensor[]): GPUBuffer[] {
+    checkLive(op, ...ts);
+    checkBackend(op, this.name, ...ts);
+    return ts.map((t) => (t as GpuTensor).storage(op).buffer);
+  }
+
+  newTensor(shape: Shape, dtype: DType = 'f32'): GpuTensor {
+    return this.rt.newTensor(shape, dtype, this.name);
+  }
+
+  fromArray(data: ArrayLike<number>, shape: Shape, dtype: DType = 'f32'): Tensor {
+    checkFromArray('fromArray', data, shape);
+    const t = this.rt.newTensor(shape, dtype, this.name);
+    const host = dtype === 'u32' ? Uint32Array.from(data) : Float32Array.from(data);
+    if (host.length > 0) this.rt.upload(t.storage('fromArray').buffer, host);
+    return t;
+  }
+
+  zeros(shape: Shape): Tensor {
+    const t = this.rt.newTensor(shape, 'f32', this.name);
+    this.rt.fillWords(t.storage('zeros').buffer, Math.max(1, t.size), 0);
+    return t;
+  }
+
+  uniform(shape: Shape, low: number, high: number, seed: string | number): Tensor {
+    const vals = uniformValues(shapeSize(shape), low, high, seed);
+    return this.fromArray(vals, shape);
+  }
+
+  async read(t: Tensor): Promise<Float64Array> {
+    const [buf] = this.buffers('read', t);
+    if (t.size === 0) return new Float64Array(0);
+    const bytes = await this.rt.readBytes(buf, t.size * 4);
+    return Float64Array.from(t.dtype === 'u32' ? new Uint32Array(bytes) : new Float32Array(bytes));
+  }
+
+  clone(t: Tensor): Tensor {
+    const [buf] = this.buffers('clone', t);
+    const out = this.newTensor(t.shape, t.dtype);
+    if (t.size > 0) this.rt.copy(buf, out.storage('clone').buffer, t.size * 4);
+    return out;
+  }
+
+  reshape(t: Tensor, shape: Shape): Tensor {
+    checkReshape('reshape', t, shape);
+    const [buf] = this.buffers('reshape', t);
+    const out = this.newTensor(shape, t.dtype);
+    if (t.size > 0) this.rt.copy(buf, out.storage('reshape').buffer, t.size * 4);
+    return out;
+  }
+
+  private binary(op: BinaryOp, a: Tensor, b: Tensor, alpha?: number): Tensor {
+    const shape = checkSameShape(op, a, b);
+    const [ba, bb] = this.buffers(op, a, b);
+    const out = this.newTensor(shape);
+    if (out.size > 0) {
+      const spec = binaryKernel(op, out.size);
+      this.rt.dispatch(spec, [ba, bb, out.storage(op).buffer], alpha === undefined ? undefined : new Float32Array([alpha, 0, 0, 0]));
+    }
+    return out;
+  }
+
+  private unary(op: UnaryOp, a: Tensor, alpha?: number): Tensor {
+    const shape = checkSameShape(op, a);
+    const [ba] = this.buffers(op, a);
+    const out = this.newTensor(shape);
+    if (out.size > 0) {
+      const spec = unaryKernel(op, out.size);
+      this.rt.dispatch(spec, [ba, out.storage(op).buffer], alpha === undefined ? undefined : new Float32Array([alpha, 0, 0, 0]));
+    }
+    return out;
+  }
+
+  add(a: Tensor, b: Tensor): Tensor {
+    return this.binary('add', a, b);
+  }
+  sub(a: Tensor, b: Tensor): Tensor {
+    return this.binary('sub', a, b);
+  }
+  mul(a: Tensor, b: Tensor): Tensor {
+    return this.binary('mul', a, b);
+  }
+  scale(a: Tensor, s: number): Tensor {
+    return this.unary('scale', a, s);
+  }
+  axpy(alpha: number, x: Tensor, y: Tensor): Tensor {
+    return this.binary('axpy', x, y, alpha);
+  }
+  relu(a: Tensor): Tensor {
+    return this.unary('relu', a);
+  }
+  reluMask(g: Tensor, x: Tensor): Tensor {
+    return this.binary('reluMask', g, x);
+  }
+
+  sum(a: Tensor, axes: number[]): Tensor {
+    return miscOps.sum(this, a, axes);
+  }
+  biasGrad(g: Tensor): Tensor {
+    return miscOps.biasGrad(this, g);
+  }
+  matmul(a: Tensor, b: Tensor, opts?: MatmulOptions): Tensor {
+    return linalgOps.matmul(this, a, b, opts);
+  }
+  conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts?: Conv2dOptions): Tensor {
+    return convOps.conv2d(this, x, w, bias, opts);
+  }
+  conv2dBackwardData(dy: Tensor, w: Tensor, inputShape: Shape, opts?: Conv2dOptions): Tensor {
+    return convOps.conv2dBackwardData(this, dy, w, inputShape, opts);
+  }
+  conv2dBackwardFilter(x: Tensor, dy: Tensor, filterShape: Shape, opts?: Conv2dOptions): Tensor {
+    return convOps.conv2dBackwardFilter(this, x, dy, filterShape, opts);
+  }
+  maxPool2x2(x: Tensor): MaxPoolResult {
+    return miscOps.maxPool2x2(this, x);
+  }
+  maxPool2x2Backward(dy: Tensor, argmax: Tensor, inputShape: Shape): Tensor {
+    return miscOps.maxPool2x2Backward(this, dy, argmax, inputShape);
+  }
+  softmaxCrossEntropy(logits: Tensor, labels: Tensor, reduction: 'mean' | 'sum' = 'mean'): SoftmaxCrossEntropyResult {
+    return miscOps.softmaxCrossEntropy(this, logits, labels, reduction);
+  }
+  topkCorrect(logits: Tensor, labels: Tensor, k: number): Tensor {
+    return miscOps.topkCorrect(this, logits, labels, k);
+  }
+  sgdNesterov(param: Tensor, grad: Tensor, velocity: Tensor, opts: SgdOptions): void {
+    checkDtype('sgdNesterov', param, 'f32', 'param');
+    miscOps.sgdNesterov(this, param, grad, velocity, opts);
+  }
+
+  async sync(): Promise<void> {
+    await this.rt.sync();
+  }
+
+  destroy(): void {
+    this.rt.destroy();
+  }
+}
+
+function shapeSize(shape: Shape): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export type { GpuStorage };

@@ -1,0 +1,27 @@
+import { describe, expect, it } from 'vitest';
+import { gpu, freshSeed, rng, randomValues } from './helpers.js';
+
+describe('webgpu elementwise (smoke, against plain JS until the reference backend lands)', () => {
+  it('add, sub, mul, scale, axpy, relu, reluMask on an odd size', async () => {
+    const be = await gpu();
+    const seed = freshSeed();
+    const r = rng(seed);
+    const n = 1237;
+    const a = randomValues(n, r);
+    const b = randomValues(n, r);
+    const ta = be.fromArray(a, [n]);
+    const tb = be.fromArray(b, [n]);
+    const cases: [string, Float64Array, (i: number) => number][] = [
+      ['add', await be.read(be.add(ta, tb)), (i) => a[i] + b[i]],
+      ['sub', await be.read(be.sub(ta, tb)), (i) => a[i] - b[i]],
+      ['mul', await be.read(be.mul(ta, tb)), (i) => a[i] * b[i]],
+      ['scale', await be.read(be.scale(ta, -1.5)), (i) => -1.5 * a[i]],
+      ['axpy', await be.read(be.axpy(0.25, ta, tb)), (i) => 0.25 * a[i] + b[i]],
+      ['relu', await be.read(be.relu(ta)), (i) => Math.max(0, a[i])],
+      ['reluMask', await be.read(be.reluMask(ta, tb)), (i) => (b[i] > 0 ? a[i] : 0)],
+    ];
+    for (const [name, got, want] of cases) {
+      for (let i = 0; i < n; i++) expect(got[i], `${name}[${i}] seed ${seed}`).toBeCloseTo(want(i), 5);
+    }
+  });
+});

@@ -1,0 +1,64 @@
+// Shared test helpers: backends, random inputs, error measures.
+import seedrandom from 'seedrandom';
+import { Backend, NoAdapterError, ReferenceBackend, WebGPUBackend, openDevice, Shape, Tensor, sizeOf } from '../engine/index.js';
+
+let gpuBackend: WebGPUBackend | null | undefined;
+let gpuMissing = '';
+
+/**
+ * The webgpu backend with output poisoning on (every new output buffer starts as NaN, so
+ * an element a kernel forgot to write fails the comparison). When no adapter exists the
+ * caller must fail loudly: requireGpu() throws with the diagnosis.
+ */
+export async function gpu(): Promise<WebGPUBackend> {
+  if (gpuBackend === undefined) {
+    try {
+      gpuBackend = new WebGPUBackend(await openDevice(), { poison: true });
+    } catch (e) {
+      if (!(e instanceof NoAdapterError)) throw e;
+      gpuBackend = null;
+      gpuMissing = e.message;
+    }
+  }
+  if (!gpuBackend) {
+    throw new Error(`this test needs a WebGPU adapter and found none (it does not pass silently):\n${gpuMissing}`);
+  }
+  return gpuBackend;
+}
+
+export const ref = new ReferenceBackend() as unknown as Backend;
+
+/** A fresh random stream per test run; the seed is printed on failure by the caller's message. */
+export function freshSeed(): string {
+  return `${Date.now()}-${Math.random().toString(36).slice(2)}`;
+}
+
+export function randomValues(n: number, rng: () => number, low = -1, high = 1): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = low + (high - low) * rng();
+  return out;
+}
+
+export function rng(seed: string): () => number {
+  return seedrandom(seed);
+}
+
+/** ||out - ref|| / ||ref|| (and the absolute norm when ref is zero). */
+export function relErr(out: ArrayLike<number>, want: ArrayLike<number>): number {
+  if (out.length !== want.length) return Infinity;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < want.length; i++) {
+    const d = out[i] - want[i];
+    num += d * d;
+    den += want[i] * want[i];
+  }
+  if (!Number.isFinite(num)) return Infinity;
+  return den === 0 ? Math.sqrt(num) : Math.sqrt(num / den);
+}
+
+/** Uploads the same values to both backends. */
+export function pair(gb: Backend, values: ArrayLike<number>, shape: Shape, dtype: 'f32' | 'u32' = 'f32'): [Tensor, Tensor] {
+  if (values.length !== sizeOf(shape)) throw new Error('pair: size mismatch');
+  return [gb.fromArray(values, shape, dtype), ref.fromArray(values, shape, dtype)];
+}
