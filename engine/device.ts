@@ -5,6 +5,7 @@
 // at random (futex errors, pthread assertions, segfaults). So it lives in a module-level
 // singleton and is never dropped. A live instance also keeps Node from exiting, so commands
 // and test workers call closeDevice() and exit explicitly.
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 
 export interface DeviceOptions {
@@ -110,18 +111,24 @@ function describe(adapter: GPUAdapter): AdapterDescription {
     if (typeof v === 'number') limits[k] = v;
   }
   const architecture = info.architecture ?? '';
-  const name = info.device || info.description || '(unnamed adapter)';
-  const description = info.description ?? '';
-  const isSoftware =
-    /software|cpu/i.test(architecture) || /llvmpipe|lavapipe|swiftshader/i.test(`${name} ${description}`);
   const rec = info as unknown as Record<string, unknown>;
+  // Dawn's Vulkan backend puts "<driver name>: <driver info>" in description and a
+  // slug or marketing name in device.
+  const description = info.description ?? '';
+  const driverName = description.split(':')[0].trim();
+  const slug = /^[a-z0-9-]*$/.test(info.device ?? '');
+  const name = (slug ? driverName || info.device : info.device) || '(unnamed adapter)';
+  const isSoftware =
+    rec.isFallbackAdapter === true ||
+    /software|cpu/i.test(architecture) ||
+    /llvmpipe|lavapipe|swiftshader/i.test(`${name} ${description}`);
   return {
     name,
     vendor: info.vendor ?? '',
     architecture,
     description,
-    backend: String(rec.backendType ?? (process.platform === 'darwin' ? 'metal' : 'vulkan')),
-    driver: String(rec.driverDescription ?? description ?? ''),
+    backend: String(rec.backendType ?? (process.platform === 'darwin' ? 'metal' : process.platform === 'win32' ? 'd3d12' : 'vulkan')),
+    driver: description,
     isSoftware,
     features: [...adapter.features].map(String).sort(),
     limits,
@@ -145,18 +152,31 @@ export function diagnoseNoAdapter(): string {
   const envIcd = process.env.VK_ICD_FILENAMES || process.env.VK_DRIVER_FILES;
   if (!hasLoader) lines.push('  missing: the Vulkan loader libvulkan.so.1 (Debian package libvulkan1)');
   else lines.push('  found:   the Vulkan loader libvulkan.so.1');
-  if (envIcd) lines.push(`  note:    VK_ICD_FILENAMES/VK_DRIVER_FILES=${envIcd} restricts the drivers the loader sees`);
+  if (envIcd) {
+    const missing = envIcd.split(':').filter((f) => f && !existsSync(f));
+    lines.push(`  note:    VK_ICD_FILENAMES/VK_DRIVER_FILES=${envIcd} restricts the drivers the loader sees`);
+    if (missing.length) lines.push(`  missing: ${missing.join(', ')} (named by that variable; unset it or point it at an existing ICD)`);
+  }
   if (icds.length === 0) {
     lines.push('  missing: a Vulkan driver (ICD manifest in /usr/share/vulkan/icd.d): no GPU driver and no lavapipe');
   } else {
     lines.push(`  found:   ICD manifests ${icds.join(', ')}`);
-    if (icds.some((f) => f.includes('lvp'))) {
-      lines.push("  likely:  lavapipe is too old (Debian bookworm's Mesa 22 is rejected by Dawn; Mesa 24+ from bookworm-backports works)");
+    const mesa = mesaVersion();
+    if (icds.some((f) => f.includes('lvp')) && mesa && parseInt(mesa, 10) < 24) {
+      lines.push(`  likely:  lavapipe is too old (Mesa ${mesa}; Dawn rejects bookworm's Mesa 22, Mesa 24+ from bookworm-backports works)`);
     }
   }
   lines.push('fix: run as root   bash tools/setup.sh');
   lines.push('     (it installs libvulkan1 and mesa-vulkan-drivers from bookworm-backports; on a GPU server install the vendor driver with its Vulkan ICD, e.g. nvidia_icd.json)');
   return lines.join('\n');
+}
+
+function mesaVersion(): string | null {
+  try {
+    return execFileSync('dpkg-query', ['-W', '-f=${Version}', 'mesa-vulkan-drivers'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim() || null;
+  } catch {
+    return null;
+  }
 }
 
 async function pickAdapter(gpu: GPU, wanted: string | undefined): Promise<GPUAdapter> {
@@ -168,7 +188,7 @@ async function pickAdapter(gpu: GPU, wanted: string | undefined): Promise<GPUAda
     const hit = candidates.find((a) => describe(a).name.toLowerCase().includes(wanted.toLowerCase()));
     if (!hit) {
       throw new NoAdapterError(
-        `no adapter matches '${wanted}'; available: ${candidates.map((a) => describe(a).name).join(', ')}`,
+        `no adapter matches '${wanted}'; available: ${[...new Set(candidates.map((a) => describe(a).name))].join(', ')}`,
       );
     }
     return hit;

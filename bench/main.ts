@@ -1,0 +1,27 @@
+// `npm run bench -- <suite>`: prints a table per suite.
+import { closeDevice } from '../engine/index.js';
+import { benchOps } from './ops.js';
+
+const suites: Record<string, (args: string[]) => Promise<void>> = { ops: benchOps };
+
+async function main(): Promise<number> {
+  const [name, ...rest] = process.argv.slice(2);
+  const suite = name ? suites[name] : undefined;
+  if (!suite) {
+    console.error(`usage: npm run bench -- <${Object.keys(suites).join('|')}> [options]`);
+    return 2;
+  }
+  await suite(rest);
+  return 0;
+}
+
+main()
+  .then((code) => {
+    closeDevice();
+    process.exit(code);
+  })
+  .catch((e) => {
+    closeDevice();
+    console.error(e);
+    process.exit(1);
+  });
