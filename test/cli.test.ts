@@ -1,0 +1,52 @@
+// The built command line (npm test builds dist/ before running vitest).
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { promisify } from 'node:util';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+const CLI = 'dist/nudge.mjs';
+
+async function nudge(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run('node', [CLI, ...args], { env: { ...process.env, ...env }, timeout: 60_000 });
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+describe('nudge doctor', () => {
+  beforeAll(() => {
+    if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run 'npm run build' (npm test does it)`);
+  });
+
+  it('describes the adapter, runs a kernel and exits 0', async () => {
+    const r = await nudge(['doctor', '--json']);
+    if (r.code !== 0) throw new Error(`doctor failed (a WebGPU adapter is required here):\n${r.stdout}\n${r.stderr}`);
+    const report = JSON.parse(r.stdout);
+    expect(report.ok).toBe(true);
+    expect(report.kernelCheck).toBe('passed');
+    expect(report.adapter.length).toBeGreaterThan(0);
+    expect(report.backend).toBe('vulkan');
+    expect(report.limits.maxStorageBufferBindingSize).toBeGreaterThan(0);
+    expect(Array.isArray(report.adapterFeatures)).toBe(true);
+  });
+
+  it('with no Vulkan driver, says what is missing and how to fix it, exit 1', async () => {
+    const r = await nudge(['doctor'], { VK_ICD_FILENAMES: '/nonexistent/icd.json', VK_DRIVER_FILES: '/nonexistent/icd.json' });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/no WebGPU adapter/);
+    expect(r.stderr).toMatch(/\/nonexistent\/icd\.json/);
+    expect(r.stderr).toMatch(/tools\/setup\.sh/);
+    expect(r.stderr).not.toMatch(/internal error|at .*\.ts:\d+/);
+  });
+
+  it('rejects unknown commands and options with usage, exit 2', async () => {
+    expect((await nudge(['frobnicate'])).code).toBe(2);
+    const r = await nudge(['doctor', '--bogus']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/usage: nudge/);
+  });
+});
