@@ -38,7 +38,7 @@ export async function benchOps(args: string[]): Promise<void> {
   const gpu = await openDevice({ adapter: values.adapter });
   const be: Backend = new WebGPUBackend(gpu);
   const date = new Date().toISOString().slice(0, 10);
-  console.log(`# nudge bench ops, ${date}, adapter ${gpu.info.name} (${gpu.info.driver}), ${reps} timed runs after 1 warm-up, median, queue-completion timing`);
+  console.log(`# nudge bench ops, ${date}, adapter ${gpu.info.name} (${gpu.info.driver}), ${reps} timed runs after 1 warm-up, median; timing: ${gpu.features.has('timestamp-query') ? 'GPU timestamp queries' : 'wall clock to queue completion'}`);
 
   const rows: (string | number)[][] = [];
   const flopRow = (name: string, shape: string, flops: number, ms: number) =>

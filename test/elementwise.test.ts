@@ -1,12 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { gpu, freshSeed, rng, randomValues } from './helpers.js';
 
-describe('webgpu elementwise (smoke, against plain JS until the reference backend lands)', () => {
-  it('add, sub, mul, scale, axpy, relu, reluMask on an odd size', async () => {
+describe('webgpu elementwise against plain JS, scalar and vec4 paths', () => {
+  it.each([1, 1236, 1237, 4 * 70001 + 8])('add, sub, mul, scale, axpy, relu, reluMask at n=%i', async (n) => {
     const be = await gpu();
     const seed = freshSeed();
     const r = rng(seed);
-    const n = 1237;
     const a = randomValues(n, r);
     const b = randomValues(n, r);
     const ta = be.fromArray(a, [n]);
@@ -21,7 +20,7 @@ describe('webgpu elementwise (smoke, against plain JS until the reference backen
       ['reluMask', await be.read(be.reluMask(ta, tb)), (i) => (b[i] > 0 ? a[i] : 0)],
     ];
     for (const [name, got, want] of cases) {
-      for (let i = 0; i < n; i++) expect(got[i], `${name}[${i}] seed ${seed}`).toBeCloseTo(want(i), 5);
+      for (let i = 0; i < n; i++) if (Math.abs(got[i] - want(i)) > 1e-6) expect.fail(`${name}[${i}] = ${got[i]}, want ${want(i)} (n ${n}, seed ${seed})`);
     }
   });
 });

@@ -109,3 +109,24 @@ describe('webgpu runtime', () => {
     expect([...(await be.read(be.scale(t, 3)))]).toEqual([3, 6]);
   });
 });
+
+describe('GPU timing', () => {
+  it('timeGpu measures a pass with timestamp queries when the adapter has them', async () => {
+    const be = await gpu();
+    const x = be.uniform([1 << 16], -1, 1, 't');
+    let out: ReturnType<typeof be.relu> | null = null;
+    const ms = await be.rt.timeGpu(() => {
+      out = be.relu(x);
+    });
+    if (be.rt.hasTimestamps) {
+      expect(ms).not.toBeNull();
+      expect(ms!).toBeGreaterThan(0);
+      expect(ms!).toBeLessThan(10_000);
+    } else {
+      expect(ms).toBeNull();
+    }
+    const got = await be.read(out!);
+    const want = await be.read(x);
+    for (let i = 0; i < got.length; i++) if (got[i] !== Math.max(0, want[i])) expect.fail(`relu[${i}]`);
+  });
+});

@@ -58,7 +58,7 @@ export interface RuntimeOptions {
 export class Runtime {
   readonly device: GPUDevice;
   readonly poison: boolean;
-  private readonly maxDispatches: number;
+  private maxDispatches: number;
   private free = new Map<number, GPUBuffer[]>();
   private stagingFree = new Map<number, GPUBuffer[]>();
   private bufferIds = new WeakMap<GPUBuffer, number>();
@@ -186,8 +186,49 @@ export class Runtime {
 
   private ensurePass(): GPUComputePassEncoder {
     if (!this.encoder) this.encoder = this.device.createCommandEncoder();
-    if (!this.pass) this.pass = this.encoder.beginComputePass();
+    if (!this.pass) this.pass = this.encoder.beginComputePass(this.passTimestamps ?? undefined);
     return this.pass;
+  }
+
+  private passTimestamps: GPUComputePassDescriptor | null = null;
+  private querySet: GPUQuerySet | null = null;
+  private queryResolve: GPUBuffer | null = null;
+
+  /** Whether timeGpu() measures with timestamp queries (else it returns null). */
+  get hasTimestamps(): boolean {
+    return this.gpu.features.has('timestamp-query');
+  }
+
+  /**
+   * GPU time in milliseconds of the dispatches `record` makes, measured with timestamp
+   * queries around one compute pass; null when the adapter has no timestamp-query.
+   * `record` must only dispatch kernels (a copy would split the pass).
+   */
+  async timeGpu(record: () => void): Promise<number | null> {
+    if (!this.hasTimestamps) {
+      record();
+      return null;
+    }
+    if (!this.querySet) {
+      this.querySet = this.device.createQuerySet({ type: 'timestamp', count: 2 });
+      this.queryResolve = this.device.createBuffer({ size: 256, usage: 0x0200 | 0x0004 }); // QUERY_RESOLVE | COPY_SRC
+    }
+    this.flush();
+    const saved = this.maxDispatches;
+    this.maxDispatches = Number.MAX_SAFE_INTEGER; // one pass, one submit
+    this.passTimestamps = { timestampWrites: { querySet: this.querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } };
+    try {
+      record();
+      if (!this.pass) return 0;
+      this.endPass();
+    } finally {
+      this.passTimestamps = null;
+      this.maxDispatches = saved;
+    }
+    this.encoder!.resolveQuerySet(this.querySet, 0, 2, this.queryResolve!, 0);
+    const bytes = await this.readBytes(this.queryResolve!, 16);
+    const [t0, t1] = new BigUint64Array(bytes);
+    return Number(t1 - t0) / 1e6;
   }
 
   private endPass(): void {
