@@ -64,6 +64,9 @@ export interface Backend {
   /** g where x > 0, else 0: the ReLU backward. */
   reluMask(g: Tensor, x: Tensor): Tensor;
 
+  /** x + bias broadcast over every axis but the last (bias [C], x [..., C]). */
+  addBias(x: Tensor, bias: Tensor): Tensor;
+
   // Reductions.
   /** Sums over the given axes (removed from the shape). */
   sum(a: Tensor, axes: number[]): Tensor;
@@ -275,6 +278,17 @@ export function sumShape(op: string, shape: Shape, axes: number[]): { outShape: 
   }
   const outShape = shape.filter((_, i) => !norm.includes(i));
   return { outShape, axes: norm.sort((x, y) => x - y) };
+}
+
+export function checkAddBias(x: Tensor, bias: Tensor): number {
+  const op = 'addBias';
+  checkDtype(op, x, 'f32', 'input');
+  checkDtype(op, bias, 'f32', 'bias');
+  const C = x.shape[x.shape.length - 1];
+  if (x.shape.length === 0 || bias.shape.length !== 1 || bias.shape[0] !== C) {
+    throw new ShapeError(op, `bias must be [${C ?? '?'}] for input ${shapeStr(x.shape)}, got ${shapeStr(bias.shape)}`);
+  }
+  return C;
 }
 
 export function checkReshape(op: string, t: Tensor, shape: Shape): void {

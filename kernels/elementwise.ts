@@ -79,3 +79,25 @@ export function binaryKernel(op: BinaryOp, n: number, cfg: ElementwiseConfig = e
 export function unaryKernel(op: UnaryOp, n: number, cfg: ElementwiseConfig = elementwiseConfig(n)): KernelSpec {
   return generate(op, 1, unaryExpr[op], n, cfg);
 }
+
+/**
+ * out[i] = x[i] + bias[i % C]: a bias broadcast over every axis but the last.
+ * Bindings: x, bias, out. vec4 when C % 4 == 0 (then every vec4 lies inside one row).
+ */
+export function addBiasKernel(n: number, C: number): KernelSpec {
+  const vec = C % 4 === 0 ? 4 : 1;
+  const ty = vec === 4 ? 'vec4<f32>' : 'f32';
+  const count = n / vec;
+  const cv = C / vec;
+  const wg = 64;
+  const wgsl = `@group(0) @binding(0) var<storage, read> x: array<${ty}>;
+@group(0) @binding(1) var<storage, read> bias: array<${ty}>;
+@group(0) @binding(2) var<storage, read_write> out: array<${ty}>;
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let i = ${linearGroupIndex} * ${wg}u + li;
+  if (i >= ${count}u) { return; }
+  out[i] = x[i] + bias[i % ${cv}u];
+}`;
+  return { name: 'addBias', wgsl, bindings: ['read', 'read', 'rw'], workgroups: grid(Math.ceil(count / wg)) };
+}

@@ -26,7 +26,7 @@ export async function gpu(): Promise<WebGPUBackend> {
   return gpuBackend;
 }
 
-export const ref = new ReferenceBackend() as unknown as Backend;
+export const ref: Backend = new ReferenceBackend();
 
 /** A fresh random stream per test run; the seed is printed on failure by the caller's message. */
 export function freshSeed(): string {

@@ -12,10 +12,11 @@ import {
   checkLive,
   checkReshape,
   checkSameShape,
+  checkAddBias,
 } from '../backend.js';
 import { DType, Shape, Tensor } from '../tensor.js';
 import { uniformValues } from '../random.js';
-import { binaryKernel, unaryKernel, BinaryOp, UnaryOp } from '../../kernels/elementwise.js';
+import { addBiasKernel, binaryKernel, unaryKernel, BinaryOp, UnaryOp } from '../../kernels/elementwise.js';
 import { GpuStorage, GpuTensor, Runtime, RuntimeOptions } from './runtime.js';
 import { Gpu } from '../device.js';
 import * as convOps from './ops/conv.js';
@@ -124,6 +125,14 @@ export class WebGPUBackend implements Backend {
   }
   reluMask(g: Tensor, x: Tensor): Tensor {
     return this.binary('reluMask', g, x);
+  }
+
+  addBias(x: Tensor, bias: Tensor): Tensor {
+    const C = checkAddBias(x, bias);
+    const [bx, bb] = this.buffers('addBias', x, bias);
+    const out = this.newTensor(x.shape);
+    if (out.size > 0) this.rt.dispatch(addBiasKernel(out.size, C), [bx, bb, out.storage('addBias').buffer]);
+    return out;
   }
 
   sum(a: Tensor, axes: number[]): Tensor {

@@ -1,0 +1,325 @@
+// Pieces shared by the conv kernel generators: the geometry they take, the register-blocked
+// tile config and its space, and the implicit-GEMM template that conv2d forward and
+// backward-data both are.
+//
+// Layout of the work (as in kernels/matmul): each invocation computes `rows` output rows x
+// `cols` column units (a unit is a vec4 of output channels when the channel count allows,
+// else one channel). The units of one invocation are strided by the workgroup width, so
+// adjacent invocations (SIMD lanes on lavapipe) read adjacent units of the filter while
+// every lane of a workgroup row reads the same activation element (a broadcast).
+// Accumulators are named variables, never a private array (dynamic indexing of private
+// arrays is slow on lavapipe).
+//
+// Measured on lavapipe (2 shared cores; 56x56x64->64 and 28x28x128->128, 3x3 pad 1):
+// - 8 rows x 2 vec4 columns per lane was best, ~5-8 GFLOP/s wall for all three ops
+//   (4 rows: ~30% slower; 4 columns: same speed, twice the compile time).
+// - Unrolling the reduction loop by 2 or 4 was 1.5-3x SLOWER than no unroll, and vec4
+//   activation loads along the reduction (kVec) ~2x slower in the forward kernel (each
+//   vec4 lane load is four gathers there); kVec helps backward-filter, where one vec4
+//   feeds four accumulator rows.
+// - Lanes owning adjacent output rows instead of adjacent columns: ~2x slower.
+// - Mesa fully unrolls loops whose trip count it knows; for a 3x3 x Ci=16 kernel that took
+//   30 s of shader compilation (shared CPU). Reduction and tap loops therefore run to
+//   `n * one`, where `one` is num_workgroups.z (always 1 under grid(), but unknown to the
+//   compiler): 0.2 s.
+import { KernelSpec, ceilDiv, grid, linearGroupIndex } from '../spec.js';
+
+/** What a conv kernel is generated for: the fields of engine's ConvGeometry. */
+export interface ConvShape {
+  N: number;
+  H: number;
+  W: number;
+  Ci: number;
+  Co: number;
+  KH: number;
+  KW: number;
+  Ho: number;
+  Wo: number;
+  stride: number;
+  pad: number;
+}
+
+export interface ConvTileConfig {
+  /** Output rows per invocation (pixels for forward/backward-data, filter rows (ci) for backward-filter). */
+  rows: number;
+  /** Column units per invocation. */
+  cols: number;
+  /** A column unit is a vec4 of channels (needs the column channel count % 4 == 0). */
+  vec4: boolean;
+  /** Load activations as vec4s along channels, four reduction steps (or four filter rows) per load. */
+  kVec: boolean;
+  /** Workgroup size along the columns (lanes that read adjacent units). */
+  wgX: number;
+  /** Workgroup size along the row blocks. */
+  wgY: number;
+  /** Reduction steps written out per loop iteration. */
+  kUnroll: number;
+}
+
+export function tileConfigKey(c: ConvTileConfig): string {
+  return `r${c.rows}c${c.cols}${c.vec4 ? 'v4' : 's'}${c.kVec ? 'k4' : 'k1'}w${c.wgX}x${c.wgY}u${c.kUnroll}`;
+}
+
+export function shapeKey(s: ConvShape): string {
+  return `${s.N}x${s.H}x${s.W}x${s.Ci}->${s.Co} k${s.KH}x${s.KW} s${s.stride} p${s.pad} out ${s.Ho}x${s.Wo}`;
+}
+
+export const TILE_ROWS = [1, 2, 4, 8];
+export const TILE_COLS = [1, 2, 4];
+/** Workgroup widths; the height makes 64 invocations (measured: the split barely matters on lavapipe). */
+export const TILE_WG_X = [1, 2, 4, 8, 16, 32, 64];
+/** Unrolling never paid on lavapipe (and costs shader compile time), so only up to 2. */
+export const TILE_UNROLLS = [1, 2];
+
+/**
+ * The tile configs worth trying for a GEMM with `colsN` output channels and `rowsTotal`
+ * rows: every rows x cols x workgroup x unroll x vector-width combination except those
+ * whose register tile or workgroup row is wider than the output needs (rows and lanes
+ * past the edge only repeat work). `kVecOk(rows)` says whether vec4 loads along the
+ * reduction channels are possible with that many rows.
+ */
+export function tileConfigs(colsN: number, rowsTotal: number, kVecOk: (rows: number) => boolean): ConvTileConfig[] {
+  const out: ConvTileConfig[] = [];
+  for (const vec4 of colsN % 4 === 0 ? [true, false] : [false]) {
+    const units = vec4 ? colsN / 4 : colsN;
+    for (const rows of TILE_ROWS) {
+      if (rows > pow2AtLeast(rowsTotal)) continue;
+      for (const kVec of kVecOk(rows) ? [true, false] : [false])
+        for (const cols of TILE_COLS) {
+          if (cols > 1 && cols > units) continue;
+          for (const wgX of TILE_WG_X) {
+            if (wgX > pow2AtLeast(Math.ceil(units / cols))) continue;
+            for (const kUnroll of TILE_UNROLLS) out.push({ rows, cols, vec4, kVec, wgX, wgY: 64 / wgX, kUnroll });
+          }
+        }
+    }
+  }
+  return out;
+}
+
+export function checkTileConfig(what: string, c: ConvTileConfig): void {
+  for (const [k, v] of Object.entries({ rows: c.rows, cols: c.cols, wgX: c.wgX, wgY: c.wgY, kUnroll: c.kUnroll })) {
+    if (!Number.isInteger(v) || v < 1) throw new Error(`${what}: config ${tileConfigKey(c)}: ${k} must be a positive integer`);
+  }
+  if (c.wgX * c.wgY > 256) throw new Error(`${what}: config ${tileConfigKey(c)}: workgroup larger than 256 invocations`);
+}
+
+export function pow2AtLeast(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+export function pow2AtMost(n: number, cap: number): number {
+  let p = 1;
+  while (p * 2 <= Math.min(n, cap)) p *= 2;
+  return p;
+}
+
+/**
+ * The register tile measured best on lavapipe (see the top of this file): 8 rows x 2
+ * column units per lane, no K unroll, scalar activation loads. A workgroup row spans the
+ * columns once (wgX * cols ~ units, capped at 32 lanes), since lanes past the edge compute
+ * and throw away; 64 invocations per workgroup.
+ */
+export function defaultTile(units: number, rowsTotal: number, vec4: boolean): ConvTileConfig {
+  const cols = units >= 2 ? 2 : 1;
+  const wgX = Math.min(32, pow2AtLeast(Math.ceil(units / cols)));
+  const wgY = Math.max(1, Math.floor(64 / wgX));
+  const rows = pow2AtMost(rowsTotal, 8);
+  return { rows, cols, vec4, kVec: false, wgX, wgY, kUnroll: 1 };
+}
+
+/** u32 literal of a possibly negative offset: u32 addition wraps, so x + lit == x + off. */
+export function u32Offset(off: number): string {
+  return `${off >>> 0}u`;
+}
+
+/**
+ * One phase of a gathered implicit GEMM: the destination pixels (n, qy*outStep + outY0,
+ * qx*outStep + outX0) for n < N, qy < destH, qx < destW are its GEMM rows, and its taps
+ * are j < nTy along y, with yOff = yBase + j*yDir and filter row ky = ky0 + j*kyStep
+ * (likewise along x).
+ */
+export interface GatherPhase {
+  destH: number;
+  destW: number;
+  outY0: number;
+  outX0: number;
+  nTy: number;
+  yBase: number;
+  ky0: number;
+  nTx: number;
+  xBase: number;
+  kx0: number;
+}
+
+/**
+ * An implicit GEMM with a gathered A operand, over one or more phases:
+ *   out[n, qy*outStep+outY0, qx*outStep+outX0, col] =
+ *     (bias[col] +) sum over the phase's taps (ty, tx) and k < K of
+ *       src[n, qy*srcStep + yOff(ty), qx*srcStep + xOff(tx), k] * wmat[tapIndex(ty, tx), k, col]
+ * source pixels outside [0, srcH) x [0, srcW) reading as zero; tapIndex = ky*KW + kx.
+ * Each phase gets whole workgroups, so the phase is uniform across a workgroup and its
+ * parameters are values the invocation picks once at the start.
+ */
+export interface GatherGemm {
+  name: string;
+  comment: string;
+  N: number;
+  phases: GatherPhase[];
+  outH: number;
+  outW: number;
+  outStep: number;
+  srcH: number;
+  srcW: number;
+  srcStep: number;
+  /** Reduction channels (source channels). */
+  K: number;
+  /** Output channels. */
+  colsN: number;
+  KW: number;
+  yDir: number;
+  kyStep: number;
+  xDir: number;
+  kxStep: number;
+  bias: boolean;
+}
+
+export function gatherGemmKernel(g: GatherGemm, cfg: ConvTileConfig): KernelSpec {
+  const { rows: R, cols: C, vec4, kVec, wgX, wgY, kUnroll: U } = cfg;
+  if (vec4 && g.colsN % 4 !== 0) throw new Error(`${g.name}: vec4 columns need ${g.colsN} % 4 == 0`);
+  if (kVec && g.K % 4 !== 0) throw new Error(`${g.name}: vec4 loads need ${g.K} reduction channels % 4 == 0`);
+  const phases = g.phases.filter((p) => p.destH > 0 && p.destW > 0);
+  if (phases.length === 0) throw new Error(`${g.name}: no output pixels`);
+  const units = vec4 ? g.colsN / 4 : g.colsN;
+  const colTy = vec4 ? 'vec4<f32>' : 'f32';
+  const srcTy = kVec ? 'vec4<f32>' : 'f32';
+  const KV = kVec ? g.K / 4 : g.K;
+  const colGroups = ceilDiv(units, wgX * C);
+  const phaseGroups = phases.map((p) => colGroups * ceilDiv(ceilDiv(g.N * p.destH * p.destW, R), wgY));
+  const phaseStart = phaseGroups.map((_, k) => phaseGroups.slice(0, k).reduce((a, b) => a + b, 0));
+  const groups = phaseStart[phases.length - 1] + phaseGroups[phases.length - 1];
+
+  // A per-phase value: a constant when every phase has the same one, else chosen by `ph`.
+  const pick = (f: (p: GatherPhase) => number): string => {
+    const vals = phases.map((p) => `${f(p) >>> 0}u`);
+    if (vals.every((v) => v === vals[0])) return vals[0];
+    return vals.slice(1).reduce((expr, v, k) => `select(${expr}, ${v}, ph == ${k + 1}u)`, vals[0]);
+  };
+
+  const lines: string[] = [];
+  const emit = (s: string) => lines.push(s);
+  if (phases.length > 1) {
+    emit(`  let ph = ${phaseStart.slice(1).map((st) => `select(0u, 1u, g >= ${st}u)`).join(' + ')};`);
+    emit(`  let gp = g - ${pick((p) => phaseStart[phases.indexOf(p)])};`);
+  } else {
+    emit('  let gp = g;');
+  }
+  emit(`  let destW = ${pick((p) => p.destW)};`);
+  emit(`  let plane = ${pick((p) => p.destH * p.destW)};`);
+  emit(`  let total = ${pick((p) => g.N * p.destH * p.destW)};`);
+  emit(`  let outY0 = ${pick((p) => p.outY0)};`);
+  emit(`  let outX0 = ${pick((p) => p.outX0)};`);
+  emit(`  let r0 = ((gp / ${colGroups}u) * ${wgY}u + ${wgY === 1 ? '0u' : 'lid.y'}) * ${R}u;`);
+  emit(`  let c0 = (gp % ${colGroups}u) * ${wgX * C}u + lid.x;`);
+  // Edge rows and units are clamped for loading (no branch in the reduction) and skipped when storing.
+  for (let i = 0; i < R; i++) {
+    emit(`  let row${i} = r0 + ${i}u;`);
+    emit(`  let p${i} = min(row${i}, total - 1u);`);
+    emit(`  let n${i} = p${i} / plane;`);
+    emit(`  let qy${i} = (p${i} % plane) / destW;`);
+    emit(`  let qx${i} = p${i} % destW;`);
+    emit(`  let sy${i} = qy${i} * ${g.srcStep}u;`);
+    emit(`  let sx${i} = qx${i} * ${g.srcStep}u;`);
+    emit(`  let nb${i} = n${i} * ${g.srcH}u;`);
+  }
+  for (let c = 0; c < C; c++) {
+    emit(`  let unit${c} = c0 + ${c * wgX}u;`);
+    emit(`  let cu${c} = min(unit${c}, ${units - 1}u);`);
+  }
+  for (let i = 0; i < R; i++) for (let c = 0; c < C; c++) emit(`  var acc${i}_${c} = ${colTy}(0.0);`);
+
+  const zero = kVec ? 'vec4<f32>(0.0)' : '0.0';
+  const step = (k: string): string => {
+    const body: string[] = [];
+    for (let i = 0; i < R; i++) body.push(`let a${i} = select(${zero}, src[off${i} + ${k}], ok${i});`);
+    if (kVec) {
+      for (let c = 0; c < C; c++)
+        for (let j = 0; j < 4; j++) body.push(`let b${c}_${j} = wmat[(wb + ${k} * 4u + ${j}u) * ${units}u + cu${c}];`);
+      for (let i = 0; i < R; i++)
+        for (let c = 0; c < C; c++)
+          for (let j = 0; j < 4; j++) body.push(`acc${i}_${c} += a${i}.${'xyzw'[j]} * b${c}_${j};`);
+    } else {
+      for (let c = 0; c < C; c++) body.push(`let b${c} = wmat[(wb + ${k}) * ${units}u + cu${c}];`);
+      for (let i = 0; i < R; i++) for (let c = 0; c < C; c++) body.push(`acc${i}_${c} += a${i} * b${c};`);
+    }
+    return `      { ${body.join(' ')} }`;
+  };
+
+  if (phases.some((p) => p.nTy > 0 && p.nTx > 0)) {
+    const dir = (d: number) => `${d >= 0 ? '+' : '-'} ${Math.abs(d)}u`;
+    emit(`  let ky0 = ${pick((p) => p.ky0)};`);
+    emit(`  let kx0 = ${pick((p) => p.kx0)};`);
+    // Offsets may be negative: u32 addition wraps, and the `< srcH` test rejects the result.
+    emit(`  let yBase = ${pick((p) => p.yBase)};`);
+    emit(`  let xBase = ${pick((p) => p.xBase)};`);
+    emit(`  for (var ty = 0u; ty < ${pick((p) => p.nTy)} * one; ty++) {`);
+    emit(`    let ky = ky0 + ty * ${g.kyStep}u;`);
+    emit(`    let yo = yBase ${dir(g.yDir)} * ty;`);
+    for (let i = 0; i < R; i++) emit(`    let iy${i} = sy${i} + yo;`);
+    emit(`    for (var tx = 0u; tx < ${pick((p) => p.nTx)} * one; tx++) {`);
+    emit(`      let kx = kx0 + tx * ${g.kxStep}u;`);
+    emit(`      let xo = xBase ${dir(g.xDir)} * tx;`);
+    for (let i = 0; i < R; i++) {
+      emit(`      let ix${i} = sx${i} + xo;`);
+      emit(`      let ok${i} = iy${i} < ${g.srcH}u && ix${i} < ${g.srcW}u;`);
+      emit(`      let off${i} = select(0u, ((nb${i} + iy${i}) * ${g.srcW}u + ix${i}) * ${KV}u, ok${i});`);
+    }
+    emit(`      let wb = (ky * ${g.KW}u + kx) * ${g.K}u;`);
+    const kMain = KV - (KV % U);
+    if (kMain > 0) {
+      emit(`      for (var k = 0u; k < ${kMain}u * one; k += ${U}u) {`);
+      for (let u = 0; u < U; u++) emit('  ' + step(u === 0 ? 'k' : `(k + ${u}u)`));
+      emit('      }');
+    }
+    for (let k = kMain; k < KV; k++) emit(step(`${k}u`));
+    emit('    }');
+    emit('  }');
+  }
+
+  if (g.bias) for (let c = 0; c < C; c++) emit(`  let bias${c} = bias[cu${c}];`);
+  for (let i = 0; i < R; i++) {
+    emit(`  if (row${i} < total) {`);
+    emit(
+      `    let o${i} = ((n${i} * ${g.outH}u + qy${i} * ${g.outStep}u + outY0) * ${g.outW}u + qx${i} * ${g.outStep}u + outX0) * ${units}u;`,
+    );
+    for (let c = 0; c < C; c++) {
+      emit(`    if (unit${c} < ${units}u) { out[o${i} + unit${c}] = acc${i}_${c}${g.bias ? ` + bias${c}` : ''}; }`);
+    }
+    emit('  }');
+  }
+
+  const decls = [
+    `@group(0) @binding(0) var<storage, read> src: array<${srcTy}>;`,
+    `@group(0) @binding(1) var<storage, read> wmat: array<${colTy}>;`,
+  ];
+  if (g.bias) decls.push(`@group(0) @binding(2) var<storage, read> bias: array<${colTy}>;`);
+  decls.push(`@group(0) @binding(${g.bias ? 3 : 2}) var<storage, read_write> out: array<${colTy}>;`);
+  const wgsl = `// ${g.comment} ${tileConfigKey(cfg)}
+${decls.join('\n')}
+@compute @workgroup_size(${wgX}, ${wgY})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+  let g = ${linearGroupIndex};
+  if (g >= ${groups}u) { return; }
+  // 1, opaque to the shader compiler: keeps it from fully unrolling the loops bounded by it.
+  let one = nwg.z;
+${lines.join('\n')}
+}`;
+  return {
+    name: g.name,
+    wgsl,
+    bindings: g.bias ? ['read', 'read', 'read', 'rw'] : ['read', 'read', 'rw'],
+    workgroups: grid(groups),
+  };
+}

@@ -1,0 +1,160 @@
+// Layers of a predictive coding network, as the paper defines them.
+// Each layer k maps the state below, h_{k-1}, to its pre-activation a_k and its
+// prediction f_k = ReLU(a_k) (hidden) or a_k (output). From there it gives:
+//   - its error e_k = h_k - f_k(h_{k-1}),
+//   - the top-down signal for the layer below, D_{k-1} = J_{f_k}(h_{k-1})^T e_k (one VJP),
+//   - its parameter gradient dF/dtheta_k = -(df_k/dtheta_k)^T e_k.
+import { Backend, Shape, Tensor } from '../engine/index.js';
+
+export type LayerSpec =
+  | { kind: 'conv'; out: number; pool: boolean }
+  | { kind: 'dense'; out: number };
+
+/** What a_k needs to remember for the VJP and the parameter gradient. */
+export interface PreActivation {
+  /** a_k: the (pooled) conv output plus bias, or the dense output plus bias. */
+  a: Tensor;
+  /** Winners of the 2x2 max pool, when the layer pools. */
+  argmax: Tensor | null;
+  /** Shape of the conv output before pooling. */
+  convShape: Shape | null;
+}
+
+export interface Params {
+  w: Tensor;
+  b: Tensor;
+}
+
+export abstract class Layer {
+  params!: Params;
+  constructor(
+    readonly index: number,
+    /** Shape of the state below, h_{k-1}, without the batch axis. */
+    readonly inShape: Shape,
+    /** Shape of this layer's state h_k, without the batch axis. */
+    readonly outShape: Shape,
+    /** Hidden layers apply ReLU; the output layer is linear. */
+    readonly relu: boolean,
+  ) {}
+
+  abstract pre(be: Backend, below: Tensor): PreActivation;
+
+  /** f_k from a_k. */
+  predict(be: Backend, p: PreActivation): Tensor {
+    return this.relu ? be.relu(p.a) : be.clone(p.a);
+  }
+
+  /**
+   * The error routed back to the pre-pool conv (or dense) output: ReLU mask at a_k, then
+   * the max-pool backward. Shared by the VJP and the parameter gradient.
+   */
+  protected backToLinear(be: Backend, e: Tensor, p: PreActivation): Tensor {
+    let g = this.relu ? be.reluMask(e, p.a) : e;
+    if (p.argmax && p.convShape) {
+      const up = be.maxPool2x2Backward(g, p.argmax, p.convShape);
+      if (g !== e) g.dispose();
+      g = up;
+    }
+    return g;
+  }
+
+  /** J_{f_k}(h_{k-1})^T v, shaped like h_{k-1} (with batch). */
+  abstract vjp(be: Backend, v: Tensor, p: PreActivation, belowShape: Shape): Tensor;
+
+  /**
+   * Gradient of sum_n <v_n, f_k(h_{k-1,n})> with respect to (w, b), i.e. (df_k/dtheta)^T v.
+   * dF/dtheta_k is this with v = -e_k.
+   */
+  abstract paramVjp(be: Backend, below: Tensor, v: Tensor, p: PreActivation): Params;
+
+  /** Fan for initialization. */
+  abstract fan(mode: 'in' | 'out'): number;
+}
+
+export class ConvLayer extends Layer {
+  readonly opts = { stride: 1 as const, pad: 1 as const };
+  constructor(index: number, inShape: Shape, readonly out: number, readonly pool: boolean, relu: boolean) {
+    const [H, W] = inShape;
+    super(index, inShape, pool ? [Math.floor(H / 2), Math.floor(W / 2), out] : [H, W, out], relu);
+  }
+
+  get filterShape(): Shape {
+    return [3, 3, this.inShape[2], this.out];
+  }
+
+  fan(mode: 'in' | 'out'): number {
+    return 9 * (mode === 'in' ? this.inShape[2] : this.out);
+  }
+
+  pre(be: Backend, below: Tensor): PreActivation {
+    const y = be.conv2d(below, this.params.w, this.params.b, this.opts);
+    if (!this.pool) return { a: y, argmax: null, convShape: null };
+    const { y: pooled, argmax } = be.maxPool2x2(y);
+    const convShape = y.shape;
+    y.dispose();
+    return { a: pooled, argmax, convShape };
+  }
+
+  vjp(be: Backend, v: Tensor, p: PreActivation, belowShape: Shape): Tensor {
+    const g = this.backToLinear(be, v, p);
+    const out = be.conv2dBackwardData(g, this.params.w, belowShape, this.opts);
+    if (g !== v) g.dispose();
+    return out;
+  }
+
+  paramVjp(be: Backend, below: Tensor, v: Tensor, p: PreActivation): Params {
+    const g = this.backToLinear(be, v, p);
+    const w = be.conv2dBackwardFilter(below, g, this.filterShape, this.opts);
+    const b = be.biasGrad(g);
+    if (g !== v) g.dispose();
+    return { w, b };
+  }
+}
+
+export class DenseLayer extends Layer {
+  constructor(index: number, inShape: Shape, readonly out: number, relu: boolean) {
+    super(index, inShape, [out], relu);
+  }
+
+  get features(): number {
+    return this.inShape.reduce((a, b) => a * b, 1);
+  }
+
+  fan(mode: 'in' | 'out'): number {
+    return mode === 'in' ? this.features : this.out;
+  }
+
+  private flat(be: Backend, below: Tensor): { x: Tensor; owned: boolean } {
+    if (below.shape.length === 2) return { x: below, owned: false };
+    return { x: be.reshape(below, [below.shape[0], this.features]), owned: true };
+  }
+
+  pre(be: Backend, below: Tensor): PreActivation {
+    const { x, owned } = this.flat(be, below);
+    const y = be.matmul(x, this.params.w);
+    if (owned) x.dispose();
+    const a = be.addBias(y, this.params.b);
+    y.dispose();
+    return { a, argmax: null, convShape: null };
+  }
+
+  vjp(be: Backend, v: Tensor, p: PreActivation, belowShape: Shape): Tensor {
+    const g = this.backToLinear(be, v, p);
+    const flat = be.matmul(g, this.params.w, { transB: true });
+    if (g !== v) g.dispose();
+    if (belowShape.length === 2) return flat;
+    const out = be.reshape(flat, belowShape);
+    flat.dispose();
+    return out;
+  }
+
+  paramVjp(be: Backend, below: Tensor, v: Tensor, p: PreActivation): Params {
+    const g = this.backToLinear(be, v, p);
+    const { x, owned } = this.flat(be, below);
+    const w = be.matmul(x, g, { transA: true });
+    if (owned) x.dispose();
+    const b = be.biasGrad(g);
+    if (g !== v) g.dispose();
+    return { w, b };
+  }
+}

@@ -1,0 +1,384 @@
+// The conv kernels: generators as strings (no GPU), then the webgpu ops (outputs poisoned
+// with NaN) against the float64 reference backend on fresh random awkward geometries:
+// every config of small config spaces, a covering sample of the big ones (every value of
+// every config field at least once per run), the default configs, and dispatches large
+// enough to need the 2-D workgroup grid.
+import { describe, expect, it } from 'vitest';
+import { Conv2dOptions, ConvGeometry, ShapeError, Tensor, WebGPUBackend, convGeometry } from '../engine/index.js';
+import * as convOps from '../engine/webgpu/ops/conv.js';
+import { ConvTileConfig, tileConfigKey } from '../kernels/conv/common.js';
+import {
+  checkConvForwardConfig,
+  convForwardConfigSpace,
+  convForwardKernel,
+  defaultConvForwardConfig,
+} from '../kernels/conv/forward.js';
+import {
+  checkConvBackwardDataConfig,
+  convBackwardDataConfigSpace,
+  backwardDataPhases,
+  convBackwardDataKernels,
+  defaultConvBackwardDataConfig,
+} from '../kernels/conv/backwardData.js';
+import {
+  ConvBackwardFilterConfig,
+  backwardFilterConfigKey,
+  checkConvBackwardFilterConfig,
+  convBackwardFilterConfigSpace,
+  convBackwardFilterKernels,
+  defaultConvBackwardFilterConfig,
+} from '../kernels/conv/backwardFilter.js';
+import { MAX_GROUPS_PER_DIM, linearGroupIndex } from '../kernels/spec.js';
+import { freshSeed, gpu, pair, randomValues, ref, relErr, rng } from './helpers.js';
+
+const TOL = 1e-5;
+type Op = 'forward' | 'backwardData' | 'backwardFilter';
+type AnyConfig = ConvTileConfig | ConvBackwardFilterConfig;
+const OPS: Op[] = ['forward', 'backwardData', 'backwardFilter'];
+
+interface Case {
+  xShape: number[];
+  wShape: number[];
+  opts: { stride: 1 | 2; pad: 0 | 1 };
+  bias: boolean;
+  g: ConvGeometry;
+}
+
+function pick<T>(r: () => number, xs: readonly T[]): T {
+  return xs[Math.floor(r() * xs.length)];
+}
+
+function shuffled<T>(xs: T[], r: () => number): T[] {
+  const out = [...xs];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+function makeCase(N: number, H: number, W: number, Ci: number, Co: number, K: number, stride: 1 | 2, pad: 0 | 1, bias: boolean): Case {
+  const xShape = [N, H, W, Ci];
+  const wShape = [K, K, Ci, Co];
+  const opts = { stride, pad };
+  return { xShape, wShape, opts, bias, g: convGeometry('test', xShape, wShape, opts) };
+}
+
+/** A random awkward geometry; channel counts may be forced. */
+function randomCase(r: () => number, channels: { Ci?: number; Co?: number } = {}): Case {
+  for (;;) {
+    const K = pick(r, [1, 3]);
+    const H = pick(r, [5, 7, 9]);
+    const W = pick(r, [5, 7, 9]);
+    try {
+      return makeCase(
+        pick(r, [1, 2]),
+        H,
+        W,
+        channels.Ci ?? pick(r, [1, 3, 5, 16]),
+        channels.Co ?? pick(r, [1, 4, 7, 16]),
+        K,
+        pick(r, [1, 2] as const),
+        pick(r, [0, 1] as const),
+        r() < 0.5,
+      );
+    } catch (e) {
+      if (!(e instanceof ShapeError)) throw e;
+    }
+  }
+}
+
+function space(op: Op, g: ConvGeometry): AnyConfig[] {
+  if (op === 'forward') return convForwardConfigSpace(g);
+  if (op === 'backwardData') return convBackwardDataConfigSpace(g);
+  return convBackwardFilterConfigSpace(g);
+}
+
+function defaultConfig(op: Op, g: ConvGeometry): AnyConfig {
+  if (op === 'forward') return defaultConvForwardConfig(g);
+  if (op === 'backwardData') return defaultConvBackwardDataConfig(g);
+  return defaultConvBackwardFilterConfig(g);
+}
+
+function configKey(c: AnyConfig): string {
+  return 'splitK' in c ? backwardFilterConfigKey(c) : tileConfigKey(c);
+}
+
+function sameConfig(a: AnyConfig, b: AnyConfig): boolean {
+  return configKey(a) === configKey(b);
+}
+
+/** Every WGSL string an op would dispatch for this geometry and config. */
+function kernelStrings(op: Op, c: Case, cfg: AnyConfig): string[] {
+  if (op === 'forward') return [convForwardKernel(c.g, c.bias, cfg).wgsl];
+  if (op === 'backwardData') {
+    const plan = convBackwardDataKernels(c.g, cfg);
+    return [plan.transpose.wgsl, plan.gemm.wgsl];
+  }
+  const plan = convBackwardFilterKernels(c.g, cfg as ConvBackwardFilterConfig);
+  return [plan.main.wgsl, ...(plan.reduce ? [plan.reduce.wgsl] : [])];
+}
+
+function describeCase(c: Case): string {
+  return `x [${c.xShape}] w [${c.wShape}] stride ${c.opts.stride} pad ${c.opts.pad}${c.bias ? ' +bias' : ''}`;
+}
+
+/** Runs one op with one config on the GPU and on the reference; fails with the relative error. */
+async function check(be: WebGPUBackend, op: Op, c: Case, cfg: AnyConfig | undefined, seed: string): Promise<void> {
+  const r = rng(`${seed}/${op}/${describeCase(c)}/${cfg ? configKey(cfg) : 'default'}`);
+  const { g } = c;
+  const opts: Conv2dOptions = c.opts;
+  const made: Tensor[] = [];
+  const both = (shape: number[]) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const p = pair(be, randomValues(n, r), shape);
+    made.push(...p);
+    return p;
+  };
+  let got: Tensor;
+  let want: Tensor;
+  if (op === 'forward') {
+    const [gx, rx] = both(c.xShape);
+    const [gw, rw] = both(c.wShape);
+    const [gb, rb] = c.bias ? both([g.Co]) : [null, null];
+    got = convOps.conv2d(be, gx, gw, gb, opts, cfg as ConvTileConfig | undefined);
+    want = ref.conv2d(rx, rw, rb, opts);
+  } else if (op === 'backwardData') {
+    const [gdy, rdy] = both([g.N, g.Ho, g.Wo, g.Co]);
+    const [gw, rw] = both(c.wShape);
+    got = convOps.conv2dBackwardData(be, gdy, gw, c.xShape, opts, cfg as ConvTileConfig | undefined);
+    want = ref.conv2dBackwardData(rdy, rw, c.xShape, opts);
+  } else {
+    const [gx, rx] = both(c.xShape);
+    const [gdy, rdy] = both([g.N, g.Ho, g.Wo, g.Co]);
+    got = convOps.conv2dBackwardFilter(be, gx, gdy, c.wShape, opts, cfg as ConvBackwardFilterConfig | undefined);
+    want = ref.conv2dBackwardFilter(rx, rdy, c.wShape, opts);
+  }
+  made.push(got, want);
+  try {
+    expect(got.shape).toEqual(want.shape);
+    const out = await be.read(got);
+    const exp = await ref.read(want);
+    const e = relErr(out, exp);
+    if (!(e < TOL)) {
+      const bad = out.findIndex((v, i) => !(Math.abs(v - exp[i]) <= 1e-4 * (1 + Math.abs(exp[i]))));
+      expect.fail(
+        `${op} ${describeCase(c)} config ${cfg ? configKey(cfg) : 'default'}: relative error ${e} ` +
+          `(first bad element ${bad}: got ${out[bad]}, want ${exp[bad]}; seed ${seed})`,
+      );
+    }
+  } finally {
+    for (const t of made) t.dispose();
+  }
+}
+
+/**
+ * `count` configs in which every value of every config field occurs at least once: field
+ * values are dealt round-robin in shuffled orders. Each dealt config is paired with a
+ * random awkward geometry whose space contains it (channel counts chosen so the vec4
+ * options and the workgroup width are allowed), which also checks the space.
+ */
+function coveringSample(op: Op, r: () => number): { c: Case; cfg: AnyConfig }[] {
+  const values: Record<string, unknown[]> = {
+    rows: [1, 2, 4, 8],
+    cols: [1, 2, 4],
+    vec4: [true, false],
+    kVec: [true, false],
+    wgX: [1, 2, 4, 8, 16, 32, 64],
+    kUnroll: [1, 2],
+    ...(op === 'backwardFilter' ? { splitK: [1, 2, 4, 8] } : {}),
+  };
+  const count = Math.max(...Object.values(values).map((v) => v.length));
+  const deal = (): ConvBackwardFilterConfig[] => {
+    const dealt = Object.fromEntries(Object.entries(values).map(([k, v]) => [k, shuffled(v, r)]));
+    const wants = Array.from({ length: count }, (_, i) => {
+      const want = Object.fromEntries(Object.entries(dealt).map(([k, v]) => [k, v[i % v.length]])) as unknown as ConvBackwardFilterConfig;
+      want.wgY = 64 / want.wgX;
+      if (op !== 'backwardFilter') delete (want as Partial<ConvBackwardFilterConfig>).splitK;
+      return want;
+    });
+    if (op === 'backwardFilter') {
+      // There vec4 loads of x need rows % 4 == 0: repair, keeping one kVec pick.
+      for (const w of wants) if (w.rows % 4 !== 0) w.kVec = false;
+      if (!wants.some((w) => w.kVec)) wants.find((w) => w.rows % 4 === 0)!.kVec = true;
+    }
+    return wants;
+  };
+  // Shader compile time grows with the unrolled body (rows x cols x unroll x 4 with kVec)
+  // and dominates this test: of many random deals, keep the one with the smallest bodies.
+  const body = (w: ConvTileConfig) => w.rows * w.cols * w.kUnroll * (w.kVec ? 4 : 1);
+  let wants = deal();
+  for (let t = 0; t < 300; t++) {
+    const other = deal();
+    const sum = (ws: ConvTileConfig[]) => ws.reduce((a, w) => a + body(w), 0);
+    if (sum(other) < sum(wants)) wants = other;
+  }
+  const out: { c: Case; cfg: AnyConfig }[] = [];
+  for (const want of wants) {
+    // The fewest output channels whose space holds this tile width, plus a random 0 or 1.
+    const units = Math.max(want.cols, Math.floor((want.wgX * want.cols) / 2) + 1) + Math.floor(r() * 2);
+    const colsN = want.vec4 ? 4 * units : units;
+    for (let tries = 0; ; tries++) {
+      if (tries > 500) throw new Error(`no geometry found for ${op} config ${configKey(want)}`);
+      const kCh = want.kVec ? pick(r, [4, 8, 12, 16]) : pick(r, [1, 3, 5, 8, 16]);
+      const c =
+        op === 'backwardData' ? randomCase(r, { Ci: colsN, Co: kCh }) : randomCase(r, { Ci: kCh, Co: colsN });
+      if (op === 'backwardFilter' && want.splitK > 1) {
+        // Taller images so N*Ho reaches 8.
+        const big = makeCase(c.g.N, 9 + 2 * Math.floor(r() * 3), c.g.W, c.g.Ci, c.g.Co, c.g.KH, 1, c.opts.pad, false);
+        if (space(op, big.g).some((s) => sameConfig(s, want))) {
+          out.push({ c: big, cfg: want });
+          break;
+        }
+      }
+      if (space(op, c.g).some((s) => sameConfig(s, want))) {
+        out.push({ c, cfg: want });
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+describe('conv generators as strings', () => {
+  const r = rng(freshSeed());
+  const cases = [makeCase(2, 7, 5, 3, 7, 3, 2, 1, true), makeCase(1, 9, 9, 16, 16, 3, 1, 1, false), makeCase(1, 5, 7, 8, 4, 1, 2, 0, true)];
+
+  it('are pure and deterministic, bake the shapes in, and take no uniforms', () => {
+    for (const op of OPS)
+      for (const c of cases) {
+        const cfg = Object.freeze({ ...pick(r, space(op, c.g)) });
+        const a = kernelStrings(op, c, cfg);
+        const b = kernelStrings(op, c, cfg);
+        expect(a).toEqual(b);
+        expect(a.join('\n')).not.toContain('var<uniform>');
+        // A different shape gives different WGSL (the pipeline cache is keyed by it).
+        const other = makeCase(c.g.N, c.g.H + 2, c.g.W, c.g.Ci, c.g.Co, c.g.KH, c.g.stride as 1 | 2, c.g.pad as 0 | 1, c.bias);
+        expect(kernelStrings(op, other, cfg).join('\n')).not.toEqual(a.join('\n'));
+      }
+  });
+
+  it('every config in each space generates and passes its check; the default is in the space', () => {
+    for (const op of OPS)
+      for (const c of cases) {
+        const sp = space(op, c.g);
+        expect(sp.length).toBeGreaterThan(0);
+        expect(new Set(sp.map(configKey)).size).toBe(sp.length);
+        const def = defaultConfig(op, c.g);
+        expect(sp.some((s) => sameConfig(s, def)), `${op} ${describeCase(c)} default ${configKey(def)}`).toBe(true);
+        for (const cfg of sp) {
+          expect(kernelStrings(op, c, cfg).join('\n')).toContain(configKey(cfg));
+          expect(cfg.wgX * cfg.wgY).toBeLessThanOrEqual(256);
+        }
+      }
+  });
+
+  it('vector widths appear only where the channel counts allow them, and bad configs are refused', () => {
+    const odd = makeCase(1, 5, 5, 3, 7, 3, 1, 1, false);
+    for (const op of OPS) for (const cfg of space(op, odd.g)) expect(cfg.vec4 || cfg.kVec).toBe(false);
+    const base = defaultConvForwardConfig(odd.g);
+    expect(() => checkConvForwardConfig(odd.g, { ...base, vec4: true })).toThrow(/Co % 4/);
+    expect(() => checkConvForwardConfig(odd.g, { ...base, kVec: true })).toThrow(/Ci % 4/);
+    expect(() => checkConvForwardConfig(odd.g, { ...base, rows: 0 })).toThrow(/rows/);
+    expect(() => checkConvForwardConfig(odd.g, { ...base, wgX: 32, wgY: 16 })).toThrow(/256/);
+    expect(() => checkConvBackwardDataConfig(odd.g, { ...base, vec4: true })).toThrow(/Ci % 4/);
+    const bf = defaultConvBackwardFilterConfig(odd.g);
+    expect(() => checkConvBackwardFilterConfig(odd.g, { ...bf, kVec: true })).toThrow(/Ci % 4/);
+    expect(() => checkConvBackwardFilterConfig(odd.g, { ...bf, splitK: odd.g.N * odd.g.Ho + 1 })).toThrow(/splitK/);
+    const four = makeCase(1, 9, 9, 8, 8, 3, 1, 1, false);
+    expect(convForwardConfigSpace(four.g).some((c) => c.vec4 && c.kVec)).toBe(true);
+    expect(convBackwardFilterConfigSpace(four.g).some((c) => c.kVec && c.rows % 4 !== 0)).toBe(false);
+  });
+
+  it('spread dispatches over 65535 workgroups on a 2-D grid the kernel folds back', () => {
+    const big = makeCase(8, 224, 224, 64, 64, 3, 1, 1, true);
+    const tiny: ConvTileConfig = { rows: 1, cols: 1, vec4: false, kVec: false, wgX: 1, wgY: 1, kUnroll: 1 };
+    const specs = [convForwardKernel(big.g, true, tiny), convBackwardDataKernels(big.g, tiny).gemm];
+    for (const spec of specs) {
+      const groups = Number(/if \(g >= (\d+)u\) \{ return; \}/.exec(spec.wgsl)?.[1]);
+      expect(groups).toBe(8 * 224 * 224 * 64);
+      const [x, y, z] = spec.workgroups;
+      expect(x).toBeLessThanOrEqual(MAX_GROUPS_PER_DIM);
+      expect(y).toBeGreaterThan(1);
+      expect(z).toBe(1);
+      expect(x * y).toBeGreaterThanOrEqual(groups);
+      expect(spec.wgsl).toContain(`let g = ${linearGroupIndex};`);
+    }
+    // Backward-data with stride 2: the four phases of a 7x6 input get whole workgroups of
+    // their own, 4*3, 4*3, 3*3 and 3*3 pixels (one pixel and 4 channels per workgroup here).
+    const s2 = makeCase(1, 7, 6, 4, 4, 3, 2, 1, false);
+    const wgsl = convBackwardDataKernels(s2.g, { ...tiny }).gemm.wgsl;
+    expect(wgsl).toContain('if (g >= 168u) { return; }');
+    expect(wgsl).toContain('let ph = select(0u, 1u, g >= 48u) + select(0u, 1u, g >= 96u) + select(0u, 1u, g >= 132u);');
+    expect(backwardDataPhases(s2.g).map((p) => [p.destH, p.destW, p.nTy, p.nTx])).toEqual([
+      [4, 3, 1, 1],
+      [4, 3, 1, 2],
+      [3, 3, 2, 1],
+      [3, 3, 2, 2],
+    ]);
+  });
+});
+
+describe('conv kernels on webgpu against the reference', () => {
+  const seed = freshSeed();
+
+  it('every config of small spaces (Co or Ci of 1: few tiles), all three ops', async () => {
+    const be = await gpu();
+    const r = rng(`${seed}/small`);
+    const runs: [Op, Case][] = [
+      ['forward', makeCase(pick(r, [1, 2]), pick(r, [5, 7]), pick(r, [5, 7]), 3, 1, 3, pick(r, [1, 2] as const), 1, r() < 0.5)],
+      ['backwardData', makeCase(pick(r, [1, 2]), pick(r, [5, 7]), pick(r, [5, 7]), 1, 3, 3, 1, pick(r, [0, 1] as const), false)],
+      // Ho = 1: splitK can only be 1.
+      ['backwardFilter', makeCase(1, 3, pick(r, [5, 7]), 3, 1, 3, 1, 0, false)],
+    ];
+    for (const [op, c] of runs) {
+      const sp = space(op, c.g);
+      expect(sp.length, `${op} space for ${describeCase(c)}`).toBeLessThanOrEqual(8);
+      for (const cfg of sp) await check(be, op, c, cfg, seed);
+    }
+  });
+
+  for (const op of OPS) {
+    it(`${op}: a covering sample of the config space on random awkward geometries`, async () => {
+      const be = await gpu();
+      const r = rng(`${seed}/${op}/cover`);
+      for (const { c, cfg } of coveringSample(op, r)) await check(be, op, c, cfg, seed);
+    });
+
+    it(`${op}: default configs on random awkward geometries (1x1 and 3x3, stride 1 and 2, pad 0 and 1)`, async () => {
+      const be = await gpu();
+      const r = rng(`${seed}/${op}/default`);
+      const fixed = [makeCase(2, 9, 7, 3, 7, 3, 2, 1, true), makeCase(1, 5, 9, 5, 4, 1, 2, 1, false)];
+      for (const c of [...fixed, randomCase(r), randomCase(r)]) await check(be, op, c, undefined, seed);
+    });
+  }
+
+  it('dispatches of more than 65535 workgroups (forward and backward-data)', async () => {
+    const be = await gpu();
+    const c = makeCase(1, 257, 257, 1, 1, 1, 1, 0, true);
+    const tiny: ConvTileConfig = { rows: 1, cols: 1, vec4: false, kVec: false, wgX: 1, wgY: 1, kUnroll: 1 };
+    expect(convForwardKernel(c.g, true, tiny).workgroups[1]).toBeGreaterThan(1);
+    await check(be, 'forward', c, tiny, seed);
+    await check(be, 'backwardData', c, tiny, seed);
+  });
+
+  it('refuses bad shapes and configs before recording any GPU work', async () => {
+    const be = await gpu();
+    const x = be.zeros([1, 5, 5, 3]);
+    const w = be.zeros([3, 3, 3, 7]);
+    const bias6 = be.zeros([6]);
+    const w4 = be.zeros([3, 3, 4, 7]);
+    const dy3 = be.zeros([1, 3, 3, 7]);
+    const dy4 = be.zeros([1, 4, 4, 7]);
+    const vec4: ConvTileConfig = { ...defaultConvForwardConfig(convGeometry('t', x.shape, w.shape)), vec4: true };
+    const mark = be.rt.counters.dispatches;
+    expect(() => convOps.conv2d(be, x, w, bias6, { pad: 1 })).toThrow(ShapeError);
+    expect(() => convOps.conv2d(be, x, w4, null)).toThrow(ShapeError);
+    expect(() => convOps.conv2d(be, x, w, null, { stride: 3 as 1 })).toThrow(ShapeError);
+    expect(() => convOps.conv2d(be, x, w, null, {}, vec4)).toThrow(/Co % 4/);
+    expect(() => convOps.conv2dBackwardData(be, dy3, w, [1, 5, 5, 3], { pad: 1 })).toThrow(ShapeError);
+    expect(() => convOps.conv2dBackwardFilter(be, x, dy4, [3, 3, 3, 7])).toThrow(ShapeError);
+    expect(be.rt.counters.dispatches).toBe(mark);
+    for (const t of [x, w, bias6, w4, dy3, dy4]) t.dispose();
+  });
+});

@@ -1,0 +1,138 @@
+// EP against BP on a small conv PCN with pooling and a dense head, on the float64 reference
+// backend: catches a wrong sign, a wrong index or a wrong sweep order.
+import { describe, expect, it } from 'vitest';
+import { Backend, ReferenceBackend, Tensor } from '../engine/index.js';
+import { epGradient, nudge, disposeNudged } from '../pcn/ep.js';
+import { ModelSpec, Network, disposeState } from '../pcn/network.js';
+import { freshSeed, randomValues, rng } from './helpers.js';
+
+const spec: ModelSpec = {
+  name: 'tiny',
+  input: [6, 6, 2],
+  classes: 4,
+  layers: [
+    { kind: 'conv', out: 3, pool: true },
+    { kind: 'conv', out: 4, pool: false },
+    { kind: 'conv', out: 3, pool: true },
+    { kind: 'dense', out: 5 },
+    { kind: 'dense', out: 4 },
+  ],
+  convFan: 'in',
+  outputGain: 1,
+};
+
+async function flat(be: Backend, ts: Tensor[]): Promise<Float64Array[]> {
+  return Promise.all(ts.map((t) => be.read(t)));
+}
+
+function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let ab = 0, aa = 0, bb = 0;
+  for (let i = 0; i < a.length; i++) {
+    ab += a[i] * b[i];
+    aa += a[i] * a[i];
+    bb += b[i] * b[i];
+  }
+  // A zero gradient (the nudge never reached the layer) points nowhere: cosine 0.
+  // Both zero (a layer dead for this batch) agree.
+  if (aa === 0 && bb === 0) return 1;
+  return aa === 0 || bb === 0 ? 0 : ab / Math.sqrt(aa * bb);
+}
+
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let d = 0, n = 0;
+  for (let i = 0; i < a.length; i++) {
+    d += (a[i] - b[i]) ** 2;
+    n += b[i] * b[i];
+  }
+  return n === 0 ? Math.sqrt(d) : Math.sqrt(d / n);
+}
+
+async function setup(seed: string, N = 6) {
+  const be = new ReferenceBackend() as unknown as Backend;
+  const net = new Network(be, spec);
+  net.init(seed);
+  const r = rng(seed);
+  const x = be.fromArray(randomValues(N * 72, r), [N, 6, 6, 2]);
+  const y = be.fromArray(Array.from({ length: N }, () => Math.floor(r() * 4)), [N], 'u32');
+  return { be, net, x, y };
+}
+
+async function gradients(be: Backend, ps: { w: Tensor; b: Tensor }[]): Promise<Float64Array[]> {
+  return flat(be, ps.flatMap((p) => [p.w, p.b]));
+}
+
+describe('EP gradient vs BP on a small conv PCN (reference backend)', () => {
+  it('centered EP with beta 1e-3 matches BP per tensor (cosine >= 0.999)', async () => {
+    const seed = freshSeed();
+    const { be, net, x, y } = await setup(seed);
+    const bp = net.backprop(x, y);
+    const free = net.forward(x);
+    const ep = epGradient(net, free, y, { beta: 1e-3, K: 8, scheme: 'centered' });
+    const gb = await gradients(be, bp.grads);
+    const ge = await gradients(be, ep);
+    for (let i = 0; i < gb.length; i++) {
+      const c = cosine(ge[i], gb[i]);
+      if (!(c >= 0.999)) expect.fail(`tensor ${i}: cosine ${c} (seed ${seed})`);
+      expect(relErr(ge[i], gb[i]), `tensor ${i} seed ${seed}`).toBeLessThan(1e-3);
+    }
+    disposeState(free);
+  });
+
+  it('one-phase error shrinks about linearly in beta, centered about quadratically', async () => {
+    const seed = freshSeed();
+    const { be, net, x, y } = await setup(seed);
+    const bp = await gradients(be, net.backprop(x, y).grads);
+    const free = net.forward(x);
+    const errAt = async (scheme: 'forward' | 'centered', beta: number) => {
+      const g = await gradients(be, epGradient(net, free, y, { beta, K: 12, scheme }));
+      let d = 0, n = 0;
+      g.forEach((gi, i) => {
+        for (let j = 0; j < gi.length; j++) {
+          d += (gi[j] - bp[i][j]) ** 2;
+          n += bp[i][j] ** 2;
+        }
+      });
+      return Math.sqrt(d / n);
+    };
+    const f1 = await errAt('forward', 1e-1);
+    const f2 = await errAt('forward', 1e-2);
+    const c1 = await errAt('centered', 1e-1);
+    const c2 = await errAt('centered', 1e-2);
+    // Ten times smaller beta: ~10x smaller error (first order), ~100x (second order).
+    expect(f1 / f2, `seed ${seed}`).toBeGreaterThan(5);
+    expect(f1 / f2, `seed ${seed}`).toBeLessThan(20);
+    expect(c1 / c2, `seed ${seed}`).toBeGreaterThan(40);
+    expect(c2).toBeLessThan(f2);
+    disposeState(free);
+  });
+
+  it('the synchronous sweep is available and worse than the asynchronous one', async () => {
+    const seed = freshSeed();
+    const { be, net, x, y } = await setup(seed);
+    const bp = await gradients(be, net.backprop(x, y).grads);
+    const free = net.forward(x);
+    const cosAll = async (sweep: 'async' | 'sync') => {
+      const g = await gradients(be, epGradient(net, free, y, { beta: 1e-3, K: 10, scheme: 'centered', sweep }));
+      return Math.min(...g.map((gi, i) => cosine(gi, bp[i])));
+    };
+    const a = await cosAll('async');
+    const s = await cosAll('sync');
+    expect(a, `seed ${seed}`).toBeGreaterThan(0.99);
+    expect(s, `seed ${seed}`).toBeLessThan(a);
+    disposeState(free);
+  });
+
+  it('beta = 0 leaves the free state where it is (e_k = 0 is a fixed point)', async () => {
+    const seed = freshSeed();
+    const { be, net, x, y } = await setup(seed);
+    const free = net.forward(x);
+    const s = nudge(net, free, y, { beta: 0, K: 3 });
+    for (let k = 1; k <= net.depth; k++) {
+      const a = await be.read(s.h[k]);
+      const b = await be.read(free.h[k]);
+      expect(relErr(a, b)).toBeLessThan(1e-12);
+    }
+    disposeNudged(s);
+    disposeState(free);
+  });
+});
