@@ -300,3 +300,14 @@ export function checkFromArray(op: string, data: ArrayLike<number>, shape: Shape
     throw new ShapeError(op, `${data.length} values given for shape ${shapeStr(shape)} (${sizeOf(shape)} elements)`);
   }
 }
+
+/** u32 tensors hold integers in [0, 2^32): anything else would wrap or truncate on the GPU. */
+export function checkU32Values(data: ArrayLike<number>, shape: Shape): void {
+  if (data instanceof Uint32Array) return;
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) {
+      throw new RangeError(`fromArray: u32 tensor ${shapeStr(shape)} given ${v} at index ${i}; u32 values must be integers in [0, 2^32)`);
+    }
+  }
+}

@@ -256,3 +256,15 @@ describe('no-adapter diagnosis', () => {
     expect(diagnoseNoAdapter()).toBe(diagnoseNoAdapter());
   });
 });
+
+describe('u32 uploads are validated on both backends', () => {
+  it.each(['webgpu', 'reference'])('%s rejects negative, fractional and too-large labels', async (name) => {
+    const { gpu: getGpu, ref: refBe } = await import('./helpers.js');
+    const be = name === 'webgpu' ? await getGpu() : refBe;
+    for (const bad of [-1, 1.5, 2 ** 32, NaN]) {
+      expect(() => be.fromArray([0, bad], [2], 'u32')).toThrow(/u32 values must be integers/);
+    }
+    const ok = be.fromArray([0, 7, 2 ** 32 - 1], [3], 'u32');
+    expect([...(await be.read(ok))]).toEqual([0, 7, 2 ** 32 - 1]);
+  });
+});

@@ -16,6 +16,7 @@ import {
   checkBackend,
   checkDtype,
   checkFromArray,
+  checkU32Values,
   checkLive,
   checkReshape,
   checkSameShape,
@@ -56,14 +57,11 @@ export class ReferenceBackend implements Backend {
 
   fromArray(data: ArrayLike<number>, shape: Shape, dtype: DType = 'f32'): Tensor {
     checkFromArray('fromArray', data, shape);
+    if (dtype === 'u32') checkU32Values(data, shape);
     const out = new Float64Array(data.length);
     for (let i = 0; i < data.length; i++) {
       const v = data[i];
       if (dtype === 'u32') {
-        // The GPU stores u32 words: anything else would silently wrap or truncate there.
-        if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) {
-          throw new RangeError(`fromArray: u32 tensor ${shapeStr(shape)} given ${v} at index ${i}; u32 values must be integers in [0, 2^32)`);
-        }
         out[i] = v;
       } else {
         // The GPU stores f32: round the same way so both backends start from the same values.

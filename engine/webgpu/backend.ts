@@ -13,6 +13,7 @@ import {
   checkReshape,
   checkSameShape,
   checkAddBias,
+  checkU32Values,
 } from '../backend.js';
 import { DType, Shape, Tensor } from '../tensor.js';
 import { uniformValues } from '../random.js';
@@ -44,6 +45,7 @@ export class WebGPUBackend implements Backend {
 
   fromArray(data: ArrayLike<number>, shape: Shape, dtype: DType = 'f32'): Tensor {
     checkFromArray('fromArray', data, shape);
+    if (dtype === 'u32') checkU32Values(data, shape);
     const t = this.rt.newTensor(shape, dtype, this.name);
     const host = dtype === 'u32' ? Uint32Array.from(data) : Float32Array.from(data);
     if (host.length > 0) this.rt.upload(t.storage('fromArray').buffer, host);
