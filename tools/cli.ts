@@ -2,6 +2,8 @@
 import { parseArgs } from 'node:util';
 import { closeDevice } from '../engine/index.js';
 import { doctor } from './doctor.js';
+import { UserError } from './errors.js';
+import { TRAIN_USAGE, trainCommand } from './train.js';
 
 const USAGE = `usage: nudge <command> [options]
 
@@ -10,11 +12,10 @@ commands:
              --adapter <name>   pick an adapter by (part of) its name (also NUDGE_ADAPTER)
              --toggle <t>       enable a Dawn toggle, repeatable (e.g. disable_robustness)
              --json             machine-readable output
+${TRAIN_USAGE}
 
 exit codes: 0 ok, 1 the command failed, 2 bad usage`;
 
-/** An error whose message is the whole story: printed without a stack trace. */
-export class UserError extends Error {}
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -35,6 +36,8 @@ async function main(argv: string[]): Promise<number> {
       });
       return doctor({ adapter: values.adapter, toggles: values.toggle ?? [], json: values.json ?? false });
     }
+    case 'train':
+      return trainCommand(rest);
     default:
       console.error(`nudge: unknown command '${command}'\n\n${USAGE}`);
       return 2;
@@ -54,7 +57,7 @@ main(process.argv.slice(2))
       console.error(`nudge: ${err.message}\n\n${USAGE}`);
       process.exit(2);
     }
-    if (err instanceof UserError || err.name === 'ShapeError' || err.name === 'NoAdapterError') {
+    if (err instanceof UserError || err.name === 'ShapeError' || err.name === 'NoAdapterError' || err.name === 'NonFiniteError' || err.name === 'DataError') {
       console.error(`nudge: ${err.message}`);
     } else {
       console.error(`nudge: internal error: ${err.stack ?? err.message}`);

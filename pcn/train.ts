@@ -1,0 +1,177 @@
+// Training and evaluation loops for EP and BP on the same network, optimizer and data.
+import seedrandom from 'seedrandom';
+import { Backend, Tensor, scope } from '../engine/index.js';
+import { Scheme, Sweep, epGradient } from './ep.js';
+import { Params } from './layers.js';
+import { Network, disposeState } from './network.js';
+import { Sgd, SgdConfig, cosineLr } from './optim.js';
+
+/** What training needs from a data set: the tools/ data loaders implement it. */
+export interface LabelledImages {
+  /** [H, W, C] */
+  shape: [number, number, number];
+  classes: number;
+  count: number;
+  /** Normalized float32 NHWC images and u32 labels of the given examples. */
+  batch(indices: ArrayLike<number>): { x: Float32Array; y: Uint32Array };
+}
+
+export type Algorithm = 'ep-centered' | 'ep-forward' | 'ep-backward' | 'ep-random' | 'bp';
+
+export interface TrainConfig {
+  algorithm: Algorithm;
+  epochs: number;
+  batch: number;
+  beta: number;
+  K: number;
+  sweep?: Sweep;
+  sgd: SgdConfig;
+  seed: string;
+}
+
+export interface StepMetrics {
+  epoch: number;
+  step: number;
+  lr: number;
+  loss: number;
+  imagesPerSec: number;
+}
+
+export interface EvalMetrics {
+  top1: number;
+  top5: number;
+  loss: number;
+  count: number;
+}
+
+export class NonFiniteError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NonFiniteError';
+  }
+}
+
+/** A seeded permutation of 0..n-1 for one epoch. */
+export function epochOrder(n: number, seed: string, epoch: number): Uint32Array {
+  const rng = seedrandom(`${seed}/epoch${epoch}`);
+  const order = new Uint32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rng() * (i + 1));
+    const t = order[i];
+    order[i] = order[j];
+    order[j] = t;
+  }
+  return order;
+}
+
+/** One optimizer step; returns the mean cross-entropy of the free phase (a tensor [1]). */
+export function trainStep(net: Network, sgd: Sgd, x: Tensor, y: Tensor, cfg: TrainConfig, lr: number, sign: 1 | -1): Tensor {
+  const be = net.be;
+  return scope(() => {
+    let grads: Params[];
+    let loss: Tensor;
+    if (cfg.algorithm === 'bp') {
+      const r = net.backprop(x, y);
+      grads = r.grads;
+      loss = r.loss;
+    } else {
+      const free = net.forward(x);
+      const ce = be.softmaxCrossEntropy(free.h[net.depth], y, 'mean');
+      loss = ce.loss;
+      ce.grad.dispose();
+      const scheme = cfg.algorithm.slice(3) as Scheme;
+      grads = epGradient(net, free, y, { beta: cfg.beta, K: cfg.K, scheme, sweep: cfg.sweep, sign });
+      disposeState(free);
+    }
+    sgd.step(net.params(), grads, lr);
+    return loss;
+  });
+}
+
+export async function evaluate(net: Network, data: LabelledImages, batch: number, limit = data.count): Promise<EvalMetrics> {
+  const be = net.be;
+  const n = Math.min(limit, data.count);
+  let top1 = 0;
+  let top5 = 0;
+  let lossSum = 0;
+  for (let start = 0; start < n; start += batch) {
+    const idx = Array.from({ length: Math.min(batch, n - start) }, (_, i) => start + i);
+    const { x, y } = data.batch(idx);
+    const [t1, t5, l] = scope(() => {
+      const tx = be.fromArray(x, [idx.length, ...data.shape]);
+      const ty = be.fromArray(y, [idx.length], 'u32');
+      const logits = net.logits(tx);
+      const ce = be.softmaxCrossEntropy(logits, ty, 'sum');
+      return [be.topkCorrect(logits, ty, 1), be.topkCorrect(logits, ty, Math.min(5, data.classes)), ce.loss];
+    });
+    top1 += (await be.read(t1))[0];
+    top5 += (await be.read(t5))[0];
+    lossSum += (await be.read(l))[0];
+    for (const t of [t1, t5, l]) t.dispose();
+  }
+  return { top1: top1 / n, top5: top5 / n, loss: lossSum / n, count: n };
+}
+
+export interface TrainHooks {
+  onStep?(m: StepMetrics): void;
+  onEpoch?(epoch: number, test: EvalMetrics, train: { loss: number; seconds: number }): void;
+}
+
+/** Trains for cfg.epochs; reads the loss every `logEvery` steps and stops on a non-finite loss. */
+export async function train(
+  net: Network,
+  trainSet: LabelledImages,
+  testSet: LabelledImages,
+  cfg: TrainConfig,
+  hooks: TrainHooks = {},
+  opts: { logEvery?: number; trainLimit?: number; testLimit?: number } = {},
+): Promise<{ test: EvalMetrics; seconds: number }> {
+  const be: Backend = net.be;
+  const sgd = new Sgd(be, cfg.sgd, net.params());
+  const n = Math.min(opts.trainLimit ?? trainSet.count, trainSet.count);
+  const stepsPerEpoch = Math.floor(n / cfg.batch);
+  const total = stepsPerEpoch * cfg.epochs;
+  const logEvery = opts.logEvery ?? 10;
+  const signRng = seedrandom(`${cfg.seed}/signs`);
+  const t0 = performance.now();
+  let test: EvalMetrics = { top1: 0, top5: 0, loss: NaN, count: 0 };
+  let step = 0;
+  try {
+    for (let epoch = 0; epoch < cfg.epochs; epoch++) {
+      const order = epochOrder(trainSet.count, cfg.seed, epoch).subarray(0, n);
+      const te = performance.now();
+      let lossSum = 0;
+      let lossCount = 0;
+      let tLog = performance.now();
+      for (let s = 0; s < stepsPerEpoch; s++, step++) {
+        const { x, y } = trainSet.batch(order.subarray(s * cfg.batch, (s + 1) * cfg.batch));
+        const lr = cosineLr(cfg.sgd, step, total);
+        const sign: 1 | -1 = signRng() < 0.5 ? 1 : -1;
+        const loss = scope(() => {
+          const tx = be.fromArray(x, [cfg.batch, ...trainSet.shape]);
+          const ty = be.fromArray(y, [cfg.batch], 'u32');
+          return trainStep(net, sgd, tx, ty, cfg, lr, sign);
+        });
+        if ((s + 1) % logEvery === 0 || s === stepsPerEpoch - 1) {
+          const v = (await be.read(loss))[0];
+          if (!Number.isFinite(v)) {
+            throw new NonFiniteError(`loss became ${v} at epoch ${epoch + 1}, step ${s + 1} (lr ${lr.toExponential(2)}); lower the learning rate or beta`);
+          }
+          lossSum += v;
+          lossCount++;
+          const now = performance.now();
+          const steps = (s % logEvery) + 1;
+          hooks.onStep?.({ epoch, step, lr, loss: v, imagesPerSec: (steps * cfg.batch * 1000) / (now - tLog) });
+          tLog = now;
+        }
+        loss.dispose();
+      }
+      test = await evaluate(net, testSet, 256, opts.testLimit);
+      hooks.onEpoch?.(epoch, test, { loss: lossSum / Math.max(1, lossCount), seconds: (performance.now() - te) / 1000 });
+    }
+  } finally {
+    sgd.dispose();
+  }
+  return { test, seconds: (performance.now() - t0) / 1000 };
+}

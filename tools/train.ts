@@ -1,0 +1,141 @@
+// `nudge train`: a PCN trained with EP or BP, with test accuracy per epoch and a JSONL log.
+import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { parseArgs } from 'node:util';
+import { Backend, createBackend } from '../engine/index.js';
+import { PAPER_DEFAULTS, smallNet, vgg5 } from '../pcn/models.js';
+import { Network, ModelSpec } from '../pcn/network.js';
+import { Algorithm, LabelledImages, train } from '../pcn/train.js';
+import { FASHION_MNIST_DIR, ImageSet, gather, loadIdxImageSet } from './data/dataset.js';
+import { UserError } from './errors.js';
+
+const ALGORITHMS: Algorithm[] = ['ep-centered', 'ep-random', 'ep-forward', 'ep-backward', 'bp'];
+
+export const TRAIN_USAGE = `  train      train a PCN with Equilibrium Propagation or backprop
+             --data fashion-mnist[:DIR]   data set (IDX files; default dir ${FASHION_MNIST_DIR})
+             --model small|vgg5           default small (conv 16+pool, conv 32+pool, dense 10)
+             --arch c16p,c32p             layers of the small model
+             --algorithm ep-centered|ep-random|ep-forward|ep-backward|bp  (default ep-centered)
+             --epochs N --batch N --lr X --momentum X --weight-decay X --lr-min X
+             --beta X --K N --sweep async|sync
+             --train-limit N --test-limit N   use the first N examples (quick runs)
+             --backend webgpu|reference       (default webgpu)
+             --seed S --log FILE.jsonl`;
+
+function dataSet(spec: string, split: 'train' | 'test'): LabelledImages {
+  const [name, dir] = spec.split(':');
+  if (name !== 'fashion-mnist' && name !== 'mnist') throw new UserError(`unknown data set '${name}' (available: fashion-mnist[:DIR], mnist:DIR)`);
+  if (name === 'mnist' && !dir) throw new UserError('mnist needs a directory: --data mnist:/path/to/idx-files');
+  let set: ImageSet;
+  try {
+    set = loadIdxImageSet(dir ?? FASHION_MNIST_DIR, split, name);
+  } catch (e) {
+    throw new UserError((e as Error).message);
+  }
+  return { shape: set.shape, classes: set.classes, count: set.count, batch: (idx) => gather(set, idx) };
+}
+
+function num(v: string | undefined, what: string, fallback: number): number {
+  if (v === undefined) return fallback;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new UserError(`--${what} must be a number, got '${v}'`);
+  return n;
+}
+
+export async function trainCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      data: { type: 'string', default: 'fashion-mnist' },
+      model: { type: 'string', default: 'small' },
+      arch: { type: 'string', default: 'c16p,c32p' },
+      algorithm: { type: 'string', default: 'ep-centered' },
+      epochs: { type: 'string' },
+      batch: { type: 'string' },
+      lr: { type: 'string' },
+      momentum: { type: 'string' },
+      'weight-decay': { type: 'string' },
+      'lr-min': { type: 'string' },
+      beta: { type: 'string' },
+      K: { type: 'string' },
+      sweep: { type: 'string', default: 'async' },
+      'train-limit': { type: 'string' },
+      'test-limit': { type: 'string' },
+      backend: { type: 'string', default: 'webgpu' },
+      seed: { type: 'string', default: '1' },
+      log: { type: 'string' },
+    },
+  });
+  const algorithm = values.algorithm as Algorithm;
+  if (!ALGORITHMS.includes(algorithm)) throw new UserError(`--algorithm must be one of ${ALGORITHMS.join(', ')}`);
+  if (values.sweep !== 'async' && values.sweep !== 'sync') throw new UserError('--sweep must be async or sync');
+  if (values.backend !== 'webgpu' && values.backend !== 'reference') throw new UserError('--backend must be webgpu or reference');
+  const trainSet = dataSet(values.data!, 'train');
+  const testSet = dataSet(values.data!, 'test');
+  const d = PAPER_DEFAULTS.vgg5;
+  let spec: ModelSpec;
+  if (values.model === 'vgg5') spec = vgg5(trainSet.shape, trainSet.classes);
+  else if (values.model === 'small') {
+    try {
+      spec = smallNet(values.arch!, trainSet.shape, trainSet.classes);
+    } catch (e) {
+      throw new UserError((e as Error).message);
+    }
+  } else throw new UserError(`--model must be small or vgg5 (vgg10 needs ImageNet, not available yet)`);
+  const cfg = {
+    algorithm,
+    epochs: num(values.epochs, 'epochs', 1),
+    batch: num(values.batch, 'batch', d.batch),
+    beta: num(values.beta, 'beta', d.beta),
+    K: num(values.K, 'K', d.K),
+    sweep: values.sweep as 'async' | 'sync',
+    seed: values.seed!,
+    sgd: {
+      lr: num(values.lr, 'lr', d.lr),
+      momentum: num(values.momentum, 'momentum', d.momentum),
+      weightDecay: num(values['weight-decay'], 'weight-decay', d.weightDecay),
+      lrMin: num(values['lr-min'], 'lr-min', d.lrMin),
+    },
+  };
+  const be: Backend = await createBackend(values.backend as 'webgpu' | 'reference');
+  const net = new Network(be, spec);
+  net.init(cfg.seed);
+  const log = (rec: object) => {
+    if (values.log) appendFileSync(values.log, JSON.stringify(rec) + '\n');
+  };
+  if (values.log) {
+    mkdirSync(dirname(values.log), { recursive: true });
+    writeFileSync(values.log, '');
+  }
+  const trainLimit = values['train-limit'] ? num(values['train-limit'], 'train-limit', 0) : undefined;
+  const testLimit = values['test-limit'] ? num(values['test-limit'], 'test-limit', 0) : undefined;
+  console.log(
+    `nudge train: ${spec.name} on ${values.data} (${trainLimit ?? trainSet.count} train / ${testLimit ?? testSet.count} test), ` +
+      `${algorithm}${algorithm === 'bp' ? '' : ` beta ${cfg.beta} K ${cfg.K} ${cfg.sweep}`}, ${cfg.epochs} epoch(s), batch ${cfg.batch}, ` +
+      `lr ${cfg.sgd.lr} cosine to ${cfg.sgd.lrMin}, backend ${be.name}`,
+  );
+  log({ event: 'start', model: spec.name, ...cfg, data: values.data, backend: be.name });
+  const result = await train(
+    net,
+    trainSet,
+    testSet,
+    cfg,
+    {
+      onStep: (m) => {
+        log({ event: 'step', ...m });
+        if (process.stdout.isTTY) process.stdout.write(`\r  epoch ${m.epoch + 1} step ${m.step + 1} loss ${m.loss.toFixed(4)} ${m.imagesPerSec.toFixed(0)} img/s   `);
+      },
+      onEpoch: (epoch, test, tr) => {
+        log({ event: 'epoch', epoch, trainLoss: tr.loss, seconds: tr.seconds, ...test });
+        if (process.stdout.isTTY) process.stdout.write('\n');
+        console.log(
+          `epoch ${epoch + 1}: train loss ${tr.loss.toFixed(4)}, test top-1 ${(100 * test.top1).toFixed(2)}% top-5 ${(100 * test.top5).toFixed(2)}% (${test.count} images), ${tr.seconds.toFixed(0)} s`,
+        );
+      },
+    },
+    { trainLimit, testLimit },
+  );
+  console.log(`test accuracy ${(100 * result.test.top1).toFixed(2)}% (top-1), wall time ${result.seconds.toFixed(0)} s`);
+  return 0;
+}
