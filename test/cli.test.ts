@@ -50,3 +50,18 @@ describe('nudge doctor', () => {
     expect(r.stderr).toMatch(/usage: nudge/);
   });
 });
+
+describe('nudge train (argument and data errors, before any GPU work)', () => {
+  it('names a bad algorithm, a missing data set and a bad number, exit 1, no stack trace', async () => {
+    const bad = await nudge(['train', '--algorithm', 'magic']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/--algorithm must be one of ep-centered/);
+    const missing = await nudge(['train', '--data', 'fashion-mnist:/nonexistent']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/not found.*tools\/setup\.sh/s);
+    const zero = await nudge(['train', '--epochs', '0']);
+    expect(zero.code).toBe(1);
+    expect(zero.stderr).toMatch(/--epochs must be a positive integer/);
+    for (const r of [bad, missing, zero]) expect(r.stderr).not.toMatch(/internal error|\.ts:\d+/);
+  });
+});

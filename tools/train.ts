@@ -98,6 +98,10 @@ export async function trainCommand(args: string[]): Promise<number> {
       lrMin: num(values['lr-min'], 'lr-min', d.lrMin),
     },
   };
+  for (const [k, v] of [['epochs', cfg.epochs], ['batch', cfg.batch], ['K', cfg.K]] as const) {
+    if (!Number.isInteger(v) || v < 1) throw new UserError(`--${k} must be a positive integer, got ${v}`);
+  }
+  if (!(cfg.beta > 0)) throw new UserError(`--beta must be positive, got ${cfg.beta}`);
   const be: Backend = await createBackend(values.backend as 'webgpu' | 'reference');
   const net = new Network(be, spec);
   net.init(cfg.seed);
