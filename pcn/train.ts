@@ -113,9 +113,25 @@ export async function evaluate(net: Network, data: LabelledImages, batch: number
   return { top1: top1 / n, top5: top5 / n, loss: lossSum / n, count: n };
 }
 
+/** Where a run stands: the next step to take is `step` of epoch `epoch`. */
+export interface Position {
+  epoch: number;
+  step: number;
+  /** Sum and count of the losses read so far in this epoch (for its mean). */
+  lossSum?: number;
+  lossCount?: number;
+}
+
 export interface TrainHooks {
   onStep?(m: StepMetrics): void;
   onEpoch?(epoch: number, test: EvalMetrics, train: { loss: number; seconds: number }): void;
+  /** Called with a finite, up-to-date state: every checkpointEvery steps and after each epoch. */
+  onCheckpoint?(pos: Position, sgd: Sgd): Promise<void>;
+}
+
+/** The random scheme's sign for a global step: stateless, so a resumed run draws the same. */
+export function stepSign(seed: string, globalStep: number): 1 | -1 {
+  return seedrandom(`${seed}/sign/${globalStep}`)() < 0.5 ? 1 : -1;
 }
 
 /** Trains for cfg.epochs; reads the loss every `logEvery` steps and stops on a non-finite loss. */
@@ -125,35 +141,53 @@ export async function train(
   testSet: LabelledImages,
   cfg: TrainConfig,
   hooks: TrainHooks = {},
-  opts: { logEvery?: number; trainLimit?: number; testLimit?: number } = {},
+  opts: {
+    logEvery?: number;
+    trainLimit?: number;
+    testLimit?: number;
+    checkpointEvery?: number;
+    /** Resume: the position to continue from and the optimizer's velocities. */
+    start?: Position;
+    velocity?: Float32Array[];
+  } = {},
 ): Promise<{ test: EvalMetrics; seconds: number }> {
   const be: Backend = net.be;
   const sgd = new Sgd(be, cfg.sgd, net.params());
+  if (opts.velocity) {
+    if (opts.velocity.length !== sgd.velocity.length) throw new Error(`resume: ${opts.velocity.length} velocity tensors for ${sgd.velocity.length} parameters`);
+    sgd.velocity.forEach((v, i) => {
+      const restored = be.fromArray(opts.velocity![i], v.shape).keep();
+      v.dispose();
+      sgd.velocity[i] = restored;
+    });
+  }
   const n = Math.min(opts.trainLimit ?? trainSet.count, trainSet.count);
   const stepsPerEpoch = Math.floor(n / cfg.batch);
   const total = stepsPerEpoch * cfg.epochs;
   const logEvery = opts.logEvery ?? 10;
-  const signRng = seedrandom(`${cfg.seed}/signs`);
   const t0 = performance.now();
   let test: EvalMetrics = { top1: 0, top5: 0, loss: NaN, count: 0 };
-  let step = 0;
+  const start = opts.start ?? { epoch: 0, step: 0 };
+  let step = start.epoch * stepsPerEpoch + start.step;
   try {
-    for (let epoch = 0; epoch < cfg.epochs; epoch++) {
+    for (let epoch = start.epoch; epoch < cfg.epochs; epoch++) {
       const order = epochOrder(trainSet.count, cfg.seed, epoch).subarray(0, n);
       const te = performance.now();
-      let lossSum = 0;
-      let lossCount = 0;
+      const resumed = epoch === start.epoch;
+      let lossSum = resumed ? start.lossSum ?? 0 : 0;
+      let lossCount = resumed ? start.lossCount ?? 0 : 0;
       let tLog = performance.now();
-      for (let s = 0; s < stepsPerEpoch; s++, step++) {
+      for (let s = epoch === start.epoch ? start.step : 0; s < stepsPerEpoch; s++, step++) {
         const { x, y } = trainSet.batch(order.subarray(s * cfg.batch, (s + 1) * cfg.batch));
         const lr = cosineLr(cfg.sgd, step, total);
-        const sign: 1 | -1 = signRng() < 0.5 ? 1 : -1;
+        const sign = stepSign(cfg.seed, step);
         const loss = scope(() => {
           const tx = be.fromArray(x, [cfg.batch, ...trainSet.shape]);
           const ty = be.fromArray(y, [cfg.batch], 'u32');
           return trainStep(net, sgd, tx, ty, cfg, lr, sign);
         });
-        if ((s + 1) % logEvery === 0 || s === stepsPerEpoch - 1) {
+        const checkpointNow = opts.checkpointEvery !== undefined && (s + 1) % opts.checkpointEvery === 0 && s < stepsPerEpoch - 1;
+        if ((s + 1) % logEvery === 0 || s === stepsPerEpoch - 1 || checkpointNow) {
           const v = (await be.read(loss))[0];
           if (!Number.isFinite(v)) {
             throw new NonFiniteError(`loss became ${v} at epoch ${epoch + 1}, step ${s + 1} (lr ${lr.toExponential(2)}); lower the learning rate or beta`);
@@ -166,9 +200,11 @@ export async function train(
           tLog = now;
         }
         loss.dispose();
+        if (checkpointNow) await hooks.onCheckpoint?.({ epoch, step: s + 1, lossSum, lossCount }, sgd);
       }
       test = await evaluate(net, testSet, 256, opts.testLimit);
       hooks.onEpoch?.(epoch, test, { loss: lossSum / Math.max(1, lossCount), seconds: (performance.now() - te) / 1000 });
+      await hooks.onCheckpoint?.({ epoch: epoch + 1, step: 0 }, sgd);
     }
   } finally {
     sgd.dispose();

@@ -1,14 +1,17 @@
 // `nudge train`: a PCN trained with EP or BP, with test accuracy per epoch and a JSONL log.
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Backend, createBackend } from '../engine/index.js';
 import { PAPER_DEFAULTS, smallNet, vgg5 } from '../pcn/models.js';
 import { Network, ModelSpec } from '../pcn/network.js';
-import { Algorithm, LabelledImages, train } from '../pcn/train.js';
+import { Algorithm, LabelledImages, Position, train } from '../pcn/train.js';
+import { Sgd } from '../pcn/optim.js';
+import { NamedArray, encodeSafetensors, readSafetensors, writeFileAtomic } from './safetensors.js';
 import { FASHION_MNIST_DIR, ImageSet, gather, loadIdxImageSet } from './data/dataset.js';
 import { UserError } from './errors.js';
 
+const CHECKPOINT_FORMAT = 'nudge-checkpoint-1';
 const ALGORITHMS: Algorithm[] = ['ep-centered', 'ep-random', 'ep-forward', 'ep-backward', 'bp'];
 
 export const TRAIN_USAGE = `  train      train a PCN with Equilibrium Propagation or backprop
@@ -20,7 +23,10 @@ export const TRAIN_USAGE = `  train      train a PCN with Equilibrium Propagatio
              --beta X --K N --sweep async|sync
              --train-limit N --test-limit N   use the first N examples (quick runs)
              --backend webgpu|reference       (default webgpu)
-             --seed S --log FILE.jsonl`;
+             --seed S --log FILE.jsonl
+             --checkpoint FILE.safetensors  write weights, optimizer state and position (atomically)
+             --checkpoint-every N           also every N steps (default: each epoch end)
+             --resume                       continue exactly from --checkpoint`;
 
 function dataSet(spec: string, split: 'train' | 'test'): LabelledImages {
   const [name, dir] = spec.split(':');
@@ -65,6 +71,9 @@ export async function trainCommand(args: string[]): Promise<number> {
       backend: { type: 'string', default: 'webgpu' },
       seed: { type: 'string', default: '1' },
       log: { type: 'string' },
+      checkpoint: { type: 'string' },
+      'checkpoint-every': { type: 'string' },
+      resume: { type: 'boolean', default: false },
     },
   });
   const algorithm = values.algorithm as Algorithm;
@@ -102,13 +111,58 @@ export async function trainCommand(args: string[]): Promise<number> {
     if (!Number.isInteger(v) || v < 1) throw new UserError(`--${k} must be a positive integer, got ${v}`);
   }
   if (!(cfg.beta > 0)) throw new UserError(`--beta must be positive, got ${cfg.beta}`);
+  const trainLimitEarly = values['train-limit'] ? num(values['train-limit'], 'train-limit', 0) : undefined;
+  // What must be equal for a resumed run to continue the same run.
+  const runIdentity = JSON.stringify({ spec, cfg, data: values.data, trainLimit: trainLimitEarly ?? null });
+  let resume: { position: Position; velocity: Float32Array[]; params: Record<string, NamedArray> } | undefined;
+  if (values.resume) {
+    if (!values.checkpoint) throw new UserError('--resume needs --checkpoint FILE');
+    if (!existsSync(values.checkpoint)) throw new UserError(`--resume: checkpoint ${values.checkpoint} does not exist`);
+    let ck;
+    try {
+      ck = readSafetensors(values.checkpoint);
+    } catch (e) {
+      throw new UserError((e as Error).message);
+    }
+    if (ck.metadata.format !== CHECKPOINT_FORMAT) throw new UserError(`${values.checkpoint} is not a nudge training checkpoint`);
+    if (ck.metadata.run !== runIdentity) {
+      throw new UserError(`${values.checkpoint} was written by a different run (model, algorithm, hyperparameters, data or seed differ); resume with the same options`);
+    }
+    const velocity: Float32Array[] = [];
+    for (let i = 0; `optimizer.velocity.${i}` in ck.tensors; i++) velocity.push(ck.tensors[`optimizer.velocity.${i}`].data);
+    resume = { position: JSON.parse(ck.metadata.position), velocity, params: ck.tensors };
+  }
   const be: Backend = await createBackend(values.backend as 'webgpu' | 'reference');
   const net = new Network(be, spec);
   net.init(cfg.seed);
+  if (resume) {
+    net.layers.forEach((layer, i) => {
+      for (const [key, name] of [['w', 'weight'], ['b', 'bias']] as const) {
+        const saved = resume!.params[`layer${i + 1}.${name}`];
+        const cur = layer.params[key];
+        if (!saved || saved.data.length !== cur.size) throw new UserError(`checkpoint lacks layer${i + 1}.${name} of shape [${cur.shape.join(',')}]`);
+        layer.params[key] = be.fromArray(saved.data, cur.shape).keep();
+        cur.dispose();
+      }
+    });
+  }
+  const saveCheckpoint = async (pos: Position, sgd: Sgd) => {
+    if (!values.checkpoint) return;
+    const tensors: Record<string, NamedArray> = {};
+    for (const [i, layer] of net.layers.entries()) {
+      tensors[`layer${i + 1}.weight`] = { shape: [...layer.params.w.shape], data: Float32Array.from(await be.read(layer.params.w)) };
+      tensors[`layer${i + 1}.bias`] = { shape: [...layer.params.b.shape], data: Float32Array.from(await be.read(layer.params.b)) };
+    }
+    for (const [i, v] of sgd.velocity.entries()) {
+      tensors[`optimizer.velocity.${i}`] = { shape: [...v.shape], data: Float32Array.from(await be.read(v)) };
+    }
+    mkdirSync(dirname(values.checkpoint), { recursive: true });
+    writeFileAtomic(values.checkpoint, encodeSafetensors(tensors, { format: CHECKPOINT_FORMAT, run: runIdentity, position: JSON.stringify(pos) }));
+  };
   const log = (rec: object) => {
     if (values.log) appendFileSync(values.log, JSON.stringify(rec) + '\n');
   };
-  if (values.log) {
+  if (values.log && !resume) {
     mkdirSync(dirname(values.log), { recursive: true });
     writeFileSync(values.log, '');
   }
@@ -119,7 +173,8 @@ export async function trainCommand(args: string[]): Promise<number> {
       `${algorithm}${algorithm === 'bp' ? '' : ` beta ${cfg.beta} K ${cfg.K} ${cfg.sweep}`}, ${cfg.epochs} epoch(s), batch ${cfg.batch}, ` +
       `lr ${cfg.sgd.lr} cosine to ${cfg.sgd.lrMin}, backend ${be.name}`,
   );
-  log({ event: 'start', model: spec.name, ...cfg, data: values.data, backend: be.name });
+  if (resume) console.log(`resuming from ${values.checkpoint}: epoch ${resume.position.epoch + 1}, step ${resume.position.step}`);
+  log({ event: resume ? 'resume' : 'start', model: spec.name, ...cfg, data: values.data, backend: be.name, position: resume?.position });
   const result = await train(
     net,
     trainSet,
@@ -131,14 +186,21 @@ export async function trainCommand(args: string[]): Promise<number> {
         if (process.stdout.isTTY) process.stdout.write(`\r  epoch ${m.epoch + 1} step ${m.step + 1} loss ${m.loss.toFixed(4)} ${m.imagesPerSec.toFixed(0)} img/s   `);
       },
       onEpoch: (epoch, test, tr) => {
-        log({ event: 'epoch', epoch, trainLoss: tr.loss, seconds: tr.seconds, ...test });
+        log({ event: 'epoch', epoch, trainLoss: tr.loss, ...test, seconds: tr.seconds });
         if (process.stdout.isTTY) process.stdout.write('\n');
         console.log(
           `epoch ${epoch + 1}: train loss ${tr.loss.toFixed(4)}, test top-1 ${(100 * test.top1).toFixed(2)}% top-5 ${(100 * test.top5).toFixed(2)}% (${test.count} images), ${tr.seconds.toFixed(0)} s`,
         );
       },
+      onCheckpoint: saveCheckpoint,
     },
-    { trainLimit, testLimit },
+    {
+      trainLimit,
+      testLimit,
+      checkpointEvery: values['checkpoint-every'] ? num(values['checkpoint-every'], 'checkpoint-every', 0) : undefined,
+      start: resume?.position,
+      velocity: resume?.velocity,
+    },
   );
   console.log(`test accuracy ${(100 * result.test.top1).toFixed(2)}% (top-1), wall time ${result.seconds.toFixed(0)} s`);
   return 0;

@@ -1,0 +1,75 @@
+// Checkpoints: the safetensors format, atomic writes, and a killed run that resumes exactly.
+import { execFile, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { CheckpointError, decodeSafetensors, encodeSafetensors, readSafetensors, writeFileAtomic } from '../tools/safetensors.js';
+
+const run = promisify(execFile);
+
+describe('safetensors', () => {
+  it('round-trips tensors and metadata, with an 8-byte aligned data section', () => {
+    const a = Float32Array.from({ length: 7 }, () => Math.random());
+    const b = Float32Array.from([1.5, -2]);
+    const buf = encodeSafetensors({ 'layer1.weight': { shape: [7, 1], data: a }, 'layer1.bias': { shape: [2], data: b } }, { k: 'v' });
+    const hlen = Number(buf.readBigUInt64LE(0));
+    expect((8 + hlen) % 8).toBe(0);
+    const header = JSON.parse(buf.subarray(8, 8 + hlen).toString());
+    expect(header['layer1.weight'].dtype).toBe('F32');
+    const back = decodeSafetensors(buf, 'mem');
+    expect([...back.tensors['layer1.weight'].data]).toEqual([...a]);
+    expect(back.tensors['layer1.bias'].shape).toEqual([2]);
+    expect(back.metadata.k).toBe('v');
+  });
+
+  it('rejects truncated and corrupt files with a clear error', () => {
+    const buf = encodeSafetensors({ w: { shape: [100], data: new Float32Array(100) } });
+    expect(() => decodeSafetensors(buf.subarray(0, buf.length - 10), 'f')).toThrow(/truncated/);
+    expect(() => decodeSafetensors(buf.subarray(0, 5), 'f')).toThrow(CheckpointError);
+    const bad = Buffer.from(buf);
+    bad.write('{{{{', 8);
+    expect(() => decodeSafetensors(bad, 'f')).toThrow(/not valid JSON/);
+    expect(() => readSafetensors('/nonexistent/x.safetensors')).toThrow(/ENOENT/);
+  });
+
+  it('writes atomically: the target is either the old or the new file, no temp left', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nudge-ck-'));
+    const path = join(dir, 'a.safetensors');
+    writeFileSync(path, 'old');
+    writeFileAtomic(path, Buffer.from('new contents'));
+    expect(readFileSync(path, 'utf8')).toBe('new contents');
+    expect(existsSync(`${path}.tmp-${process.pid}`)).toBe(false);
+  });
+});
+
+describe('nudge train --resume after a kill', () => {
+  it('continues and matches the uninterrupted run', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nudge-resume-'));
+    const args = ['dist/nudge.mjs', 'train', '--train-limit', '640', '--test-limit', '256', '--K', '3', '--checkpoint-every', '3'];
+    await run('node', [...args, '--log', join(dir, 'full.jsonl')], { timeout: 300_000 });
+    const ck = join(dir, 'ck.safetensors');
+    const part = join(dir, 'part.jsonl');
+    // Start, wait for the first mid-epoch checkpoint, kill -9.
+    const child = spawn('node', [...args, '--log', part, '--checkpoint', ck], { stdio: 'ignore' });
+    const deadline = Date.now() + 240_000;
+    while (!existsSync(ck) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    child.kill('SIGKILL');
+    await new Promise((r) => child.on('exit', r));
+    expect(existsSync(ck), 'no checkpoint was written').toBe(true);
+    const pos = JSON.parse(readSafetensors(ck).metadata.position);
+    if (pos.step === 0 && pos.epoch === 1) throw new Error('the run finished before it could be killed; the test needs a slower run');
+    await run('node', [...args, '--log', part, '--checkpoint', ck, '--resume'], { timeout: 300_000 });
+    const lastEpoch = (file: string) => {
+      const recs = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+      const { seconds: _s, ...rest } = recs.filter((r) => r.event === 'epoch').pop();
+      return rest;
+    };
+    expect(lastEpoch(part)).toEqual(lastEpoch(join(dir, 'full.jsonl')));
+    // A different run refuses the checkpoint.
+    const other = await run('node', [...args, '--seed', '2', '--checkpoint', ck, '--resume']).catch((e) => e);
+    expect(other.code).toBe(1);
+    expect(other.stderr).toMatch(/different run/);
+  });
+});
