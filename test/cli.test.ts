@@ -65,3 +65,12 @@ describe('nudge train (argument and data errors, before any GPU work)', () => {
     for (const r of [bad, missing, zero]) expect(r.stderr).not.toMatch(/internal error|\.ts:\d+/);
   });
 });
+
+describe('nudge train stops on a non-finite loss', () => {
+  it('exits 1 with a message naming the step and what to change', async () => {
+    const r = await nudge(['train', '--train-limit', '256', '--test-limit', '64', '--K', '2', '--lr', '1e20']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/loss became NaN at epoch 1, step \d+.*lower the learning rate/);
+    expect(r.stderr).not.toMatch(/internal error/);
+  });
+});

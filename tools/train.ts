@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { Backend, createBackend } from '../engine/index.js';
 import { PAPER_DEFAULTS, smallNet, vgg5 } from '../pcn/models.js';
 import { Network, ModelSpec } from '../pcn/network.js';
-import { Algorithm, LabelledImages, Position, train } from '../pcn/train.js';
+import { Algorithm, LabelledImages, NonFiniteError, Position, train } from '../pcn/train.js';
 import { Sgd } from '../pcn/optim.js';
 import { NamedArray, encodeSafetensors, readSafetensors, writeFileAtomic } from './safetensors.js';
 import { FASHION_MNIST_DIR, ImageSet, gather, loadIdxImageSet } from './data/dataset.js';
@@ -155,6 +155,13 @@ export async function trainCommand(args: string[]): Promise<number> {
     }
     for (const [i, v] of sgd.velocity.entries()) {
       tensors[`optimizer.velocity.${i}`] = { shape: [...v.shape], data: Float32Array.from(await be.read(v)) };
+    }
+    for (const [name, t] of Object.entries(tensors)) {
+      if (!t.data.every(Number.isFinite)) {
+        throw new NonFiniteError(
+          `${name} became non-finite by epoch ${pos.epoch + 1}, step ${pos.step}; the last good checkpoint ${values.checkpoint} was left as it was. Lower the learning rate or beta and resume or restart.`,
+        );
+      }
     }
     mkdirSync(dirname(values.checkpoint), { recursive: true });
     writeFileAtomic(values.checkpoint, encodeSafetensors(tensors, { format: CHECKPOINT_FORMAT, run: runIdentity, position: JSON.stringify(pos) }));
