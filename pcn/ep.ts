@@ -185,6 +185,7 @@ export function epGradient(net: Network, free: FreeState, labels: Tensor, opts: 
     case 'backward':
       return scaleAll(phase(-beta), 1 / (beta * N));
     case 'random': {
+      // One sign per batch for now; the paper draws it per example (needs a per-row scale).
       const b = (opts.sign ?? 1) * beta;
       return scaleAll(phase(b), -1 / (b * N));
     }
