@@ -66,6 +66,8 @@ export interface Backend {
 
   /** x + bias broadcast over every axis but the last (bias [C], x [..., C]). */
   addBias(x: Tensor, bias: Tensor): Tensor;
+  /** x[n, ...] * s[n]: a per-example scale (x [N, ...], s [N]). */
+  scaleRows(x: Tensor, s: Tensor): Tensor;
 
   // Reductions.
   /** Sums over the given axes (removed from the shape). */
@@ -289,6 +291,16 @@ export function checkAddBias(x: Tensor, bias: Tensor): number {
     throw new ShapeError(op, `bias must be [${C ?? '?'}] for input ${shapeStr(x.shape)}, got ${shapeStr(bias.shape)}`);
   }
   return C;
+}
+
+export function checkScaleRows(x: Tensor, s: Tensor): number {
+  const op = 'scaleRows';
+  checkDtype(op, x, 'f32', 'input');
+  checkDtype(op, s, 'f32', 'scales');
+  if (x.shape.length === 0 || s.shape.length !== 1 || s.shape[0] !== x.shape[0]) {
+    throw new ShapeError(op, `scales must be [${x.shape[0] ?? '?'}] for input ${shapeStr(x.shape)}, got ${shapeStr(s.shape)}`);
+  }
+  return x.shape[0] === 0 ? 0 : x.size / x.shape[0];
 }
 
 export function checkReshape(op: string, t: Tensor, shape: Shape): void {

@@ -101,3 +101,18 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
 }`;
   return { name: 'addBias', wgsl, bindings: ['read', 'read', 'rw'], workgroups: grid(Math.ceil(count / wg)) };
 }
+
+/** out[i] = x[i] * s[i / per]: a per-row (per-example) scale. Bindings: x, s, out. */
+export function scaleRowsKernel(n: number, per: number): KernelSpec {
+  const wg = 64;
+  const wgsl = `@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> s: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let i = ${linearGroupIndex} * ${wg}u + li;
+  if (i >= ${n}u) { return; }
+  out[i] = x[i] * s[i / ${per}u];
+}`;
+  return { name: 'scaleRows', wgsl, bindings: ['read', 'read', 'rw'], workgroups: grid(Math.ceil(n / wg)) };
+}

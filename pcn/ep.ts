@@ -1,4 +1,5 @@
 // Equilibrium Propagation on a PCN: the nudged phase by mod-PGD and the gradient estimators.
+import seedrandom from 'seedrandom';
 import { Backend, Tensor } from '../engine/index.js';
 import { Params, PreActivation } from './layers.js';
 import { FreeState, Network } from './network.js';
@@ -9,6 +10,8 @@ export type Scheme = 'centered' | 'forward' | 'backward' | 'random';
 export interface NudgeOptions {
   /** Signed nudging strength (per example; the cost is summed over the batch in the dynamics). */
   beta: number;
+  /** Per-example signed strengths f32 [N], used instead of beta (the random scheme). */
+  betaRows?: Tensor;
   /** Iterations of the sweep. */
   K: number;
   /** 'async': one parity group, then the other (the group holding L first). 'sync': all layers at once. */
@@ -76,7 +79,12 @@ export function nudge(net: Network, free: FreeState, labels: Tensor, opts: Nudge
     if (k === L) {
       const { loss, grad } = be.softmaxCrossEntropy(h[L], labels, 'sum');
       loss.dispose();
-      const out = be.axpy(-opts.beta, grad, a);
+      let out: Tensor;
+      if (opts.betaRows) {
+        const push = be.scaleRows(grad, opts.betaRows);
+        out = be.sub(a, push);
+        push.dispose();
+      } else out = be.axpy(-opts.beta, grad, a);
       grad.dispose();
       return out;
     }
@@ -122,11 +130,17 @@ export function disposeNudged(s: NudgedState): void {
 }
 
 /** (df_k/dtheta)^T e_k for every layer at a nudged state: -dF/dtheta. */
-function errorParamVjps(net: Network, s: NudgedState): Params[] {
+function errorParamVjps(net: Network, s: NudgedState, rowScale?: Tensor): Params[] {
   const be = net.be;
   return net.layers.map((layer, i) => {
     const k = i + 1;
-    const e = layerError(net, k, s.h, s.pre);
+    let e = layerError(net, k, s.h, s.pre);
+    if (rowScale) {
+      // paramVjp is linear in e, so a per-example factor can be applied to e first.
+      const scaled = be.scaleRows(e, rowScale);
+      e.dispose();
+      e = scaled;
+    }
     const g = layer.paramVjp(be, s.h[k - 1], e, s.pre[k]!);
     e.dispose();
     return g;
@@ -138,8 +152,14 @@ export interface EpOptions {
   K: number;
   scheme: Scheme;
   sweep?: Sweep;
-  /** For the random scheme: the sign drawn for this batch. */
-  sign?: 1 | -1;
+  /** For the random scheme: seed of the per-example signs. */
+  signSeed?: string;
+}
+
+/** The random scheme's per-example signs: +1 or -1, drawn from a seed. */
+export function exampleSigns(seed: string, n: number): number[] {
+  const rng = seedrandom(seed);
+  return Array.from({ length: n }, () => (rng() < 0.5 ? 1 : -1));
 }
 
 /**
@@ -185,9 +205,16 @@ export function epGradient(net: Network, free: FreeState, labels: Tensor, opts: 
     case 'backward':
       return scaleAll(phase(-beta), 1 / (beta * N));
     case 'random': {
-      // One sign per batch for now; the paper draws it per example (needs a per-row scale).
-      const b = (opts.sign ?? 1) * beta;
-      return scaleAll(phase(b), -1 / (b * N));
+      // A sign per example: b_n = +-beta; g = sum_n dF_n/dtheta(h^b, b_n) / (b_n N).
+      const signs = exampleSigns(opts.signSeed ?? 'random', N);
+      const betaRows = be.fromArray(signs.map((s) => s * beta), [N]);
+      const inv = be.fromArray(signs.map((s) => -1 / (s * beta * N)), [N]);
+      const st = nudge(net, free, labels, { beta, K: opts.K, sweep: opts.sweep, betaRows });
+      const g = errorParamVjps(net, st, inv);
+      disposeNudged(st);
+      betaRows.dispose();
+      inv.dispose();
+      return g;
     }
   }
 }

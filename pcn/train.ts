@@ -66,7 +66,7 @@ export function epochOrder(n: number, seed: string, epoch: number): Uint32Array 
 }
 
 /** One optimizer step; returns the mean cross-entropy of the free phase (a tensor [1]). */
-export function trainStep(net: Network, sgd: Sgd, x: Tensor, y: Tensor, cfg: TrainConfig, lr: number, sign: 1 | -1): Tensor {
+export function trainStep(net: Network, sgd: Sgd, x: Tensor, y: Tensor, cfg: TrainConfig, lr: number, globalStep: number): Tensor {
   const be = net.be;
   return scope(() => {
     let grads: Params[];
@@ -81,7 +81,7 @@ export function trainStep(net: Network, sgd: Sgd, x: Tensor, y: Tensor, cfg: Tra
       loss = ce.loss;
       ce.grad.dispose();
       const scheme = cfg.algorithm.slice(3) as Scheme;
-      grads = epGradient(net, free, y, { beta: cfg.beta, K: cfg.K, scheme, sweep: cfg.sweep, sign });
+      grads = epGradient(net, free, y, { beta: cfg.beta, K: cfg.K, scheme, sweep: cfg.sweep, signSeed: `${cfg.seed}/sign/${globalStep}` });
       disposeState(free);
     }
     sgd.step(net.params(), grads, lr);
@@ -129,10 +129,7 @@ export interface TrainHooks {
   onCheckpoint?(pos: Position, sgd: Sgd): Promise<void>;
 }
 
-/** The random scheme's sign for a global step: stateless, so a resumed run draws the same. */
-export function stepSign(seed: string, globalStep: number): 1 | -1 {
-  return seedrandom(`${seed}/sign/${globalStep}`)() < 0.5 ? 1 : -1;
-}
+
 
 /** Trains for cfg.epochs; reads the loss every `logEvery` steps and stops on a non-finite loss. */
 export async function train(
@@ -180,11 +177,11 @@ export async function train(
       for (let s = epoch === start.epoch ? start.step : 0; s < stepsPerEpoch; s++, step++) {
         const { x, y } = trainSet.batch(order.subarray(s * cfg.batch, (s + 1) * cfg.batch));
         const lr = cosineLr(cfg.sgd, step, total);
-        const sign = stepSign(cfg.seed, step);
         const loss = scope(() => {
           const tx = be.fromArray(x, [cfg.batch, ...trainSet.shape]);
           const ty = be.fromArray(y, [cfg.batch], 'u32');
-          return trainStep(net, sgd, tx, ty, cfg, lr, sign);
+          // The random scheme's signs are seeded by the global step, so a resumed run draws the same.
+          return trainStep(net, sgd, tx, ty, cfg, lr, step);
         });
         const checkpointNow = opts.checkpointEvery !== undefined && (s + 1) % opts.checkpointEvery === 0 && s < stepsPerEpoch - 1;
         if ((s + 1) % logEvery === 0 || s === stepsPerEpoch - 1 || checkpointNow) {

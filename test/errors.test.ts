@@ -268,3 +268,13 @@ describe('u32 uploads are validated on both backends', () => {
     expect([...(await be.read(ok))]).toEqual([0, 7, 2 ** 32 - 1]);
   });
 });
+
+describe('scaleRows shape errors', () => {
+  it.each(['webgpu', 'reference'])('%s names the op and the shapes', async (name) => {
+    const { gpu: getGpu, ref: refBe } = await import('./helpers.js');
+    const be = name === 'webgpu' ? await getGpu() : refBe;
+    const x = be.zeros([4, 3]);
+    const s = be.zeros([3]);
+    expect(() => be.scaleRows(x, s)).toThrow(/scaleRows: scales must be \[4\] for input \[4,3\], got \[3\]/);
+  });
+});

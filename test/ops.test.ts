@@ -156,6 +156,12 @@ run('addBias (broadcast over the last axis)', [
   op('addBias [2,9,11,16]', [f32([2, 9, 11, 16]), f32([16])], (be, [x, b]) => (be as WithAddBias).addBias(x, b)),
 ]);
 
+run('scaleRows (per-example scale)', [
+  op('scaleRows [1,1]', [f32([1, 1]), f32([1])], (be, [x, r]) => be.scaleRows(x, r)),
+  op('scaleRows [7,13]', [f32([7, 13]), f32([7])], (be, [x, r]) => be.scaleRows(x, r)),
+  op('scaleRows [3,5,7,3]', [f32([3, 5, 7, 3]), f32([3])], (be, [x, r]) => be.scaleRows(x, r)),
+]);
+
 const sumCases: [Shape, number[]][] = [
   [[1], [0]],
   [[1237], [0]],

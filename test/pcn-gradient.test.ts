@@ -2,7 +2,7 @@
 // backend: catches a wrong sign, a wrong index or a wrong sweep order.
 import { describe, expect, it } from 'vitest';
 import { Backend, ReferenceBackend, Tensor } from '../engine/index.js';
-import { epGradient, nudge, disposeNudged } from '../pcn/ep.js';
+import { epGradient, exampleSigns, nudge, disposeNudged } from '../pcn/ep.js';
 import { ModelSpec, Network, disposeState } from '../pcn/network.js';
 import { freshSeed, randomValues, rng } from './helpers.js';
 
@@ -95,8 +95,8 @@ describe('EP gradient vs BP on a small conv PCN (reference backend)', () => {
     const { be, net, x, y } = await setup(seed);
     const bp = await gradients(be, net.backprop(x, y).grads);
     const free = net.forward(x);
-    const errAt = async (scheme: 'forward' | 'centered', beta: number) => {
-      const g = await gradients(be, epGradient(net, free, y, { beta, K: 20, scheme }));
+    const errAt = async (scheme: 'forward' | 'centered' | 'random', beta: number) => {
+      const g = await gradients(be, epGradient(net, free, y, { beta, K: 20, scheme, signSeed: seed }));
       let d = 0, n = 0;
       g.forEach((gi, i) => {
         for (let j = 0; j < gi.length; j++) {
@@ -108,15 +108,18 @@ describe('EP gradient vs BP on a small conv PCN (reference backend)', () => {
     };
     // Small betas keep the nudged states on the same side of (almost) every ReLU kink, where
     // the orders are clean (at beta 0.1 states cross kinks and the ratios scatter).
-    const f1 = await errAt('forward', 1e-3);
-    const f2 = await errAt('forward', 1e-4);
-    const c1 = await errAt('centered', 2e-3);
-    const c2 = await errAt('centered', 2e-4);
+    const f1 = await errAt('forward', 1e-4);
+    const f2 = await errAt('forward', 1e-5);
+    const c1 = await errAt('centered', 2e-4);
+    const c2 = await errAt('centered', 2e-5);
     // Ten times smaller beta: ~10x smaller error (first order), ~100x (second order).
     expect(f1 / f2, `seed ${seed}`).toBeGreaterThan(5);
     expect(f1 / f2, `seed ${seed}`).toBeLessThan(20);
     expect(c1 / c2, `seed ${seed}`).toBeGreaterThan(30);
     expect(c2).toBeLessThan(f2);
+    // Random signs per example: the first-order biases of the two signs partly cancel, so
+    // no clean order; it must still converge to BP as beta -> 0.
+    expect(await errAt('random', 1e-4), `seed ${seed}`).toBeLessThan(1e-2);
     disposeState(free);
   });
 
@@ -148,5 +151,40 @@ describe('EP gradient vs BP on a small conv PCN (reference backend)', () => {
     }
     disposeNudged(s);
     disposeState(free);
+  });
+});
+
+describe('the random scheme draws a sign per example', () => {
+  it('equals forward EP on the +beta examples and backward EP on the -beta ones, combined', async () => {
+    const seed = freshSeed();
+    const N = 8;
+    const be = new ReferenceBackend() as unknown as Backend;
+    const net = new Network(be, spec);
+    net.init(seed);
+    const r = rng(seed);
+    const xs = randomValues(N * 72, r);
+    const ys = Array.from({ length: N }, () => Math.floor(r() * 4));
+    const signs = exampleSigns(seed, N);
+    const plus = signs.flatMap((s, i) => (s > 0 ? [i] : []));
+    const minus = signs.flatMap((s, i) => (s < 0 ? [i] : []));
+    const grad = async (idx: number[], scheme: 'forward' | 'backward' | 'random') => {
+      if (idx.length === 0) return null;
+      const x = be.fromArray(idx.flatMap((i) => Array.from(xs.subarray(i * 72, (i + 1) * 72))), [idx.length, 6, 6, 2]);
+      const y = be.fromArray(idx.map((i) => ys[i]), [idx.length], 'u32');
+      const free = net.forward(x);
+      const g = await gradients(be, epGradient(net, free, y, { beta: 0.05, K: 6, scheme, signSeed: seed }));
+      disposeState(free);
+      return g;
+    };
+    const all = Array.from({ length: N }, (_, i) => i);
+    const random = (await grad(all, 'random'))!;
+    const fwd = await grad(plus, 'forward');
+    const bwd = await grad(minus, 'backward');
+    random.forEach((g, t) => {
+      const want = g.map((_, j) => ((fwd ? fwd[t][j] * plus.length : 0) + (bwd ? bwd[t][j] * minus.length : 0)) / N);
+      // Equal up to float64 rounding (~1e-8 relative here); a wrong sign or row is O(1).
+      expect(relErr(g, want), `tensor ${t} seed ${seed}`).toBeLessThan(1e-6);
+    });
+    expect(new Set(exampleSigns('many', 64)).size).toBe(2);
   });
 });

@@ -13,6 +13,7 @@ import {
   SgdOptions,
   SoftmaxCrossEntropyResult,
   checkAddBias,
+  checkScaleRows,
   checkBackend,
   checkDtype,
   checkFromArray,
@@ -142,6 +143,14 @@ export class ReferenceBackend implements Backend {
     const [dx, db] = this.data('addBias', x, bias);
     const out = new Float64Array(dx.length);
     for (let i = 0; i < out.length; i++) out[i] = dx[i] + db[i % C];
+    return this.make(x.shape, 'f32', out);
+  }
+
+  scaleRows(x: Tensor, sc: Tensor): Tensor {
+    const per = checkScaleRows(x, sc);
+    const [dx, ds] = this.data('scaleRows', x, sc);
+    const out = new Float64Array(dx.length);
+    for (let i = 0; i < out.length; i++) out[i] = dx[i] * ds[Math.floor(i / per)];
     return this.make(x.shape, 'f32', out);
   }
 

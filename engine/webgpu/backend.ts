@@ -13,11 +13,12 @@ import {
   checkReshape,
   checkSameShape,
   checkAddBias,
+  checkScaleRows,
   checkU32Values,
 } from '../backend.js';
 import { DType, Shape, Tensor } from '../tensor.js';
 import { uniformValues } from '../random.js';
-import { addBiasKernel, binaryKernel, unaryKernel, BinaryOp, UnaryOp } from '../../kernels/elementwise.js';
+import { addBiasKernel, scaleRowsKernel, binaryKernel, unaryKernel, BinaryOp, UnaryOp } from '../../kernels/elementwise.js';
 import { GpuStorage, GpuTensor, Runtime, RuntimeOptions } from './runtime.js';
 import { Gpu } from '../device.js';
 import * as convOps from './ops/conv.js';
@@ -134,6 +135,14 @@ export class WebGPUBackend implements Backend {
     const [bx, bb] = this.buffers('addBias', x, bias);
     const out = this.newTensor(x.shape);
     if (out.size > 0) this.rt.dispatch(addBiasKernel(out.size, C), [bx, bb, out.storage('addBias').buffer]);
+    return out;
+  }
+
+  scaleRows(x: Tensor, sc: Tensor): Tensor {
+    const per = checkScaleRows(x, sc);
+    const [bx, bs] = this.buffers('scaleRows', x, sc);
+    const out = this.newTensor(x.shape);
+    if (out.size > 0) this.rt.dispatch(scaleRowsKernel(out.size, per), [bx, bs, out.storage('scaleRows').buffer]);
     return out;
   }
 
