@@ -67,6 +67,10 @@ describe('nudge train --resume after a kill', () => {
       return rest;
     };
     expect(lastEpoch(part)).toEqual(lastEpoch(join(dir, 'full.jsonl')));
+    // nudge eval on the final checkpoint reproduces the last epoch's test numbers.
+    const ev = await run('node', ['dist/nudge.mjs', 'eval', '--checkpoint', ck, '--test-limit', '256']);
+    const top1 = (100 * lastEpoch(part).top1).toFixed(2);
+    expect(ev.stdout).toContain(`test top-1 ${top1}%`);
     // A different run refuses the checkpoint.
     const other = await run('node', [...args, '--seed', '2', '--checkpoint', ck, '--resume']).catch((e) => e);
     expect(other.code).toBe(1);

@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { closeDevice } from '../engine/index.js';
 import { doctor } from './doctor.js';
 import { UserError } from './errors.js';
-import { TRAIN_USAGE, trainCommand } from './train.js';
+import { EVAL_USAGE, TRAIN_USAGE, evalCommand, trainCommand } from './train.js';
 
 const USAGE = `usage: nudge <command> [options]
 
@@ -13,6 +13,7 @@ commands:
              --toggle <t>       enable a Dawn toggle, repeatable (e.g. disable_robustness)
              --json             machine-readable output
 ${TRAIN_USAGE}
+${EVAL_USAGE}
 
 exit codes: 0 ok, 1 the command failed, 2 bad usage`;
 
@@ -38,6 +39,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'train':
       return trainCommand(rest);
+    case 'eval':
+      return evalCommand(rest);
     default:
       console.error(`nudge: unknown command '${command}'\n\n${USAGE}`);
       return 2;

@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import { Backend, createBackend } from '../engine/index.js';
 import { PAPER_DEFAULTS, smallNet, vgg5 } from '../pcn/models.js';
 import { Network, ModelSpec } from '../pcn/network.js';
-import { Algorithm, LabelledImages, NonFiniteError, Position, train } from '../pcn/train.js';
+import { Algorithm, LabelledImages, NonFiniteError, Position, evaluate, train } from '../pcn/train.js';
 import { Sgd } from '../pcn/optim.js';
 import { NamedArray, encodeSafetensors, readSafetensors, writeFileAtomic } from './safetensors.js';
 import { FASHION_MNIST_DIR, ImageSet, gather, loadIdxImageSet } from './data/dataset.js';
@@ -46,6 +46,59 @@ function num(v: string | undefined, what: string, fallback: number): number {
   const n = Number(v);
   if (!Number.isFinite(n)) throw new UserError(`--${what} must be a number, got '${v}'`);
   return n;
+}
+
+/** Replaces the network's parameters with a checkpoint's `layerK.weight` / `layerK.bias`. */
+function loadParams(net: Network, tensors: Record<string, NamedArray>): void {
+  net.layers.forEach((layer, i) => {
+    for (const [key, name] of [['w', 'weight'], ['b', 'bias']] as const) {
+      const saved = tensors[`layer${i + 1}.${name}`];
+      const cur = layer.params[key];
+      if (!saved || saved.data.length !== cur.size) throw new UserError(`checkpoint lacks layer${i + 1}.${name} of shape [${cur.shape.join(',')}]`);
+      layer.params[key] = net.be.fromArray(saved.data, cur.shape).keep();
+      cur.dispose();
+    }
+  });
+}
+
+export const EVAL_USAGE = `  eval       evaluate a training checkpoint on the test split
+             --checkpoint FILE.safetensors  (the model and data set come from it)
+             --test-limit N --backend webgpu|reference --data fashion-mnist[:DIR]`;
+
+export async function evalCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      checkpoint: { type: 'string' },
+      data: { type: 'string' },
+      'test-limit': { type: 'string' },
+      backend: { type: 'string', default: 'webgpu' },
+    },
+  });
+  if (!values.checkpoint) throw new UserError('eval needs --checkpoint FILE');
+  if (values.backend !== 'webgpu' && values.backend !== 'reference') throw new UserError('--backend must be webgpu or reference');
+  let ck;
+  try {
+    ck = readSafetensors(values.checkpoint);
+  } catch (e) {
+    throw new UserError((e as Error).message);
+  }
+  if (ck.metadata.format !== CHECKPOINT_FORMAT) throw new UserError(`${values.checkpoint} is not a nudge training checkpoint`);
+  const run = JSON.parse(ck.metadata.run) as { spec: ModelSpec; data: string };
+  const testSet = dataSet(values.data ?? run.data, 'test');
+  const be: Backend = await createBackend(values.backend as 'webgpu' | 'reference');
+  const net = new Network(be, run.spec);
+  net.init('eval'); // allocates parameters of the right shapes; overwritten below
+  loadParams(net, ck.tensors);
+  const limit = values['test-limit'] ? num(values['test-limit'], 'test-limit', 0) : undefined;
+  const m = await evaluate(net, testSet, 256, limit);
+  const pos = JSON.parse(ck.metadata.position);
+  console.log(
+    `${run.spec.name} from ${values.checkpoint} (after ${pos.epoch} epoch(s) + ${pos.step} step(s)) on ${values.data ?? run.data}: ` +
+      `test top-1 ${(100 * m.top1).toFixed(2)}% top-5 ${(100 * m.top5).toFixed(2)}% loss ${m.loss.toFixed(4)} (${m.count} images)`,
+  );
+  return 0;
 }
 
 export async function trainCommand(args: string[]): Promise<number> {
@@ -135,17 +188,7 @@ export async function trainCommand(args: string[]): Promise<number> {
   const be: Backend = await createBackend(values.backend as 'webgpu' | 'reference');
   const net = new Network(be, spec);
   net.init(cfg.seed);
-  if (resume) {
-    net.layers.forEach((layer, i) => {
-      for (const [key, name] of [['w', 'weight'], ['b', 'bias']] as const) {
-        const saved = resume!.params[`layer${i + 1}.${name}`];
-        const cur = layer.params[key];
-        if (!saved || saved.data.length !== cur.size) throw new UserError(`checkpoint lacks layer${i + 1}.${name} of shape [${cur.shape.join(',')}]`);
-        layer.params[key] = be.fromArray(saved.data, cur.shape).keep();
-        cur.dispose();
-      }
-    });
-  }
+  if (resume) loadParams(net, resume.params);
   const saveCheckpoint = async (pos: Position, sgd: Sgd) => {
     if (!values.checkpoint) return;
     const tensors: Record<string, NamedArray> = {};
