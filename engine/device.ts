@@ -64,7 +64,6 @@ let current: Gpu | null = null;
 let opening: Promise<Gpu> | null = null;
 let lastUncapturedError: string | null = null;
 let lostReason: string | null = null;
-const keepAlive: unknown[] = [];
 
 async function importDawn(): Promise<DawnModule> {
   try {
@@ -98,8 +97,6 @@ async function instance(toggles: string[]): Promise<GPU> {
   const opts = toggles.length ? [`enable-dawn-features=${toggles.join(',')}`] : [];
   dawnInstance = dawn.create(opts);
   dawnInstanceKey = key;
-  keepAlive.push(dawnInstance);
-  (globalThis as Record<string, unknown>).__nudgeDawnInstance = dawnInstance;
   return dawnInstance;
 }
 

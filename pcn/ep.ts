@@ -42,9 +42,11 @@ function disposePre(owned: Set<Tensor>, p: PreActivation | null): void {
 /** e_k = h_k - f_k(h_{k-1}) from the cached pre-activation. */
 export function layerError(net: Network, k: number, h: Tensor[], pre: (PreActivation | null)[]): Tensor {
   const be = net.be;
-  const f = net.layers[k - 1].predict(be, pre[k]!);
+  const a = pre[k]!.a;
+  // The linear output layer predicts a_L itself: no copy on every relaxation step.
+  const f = net.layers[k - 1].relu ? be.relu(a) : a;
   const e = be.sub(h[k], f);
-  f.dispose();
+  if (f !== a) f.dispose();
   return e;
 }
 

@@ -29,7 +29,7 @@ import {
   defaultConvBackwardFilterConfig,
 } from '../kernels/conv/backwardFilter.js';
 import { MAX_GROUPS_PER_DIM, linearGroupIndex } from '../kernels/spec.js';
-import { freshSeed, gpu, pair, randomValues, ref, relErr, rng } from './helpers.js';
+import { freshSeed, gpu, pair, randomValues, ref, relErr, rng, shuffled } from './helpers.js';
 
 const TOL = 1e-5;
 type Op = 'forward' | 'backwardData' | 'backwardFilter';
@@ -46,15 +46,6 @@ interface Case {
 
 function pick<T>(r: () => number, xs: readonly T[]): T {
   return xs[Math.floor(r() * xs.length)];
-}
-
-function shuffled<T>(xs: T[], r: () => number): T[] {
-  const out = [...xs];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(r() * (i + 1));
-    [out[i], out[j]] = [out[j], out[i]];
-  }
-  return out;
 }
 
 function makeCase(N: number, H: number, W: number, Ci: number, Co: number, K: number, stride: 1 | 2, pad: 0 | 1, bias: boolean): Case {

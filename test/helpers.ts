@@ -62,3 +62,13 @@ export function pair(gb: Backend, values: ArrayLike<number>, shape: Shape, dtype
   if (values.length !== sizeOf(shape)) throw new Error('pair: size mismatch');
   return [gb.fromArray(values, shape, dtype), ref.fromArray(values, shape, dtype)];
 }
+
+/** A seeded Fisher-Yates shuffle (a copy). */
+export function shuffled<T>(xs: T[], r: () => number): T[] {
+  const out = [...xs];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}

@@ -20,18 +20,9 @@ import { maxPoolBackwardKernel, maxPoolKernel } from '../kernels/pool.js';
 import { rowWorkgroupSize, softmaxCrossEntropyKernel, topkCorrectKernel } from '../kernels/loss.js';
 import { sgdKernel } from '../kernels/optim.js';
 import { MAX_GROUPS_PER_DIM } from '../kernels/spec.js';
-import { freshSeed, gpu, pair, randomValues, ref, relErr, rng } from './helpers.js';
+import { freshSeed, gpu, pair, randomValues, ref, relErr, rng, shuffled } from './helpers.js';
 
 const TOL = 1e-5;
-
-function shuffled<T>(xs: T[], r: () => number): T[] {
-  const out = [...xs];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(r() * (i + 1));
-    [out[i], out[j]] = [out[j], out[i]];
-  }
-  return out;
-}
 
 /**
  * A random sample of configs over several shapes' spaces that aims to hold every value of

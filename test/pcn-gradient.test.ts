@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { Backend, ReferenceBackend, Tensor } from '../engine/index.js';
 import { epGradient, exampleSigns, nudge, disposeNudged } from '../pcn/ep.js';
 import { ModelSpec, Network, disposeState } from '../pcn/network.js';
-import { freshSeed, randomValues, rng } from './helpers.js';
+import { freshSeed, randomValues, relErr, rng } from './helpers.js';
 
 const spec: ModelSpec = {
   name: 'tiny',
@@ -38,15 +38,6 @@ function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
   // Both zero (a layer dead for this batch) agree.
   if (aa === 0 && bb === 0) return 1;
   return aa === 0 || bb === 0 ? 0 : ab / Math.sqrt(aa * bb);
-}
-
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let d = 0, n = 0;
-  for (let i = 0; i < a.length; i++) {
-    d += (a[i] - b[i]) ** 2;
-    n += b[i] * b[i];
-  }
-  return n === 0 ? Math.sqrt(d) : Math.sqrt(d / n);
 }
 
 async function setup(seed: string, N = 8) {

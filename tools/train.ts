@@ -1,5 +1,5 @@
 // `nudge train`: a PCN trained with EP or BP, with test accuracy per epoch and a JSONL log.
-import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Backend, createBackend } from '../engine/index.js';
@@ -48,6 +48,18 @@ function num(v: string | undefined, what: string, fallback: number): number {
   return n;
 }
 
+/** Reads a training checkpoint written by `nudge train`, with user-facing errors. */
+function readRunCheckpoint(path: string) {
+  let ck;
+  try {
+    ck = readSafetensors(path);
+  } catch (e) {
+    throw new UserError((e as Error).message);
+  }
+  if (ck.metadata.format !== CHECKPOINT_FORMAT) throw new UserError(`${path} is not a nudge training checkpoint`);
+  return ck;
+}
+
 /** Replaces the network's parameters with a checkpoint's `layerK.weight` / `layerK.bias`. */
 function loadParams(net: Network, tensors: Record<string, NamedArray>): void {
   net.layers.forEach((layer, i) => {
@@ -78,13 +90,7 @@ export async function evalCommand(args: string[]): Promise<number> {
   });
   if (!values.checkpoint) throw new UserError('eval needs --checkpoint FILE');
   if (values.backend !== 'webgpu' && values.backend !== 'reference') throw new UserError('--backend must be webgpu or reference');
-  let ck;
-  try {
-    ck = readSafetensors(values.checkpoint);
-  } catch (e) {
-    throw new UserError((e as Error).message);
-  }
-  if (ck.metadata.format !== CHECKPOINT_FORMAT) throw new UserError(`${values.checkpoint} is not a nudge training checkpoint`);
+  const ck = readRunCheckpoint(values.checkpoint);
   const run = JSON.parse(ck.metadata.run) as { spec: ModelSpec; data: string };
   const testSet = dataSet(values.data ?? run.data, 'test');
   const be: Backend = await createBackend(values.backend as 'webgpu' | 'reference');
@@ -164,20 +170,14 @@ export async function trainCommand(args: string[]): Promise<number> {
     if (!Number.isInteger(v) || v < 1) throw new UserError(`--${k} must be a positive integer, got ${v}`);
   }
   if (!(cfg.beta > 0)) throw new UserError(`--beta must be positive, got ${cfg.beta}`);
-  const trainLimitEarly = values['train-limit'] ? num(values['train-limit'], 'train-limit', 0) : undefined;
+  const trainLimit = values['train-limit'] ? num(values['train-limit'], 'train-limit', 0) : undefined;
+  const testLimit = values['test-limit'] ? num(values['test-limit'], 'test-limit', 0) : undefined;
   // What must be equal for a resumed run to continue the same run.
-  const runIdentity = JSON.stringify({ spec, cfg, data: values.data, trainLimit: trainLimitEarly ?? null });
+  const runIdentity = JSON.stringify({ spec, cfg, data: values.data, trainLimit: trainLimit ?? null });
   let resume: { position: Position; velocity: Float32Array[]; params: Record<string, NamedArray> } | undefined;
   if (values.resume) {
     if (!values.checkpoint) throw new UserError('--resume needs --checkpoint FILE');
-    if (!existsSync(values.checkpoint)) throw new UserError(`--resume: checkpoint ${values.checkpoint} does not exist`);
-    let ck;
-    try {
-      ck = readSafetensors(values.checkpoint);
-    } catch (e) {
-      throw new UserError((e as Error).message);
-    }
-    if (ck.metadata.format !== CHECKPOINT_FORMAT) throw new UserError(`${values.checkpoint} is not a nudge training checkpoint`);
+    const ck = readRunCheckpoint(values.checkpoint);
     if (ck.metadata.run !== runIdentity) {
       throw new UserError(`${values.checkpoint} was written by a different run (model, algorithm, hyperparameters, data or seed differ); resume with the same options`);
     }
@@ -216,8 +216,6 @@ export async function trainCommand(args: string[]): Promise<number> {
     mkdirSync(dirname(values.log), { recursive: true });
     writeFileSync(values.log, '');
   }
-  const trainLimit = values['train-limit'] ? num(values['train-limit'], 'train-limit', 0) : undefined;
-  const testLimit = values['test-limit'] ? num(values['test-limit'], 'test-limit', 0) : undefined;
   console.log(
     `nudge train: ${spec.name} on ${values.data} (${trainLimit ?? trainSet.count} train / ${testLimit ?? testSet.count} test), ` +
       `${algorithm}${algorithm === 'bp' ? '' : ` beta ${cfg.beta} K ${cfg.K} ${cfg.sweep}`}, ${cfg.epochs} epoch(s), batch ${cfg.batch}, ` +

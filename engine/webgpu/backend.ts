@@ -16,7 +16,7 @@ import {
   checkScaleRows,
   checkU32Values,
 } from '../backend.js';
-import { DType, Shape, Tensor } from '../tensor.js';
+import { DType, Shape, Tensor, sizeOf } from '../tensor.js';
 import { uniformValues } from '../random.js';
 import { addBiasKernel, scaleRowsKernel, binaryKernel, unaryKernel, BinaryOp, UnaryOp } from '../../kernels/elementwise.js';
 import { GpuStorage, GpuTensor, Runtime, RuntimeOptions } from './runtime.js';
@@ -60,7 +60,7 @@ export class WebGPUBackend implements Backend {
   }
 
   uniform(shape: Shape, low: number, high: number, seed: string | number): Tensor {
-    const vals = uniformValues(shapeSize(shape), low, high, seed);
+    const vals = uniformValues(sizeOf(shape), low, high, seed);
     return this.fromArray(vals, shape);
   }
 
@@ -190,10 +190,5 @@ export class WebGPUBackend implements Backend {
   }
 }
 
-function shapeSize(shape: Shape): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
-}
 
 export type { GpuStorage };
