@@ -152,7 +152,7 @@ export class Runtime {
 
   /** Writes host data into a buffer. Flushes first so the write cannot overtake recorded work. */
   upload(buffer: GPUBuffer, data: ArrayBufferView, byteOffset = 0): void {
-    if (this.pending > 0 || this.encoder) this.flush();
+    if (this.encoder) this.flush();
     this.device.queue.writeBuffer(buffer, byteOffset, data.buffer, data.byteOffset, data.byteLength);
   }
 
