@@ -2,6 +2,7 @@
 export * from './tensor.js';
 export * from './backend.js';
 export { uniformValues } from './random.js';
+export { writeFileAtomic } from './files.js';
 export {
   openDevice,
   closeDevice,
@@ -15,22 +16,51 @@ export type { DeviceOptions, AdapterDescription, Gpu } from './device.js';
 export { WebGPUBackend } from './webgpu/backend.js';
 export type { RuntimeOptions, MemoryStats } from './webgpu/runtime.js';
 export { ReferenceBackend } from './reference/backend.js';
+export { Tuner, adapterIdentity } from './tune/tuner.js';
+export type { TunerOptions, TuneResult, TuneProgress } from './tune/tuner.js';
+export { TUNABLE_OPS, convKey, matmulKey, configLabel, canonicalConfig, kernelSetHash } from './tune/ops.js';
+export type { TunableOpName, MatmulProblem, Problem } from './tune/ops.js';
+export { cacheDir, cachePath, loadCache, saveEntries, CACHE_FORMAT } from './tune/cache.js';
+export type { CacheEntry, CacheFile, AdapterIdentity } from './tune/cache.js';
 
 import { Backend } from './backend.js';
 import { DeviceOptions, openDevice } from './device.js';
 import { ReferenceBackend } from './reference/backend.js';
 import { WebGPUBackend } from './webgpu/backend.js';
 import { RuntimeOptions } from './webgpu/runtime.js';
+import { Tuner, TunerOptions } from './tune/tuner.js';
 
 export type BackendName = 'webgpu' | 'reference';
 
+export interface BackendOptions extends DeviceOptions, RuntimeOptions {
+  /**
+   * Kernel tuning on webgpu: by default cached winners from the per-adapter tune cache are
+   * used (NUDGE_TUNE_CACHE=FILE picks another file, NUDGE_TUNE_CACHE=off none) and untuned
+   * shapes run the default kernels; `autotune: true` (or NUDGE_AUTOTUNE=1) tunes them on
+   * first use. `false` turns the tuner off.
+   */
+  tune?: TunerOptions | false;
+}
+
+/** The tuner options the environment asks for, merged under explicit ones. */
+export function tunerOptionsFromEnv(opts: TunerOptions = {}, env: NodeJS.ProcessEnv = process.env): TunerOptions {
+  const out: TunerOptions = { ...opts };
+  const file = env.NUDGE_TUNE_CACHE;
+  if (out.cacheFile === undefined && file) out.cacheFile = file === 'off' ? null : file;
+  if (out.autotune === undefined && env.NUDGE_AUTOTUNE) out.autotune = env.NUDGE_AUTOTUNE !== '0';
+  return out;
+}
+
 /** Creates a backend by name; 'webgpu' opens the process-wide device first. */
-export async function createBackend(name: BackendName, opts: DeviceOptions & RuntimeOptions = {}): Promise<Backend> {
+export async function createBackend(name: BackendName, opts: BackendOptions = {}): Promise<Backend> {
   switch (name) {
     case 'reference':
       return new ReferenceBackend();
-    case 'webgpu':
-      return new WebGPUBackend(await openDevice(opts), opts);
+    case 'webgpu': {
+      const be = new WebGPUBackend(await openDevice(opts), opts);
+      if (opts.tune !== false) be.tuner = new Tuner(be, tunerOptionsFromEnv(opts.tune ?? {}));
+      return be;
+    }
     default:
       throw new Error(`unknown backend '${name as string}' (choose webgpu or reference)`);
   }

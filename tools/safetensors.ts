@@ -2,7 +2,10 @@
 // header length, a JSON header naming each tensor's dtype, shape and byte range, then the
 // raw little-endian data. Written to a temporary name, synced and renamed, so a crash leaves
 // either the old file or the new one.
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../engine/index.js';
+
+export { writeFileAtomic };
 
 export interface NamedArray {
   shape: number[];
@@ -70,25 +73,6 @@ export function decodeSafetensors(buf: Buffer, what: string): { tensors: Record<
 }
 
 /** Writes atomically: temporary file, fsync, rename. */
-export function writeFileAtomic(path: string, bytes: Buffer): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w');
-  try {
-    writeSync(fd, bytes);
-    fsyncSync(fd);
-  } catch (e) {
-    closeSync(fd);
-    try {
-      unlinkSync(tmp);
-    } catch {
-      /* already gone */
-    }
-    throw e;
-  }
-  closeSync(fd);
-  renameSync(tmp, path);
-}
-
 export function readSafetensors(path: string) {
   let buf: Buffer;
   try {

@@ -15,7 +15,16 @@ import {
   checkAddBias,
   checkScaleRows,
   checkU32Values,
+  conv2dBackwardDataShapes,
+  conv2dBackwardFilterShapes,
+  conv2dShapes,
+  matmulShape,
 } from '../backend.js';
+import type { Tuner } from '../tune/tuner.js';
+import type { ConvForwardConfig } from '../../kernels/conv/forward.js';
+import type { ConvBackwardDataConfig } from '../../kernels/conv/backwardData.js';
+import type { ConvBackwardFilterConfig } from '../../kernels/conv/backwardFilter.js';
+import type { MatmulConfig } from '../../kernels/matmul/matmul.js';
 import { DType, Shape, Tensor, sizeOf } from '../tensor.js';
 import { uniformValues } from '../random.js';
 import { addBiasKernel, scaleRowsKernel, binaryKernel, unaryKernel, BinaryOp, UnaryOp } from '../../kernels/elementwise.js';
@@ -28,6 +37,8 @@ import * as miscOps from './ops/misc.js';
 export class WebGPUBackend implements Backend {
   readonly name = 'webgpu';
   readonly rt: Runtime;
+  /** Chooses conv/matmul kernel configs (cached winners; with autotune, tunes on first use). */
+  tuner: Tuner | null = null;
 
   constructor(readonly gpu: Gpu, opts: RuntimeOptions = {}) {
     this.rt = new Runtime(gpu, opts);
@@ -68,6 +79,8 @@ export class WebGPUBackend implements Backend {
     const [buf] = this.buffers('read', t);
     if (t.size === 0) return new Float64Array(0);
     const bytes = await this.rt.readBytes(buf, t.size * 4);
+    // Shapes first seen since the last read are tuned now that the caller waits anyway.
+    if (this.tuner?.hasPending) await this.tuner.tunePending();
     return Float64Array.from(t.dtype === 'u32' ? new Uint32Array(bytes) : new Float32Array(bytes));
   }
 
@@ -153,16 +166,20 @@ export class WebGPUBackend implements Backend {
     return miscOps.biasGrad(this, g);
   }
   matmul(a: Tensor, b: Tensor, opts?: MatmulOptions): Tensor {
-    return linalgOps.matmul(this, a, b, opts);
+    const cfg = this.tuner?.configFor('matmul', { ...matmulShape(a, b, opts), transA: !!opts?.transA, transB: !!opts?.transB });
+    return linalgOps.matmul(this, a, b, opts, cfg as MatmulConfig | undefined);
   }
   conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts?: Conv2dOptions): Tensor {
-    return convOps.conv2d(this, x, w, bias, opts);
+    const cfg = this.tuner?.configFor('conv2d', conv2dShapes(x, w, bias, opts));
+    return convOps.conv2d(this, x, w, bias, opts, cfg as ConvForwardConfig | undefined);
   }
   conv2dBackwardData(dy: Tensor, w: Tensor, inputShape: Shape, opts?: Conv2dOptions): Tensor {
-    return convOps.conv2dBackwardData(this, dy, w, inputShape, opts);
+    const cfg = this.tuner?.configFor('conv2dBackwardData', conv2dBackwardDataShapes(dy, w, inputShape, opts));
+    return convOps.conv2dBackwardData(this, dy, w, inputShape, opts, cfg as ConvBackwardDataConfig | undefined);
   }
   conv2dBackwardFilter(x: Tensor, dy: Tensor, filterShape: Shape, opts?: Conv2dOptions): Tensor {
-    return convOps.conv2dBackwardFilter(this, x, dy, filterShape, opts);
+    const cfg = this.tuner?.configFor('conv2dBackwardFilter', conv2dBackwardFilterShapes(x, dy, filterShape, opts));
+    return convOps.conv2dBackwardFilter(this, x, dy, filterShape, opts, cfg as ConvBackwardFilterConfig | undefined);
   }
   maxPool2x2(x: Tensor): MaxPoolResult {
     return miscOps.maxPool2x2(this, x);
@@ -183,6 +200,7 @@ export class WebGPUBackend implements Backend {
 
   async sync(): Promise<void> {
     await this.rt.sync();
+    if (this.tuner?.hasPending) await this.tuner.tunePending();
   }
 
   destroy(): void {

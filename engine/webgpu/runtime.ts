@@ -57,7 +57,8 @@ export interface RuntimeOptions {
 
 export class Runtime {
   readonly device: GPUDevice;
-  readonly poison: boolean;
+  /** Poison new buffers (see RuntimeOptions); the tuner turns it on around its probe runs. */
+  poison: boolean;
   private maxDispatches: number;
   private free = new Map<number, GPUBuffer[]>();
   private stagingFree = new Map<number, GPUBuffer[]>();

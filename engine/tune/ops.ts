@@ -1,0 +1,248 @@
+// The ops the autotuner knows: for each, the problem key, the candidate configs, how to
+// run one on random inputs, its FLOP count, and a float64 reference for single output
+// elements (so a candidate can be checked on the exact shape it is tuned for without
+// computing the whole reference output).
+import { createHash } from 'node:crypto';
+import { ConvGeometry } from '../backend.js';
+import { Tensor } from '../tensor.js';
+import type { WebGPUBackend } from '../webgpu/backend.js';
+import * as convOps from '../webgpu/ops/conv.js';
+import * as linalgOps from '../webgpu/ops/linalg.js';
+import * as conv from '../../kernels/conv/forward.js';
+import * as convData from '../../kernels/conv/backwardData.js';
+import * as convFilter from '../../kernels/conv/backwardFilter.js';
+import * as convCommon from '../../kernels/conv/common.js';
+import * as mm from '../../kernels/matmul/matmul.js';
+import * as mmT from '../../kernels/matmul/transpose.js';
+
+export type TunableOpName = 'conv2d' | 'conv2dBackwardData' | 'conv2dBackwardFilter' | 'matmul';
+
+export interface MatmulProblem {
+  M: number;
+  K: number;
+  N: number;
+  transA: boolean;
+  transB: boolean;
+}
+
+export type Problem = ConvGeometry | MatmulProblem;
+
+/** Bump when a change to the kernels is not visible in the generator sources hashed below. */
+const KERNEL_SET_VERSION = 1;
+
+export interface TunableOp {
+  name: TunableOpName;
+  key(p: Problem): string;
+  /** Every config the tuner may try (the op's default path is tried separately, as `null`). */
+  candidates(p: Problem): unknown[];
+  /** The config the op's default path uses, when that path is one candidate kernel (skipped as a duplicate). */
+  defaultConfig(p: Problem): unknown | null;
+  flops(p: Problem): number;
+  /** Input shapes, in the order run() takes them. */
+  inputShapes(p: Problem): number[][];
+  /** Records the op with `config` (null: the op's own default) and returns its output. */
+  run(be: WebGPUBackend, p: Problem, inputs: Tensor[], config: unknown | null): Tensor;
+  /** Output element `i` in float64 from the host copies of the inputs. */
+  reference(p: Problem, host: Float32Array[], i: number): number;
+  /** Generator code whose change invalidates measurements. */
+  sources: unknown[];
+}
+
+export function convKey(g: ConvGeometry): string {
+  return `${g.N}x${g.H}x${g.W}x${g.Ci}->${g.Co} k${g.KH}x${g.KW} s${g.stride} p${g.pad}`;
+}
+
+export function matmulKey(p: MatmulProblem): string {
+  return `${p.M}x${p.K}x${p.N}${p.transA ? ' A^T' : ''}${p.transB ? ' B^T' : ''}`;
+}
+
+const convFlops = (p: Problem) => {
+  const g = p as ConvGeometry;
+  return 2 * g.N * g.Ho * g.Wo * g.Co * g.KH * g.KW * g.Ci;
+};
+
+/** x[n, iy, ix, ci] or 0 outside the image. */
+function xAt(g: ConvGeometry, x: Float32Array, n: number, iy: number, ix: number, ci: number): number {
+  if (iy < 0 || ix < 0 || iy >= g.H || ix >= g.W) return 0;
+  return x[((n * g.H + iy) * g.W + ix) * g.Ci + ci];
+}
+
+const conv2dOp: TunableOp = {
+  name: 'conv2d',
+  key: (p) => convKey(p as ConvGeometry),
+  candidates: (p) => conv.convForwardConfigSpace(p as ConvGeometry),
+  defaultConfig: (p) => conv.defaultConvForwardConfig(p as ConvGeometry),
+  flops: convFlops,
+  inputShapes: (p) => {
+    const g = p as ConvGeometry;
+    return [[g.N, g.H, g.W, g.Ci], [g.KH, g.KW, g.Ci, g.Co]];
+  },
+  run: (be, p, [x, w], config) => {
+    const g = p as ConvGeometry;
+    return convOps.conv2d(be, x, w, null, { stride: g.stride as 1 | 2, pad: g.pad as 0 | 1 }, (config ?? undefined) as conv.ConvForwardConfig | undefined);
+  },
+  reference: (p, [x, w], i) => {
+    const g = p as ConvGeometry;
+    const co = i % g.Co;
+    const ox = Math.floor(i / g.Co) % g.Wo;
+    const oy = Math.floor(i / (g.Co * g.Wo)) % g.Ho;
+    const n = Math.floor(i / (g.Co * g.Wo * g.Ho));
+    let s = 0;
+    for (let ky = 0; ky < g.KH; ky++)
+      for (let kx = 0; kx < g.KW; kx++)
+        for (let ci = 0; ci < g.Ci; ci++) {
+          s += xAt(g, x, n, oy * g.stride + ky - g.pad, ox * g.stride + kx - g.pad, ci) * w[((ky * g.KW + kx) * g.Ci + ci) * g.Co + co];
+        }
+    return s;
+  },
+  sources: [conv.convForwardKernel, conv.convForwardConfigSpace, conv.defaultConvForwardConfig, convCommon.gatherGemmKernel, convCommon.tileConfigs, convOps.conv2d],
+};
+
+const conv2dBackwardDataOp: TunableOp = {
+  name: 'conv2dBackwardData',
+  key: (p) => convKey(p as ConvGeometry),
+  candidates: (p) => convData.convBackwardDataConfigSpace(p as ConvGeometry),
+  defaultConfig: (p) => convData.defaultConvBackwardDataConfig(p as ConvGeometry),
+  flops: convFlops,
+  inputShapes: (p) => {
+    const g = p as ConvGeometry;
+    return [[g.N, g.Ho, g.Wo, g.Co], [g.KH, g.KW, g.Ci, g.Co]];
+  },
+  run: (be, p, [dy, w], config) => {
+    const g = p as ConvGeometry;
+    return convOps.conv2dBackwardData(be, dy, w, [g.N, g.H, g.W, g.Ci], { stride: g.stride as 1 | 2, pad: g.pad as 0 | 1 }, (config ?? undefined) as convData.ConvBackwardDataConfig | undefined);
+  },
+  reference: (p, [dy, w], i) => {
+    const g = p as ConvGeometry;
+    const ci = i % g.Ci;
+    const ix = Math.floor(i / g.Ci) % g.W;
+    const iy = Math.floor(i / (g.Ci * g.W)) % g.H;
+    const n = Math.floor(i / (g.Ci * g.W * g.H));
+    let s = 0;
+    for (let ky = 0; ky < g.KH; ky++) {
+      const ty = iy + g.pad - ky;
+      if (ty < 0 || ty % g.stride !== 0 || ty / g.stride >= g.Ho) continue;
+      const oy = ty / g.stride;
+      for (let kx = 0; kx < g.KW; kx++) {
+        const tx = ix + g.pad - kx;
+        if (tx < 0 || tx % g.stride !== 0 || tx / g.stride >= g.Wo) continue;
+        const ox = tx / g.stride;
+        const dyBase = ((n * g.Ho + oy) * g.Wo + ox) * g.Co;
+        const wBase = ((ky * g.KW + kx) * g.Ci + ci) * g.Co;
+        for (let co = 0; co < g.Co; co++) s += dy[dyBase + co] * w[wBase + co];
+      }
+    }
+    return s;
+  },
+  sources: [convData.convBackwardDataKernels, convData.backwardDataPhases, convData.filterTransposeKernel, convData.convBackwardDataConfigSpace, convData.defaultConvBackwardDataConfig, convCommon.gatherGemmKernel, convCommon.tileConfigs, convOps.conv2dBackwardData],
+};
+
+const conv2dBackwardFilterOp: TunableOp = {
+  name: 'conv2dBackwardFilter',
+  key: (p) => convKey(p as ConvGeometry),
+  candidates: (p) => convFilter.convBackwardFilterConfigSpace(p as ConvGeometry),
+  defaultConfig: (p) => convFilter.defaultConvBackwardFilterConfig(p as ConvGeometry),
+  flops: convFlops,
+  inputShapes: (p) => {
+    const g = p as ConvGeometry;
+    return [[g.N, g.H, g.W, g.Ci], [g.N, g.Ho, g.Wo, g.Co]];
+  },
+  run: (be, p, [x, dy], config) => {
+    const g = p as ConvGeometry;
+    return convOps.conv2dBackwardFilter(be, x, dy, [g.KH, g.KW, g.Ci, g.Co], { stride: g.stride as 1 | 2, pad: g.pad as 0 | 1 }, (config ?? undefined) as convFilter.ConvBackwardFilterConfig | undefined);
+  },
+  reference: (p, [x, dy], i) => {
+    const g = p as ConvGeometry;
+    const co = i % g.Co;
+    const ci = Math.floor(i / g.Co) % g.Ci;
+    const t = Math.floor(i / (g.Co * g.Ci));
+    const ky = Math.floor(t / g.KW);
+    const kx = t % g.KW;
+    let s = 0;
+    for (let n = 0; n < g.N; n++)
+      for (let oy = 0; oy < g.Ho; oy++)
+        for (let ox = 0; ox < g.Wo; ox++) {
+          const v = xAt(g, x, n, oy * g.stride + ky - g.pad, ox * g.stride + kx - g.pad, ci);
+          if (v !== 0) s += v * dy[((n * g.Ho + oy) * g.Wo + ox) * g.Co + co];
+        }
+    return s;
+  },
+  sources: [convFilter.convBackwardFilterKernels, convFilter.splitSumKernel, convFilter.convBackwardFilterConfigSpace, convFilter.defaultConvBackwardFilterConfig, convCommon.tileConfigs, convOps.conv2dBackwardFilter],
+};
+
+const matmulOp: TunableOp = {
+  name: 'matmul',
+  key: (p) => matmulKey(p as MatmulProblem),
+  candidates: (p) => mm.matmulConfigSpace(p as MatmulProblem),
+  // With a large transposed B the default path transposes first: not one of the candidates.
+  defaultConfig: (p) => (mm.transposeBFirst(p as MatmulProblem) ? null : mm.defaultMatmulConfig(p as MatmulProblem)),
+  flops: (p) => {
+    const s = p as MatmulProblem;
+    return 2 * s.M * s.N * s.K;
+  },
+  inputShapes: (p) => {
+    const s = p as MatmulProblem;
+    return [s.transA ? [s.K, s.M] : [s.M, s.K], s.transB ? [s.N, s.K] : [s.K, s.N]];
+  },
+  run: (be, p, [a, b], config) => {
+    const s = p as MatmulProblem;
+    return linalgOps.matmul(be, a, b, { transA: s.transA, transB: s.transB }, (config ?? undefined) as mm.MatmulConfig | undefined);
+  },
+  reference: (p, [a, b], i) => {
+    const s = p as MatmulProblem;
+    const row = Math.floor(i / s.N);
+    const col = i % s.N;
+    let acc = 0;
+    for (let k = 0; k < s.K; k++) {
+      const av = s.transA ? a[k * s.M + row] : a[row * s.K + k];
+      const bv = s.transB ? b[col * s.K + k] : b[k * s.N + col];
+      acc += av * bv;
+    }
+    return acc;
+  },
+  sources: [mm.matmulKernel, mm.matmulConfigSpace, mm.defaultMatmulConfig, mm.transposeBFirst, mmT.transposeKernel, linalgOps.matmul],
+};
+
+export const TUNABLE_OPS: Record<TunableOpName, TunableOp> = {
+  conv2d: conv2dOp,
+  conv2dBackwardData: conv2dBackwardDataOp,
+  conv2dBackwardFilter: conv2dBackwardFilterOp,
+  matmul: matmulOp,
+};
+
+/** Canonical JSON of a config (sorted keys): how configs are compared and stored. */
+export function canonicalConfig(c: unknown): string {
+  if (c === null || typeof c !== 'object') return JSON.stringify(c);
+  const o = c as Record<string, unknown>;
+  return `{${Object.keys(o)
+    .sort()
+    .map((k) => `${JSON.stringify(k)}:${canonicalConfig(o[k])}`)
+    .join(',')}}`;
+}
+
+/** A short readable name of a config: its fields in order, e.g. rows=8 cols=2 vec4. */
+export function configLabel(c: unknown): string {
+  if (c === null) return 'default';
+  return Object.entries(c as Record<string, unknown>)
+    .map(([k, v]) => (v === true ? k : v === false ? '' : `${k}=${String(v)}`))
+    .filter(Boolean)
+    .join(' ');
+}
+
+const sourceHashes = new Map<TunableOpName, string>();
+
+/**
+ * Hash of what an op's measurements depend on: the source text of its generators, config
+ * space and op code (as the running program has them), and KERNEL_SET_VERSION. A change
+ * to any of them makes earlier measurements stale.
+ */
+export function kernelSetHash(op: TunableOp): string {
+  let h = sourceHashes.get(op.name);
+  if (!h) {
+    const hash = createHash('sha256').update(`v${KERNEL_SET_VERSION}/${op.name}`);
+    for (const f of op.sources) hash.update(String(f));
+    h = hash.digest('hex').slice(0, 16);
+    sourceHashes.set(op.name, h);
+  }
+  return h;
+}

@@ -1,0 +1,388 @@
+// The autotuner: picks, per (op, exact shape, dtype, adapter, kernel set), the fastest
+// kernel config by measuring, and remembers it in the per-adapter cache.
+//
+// How a shape is tuned:
+// 1. Random inputs of the exact shape are made on the host and uploaded.
+// 2. The op's default path runs first: its time is the baseline and it is never skipped.
+// 3. Candidates then run in a search order: hill climbing from the best config so far
+//    (every config that differs from it in one field), then the rest of the space in a
+//    seeded random order, until the time budget for the shape is spent.
+// 4. Each candidate is first checked once against a float64 reference computed on the host
+//    for a sample of output elements (corners and random ones) with the output buffer
+//    poisoned with NaN, so a config that computes wrong values or leaves elements unwritten
+//    can never win; then timed: one warm-up run, then the median of up to `reps` runs
+//    measured with GPU timestamp queries (queue-completion wall time where the adapter has
+//    none).
+//
+// Ops are recorded synchronously, so tuning cannot happen inside one: with autotune on, an
+// untuned shape runs the default and is queued, and the queue is tuned at the next
+// read()/sync() of the backend; later calls get the winner.
+import { Tensor } from '../tensor.js';
+import type { WebGPUBackend } from '../webgpu/backend.js';
+import { AdapterIdentity, CacheEntry, cachePath, loadCache, saveEntries } from './cache.js';
+import { Problem, TUNABLE_OPS, TunableOp, TunableOpName, canonicalConfig, configLabel, kernelSetHash } from './ops.js';
+
+export interface TunerOptions {
+  /** The cache file; null keeps results in memory only. Default: the per-adapter file in the XDG cache dir. */
+  cacheFile?: string | null;
+  /** Tune shapes that are not in the cache on first use (at the next read/sync). Default false. */
+  autotune?: boolean;
+  /** Time budget per shape in ms, compilation and probing included. Default 10 s. */
+  budgetMs?: number;
+  /** Timed runs per candidate (the median is kept). Default 5. */
+  reps?: number;
+  /** Where problems with the cache and progress are reported. Default: stderr. */
+  log?: (message: string) => void;
+  /** Seed of the inputs and of the search order. */
+  seed?: number;
+}
+
+export interface TuneResult {
+  op: TunableOpName;
+  shape: string;
+  /** The winner: null is the op's default path. */
+  config: unknown | null;
+  label: string;
+  ms: number;
+  defaultMs: number;
+  gflops: number;
+  defaultGflops: number;
+  /** Candidates timed (default included) and rejected by the probe. */
+  tried: number;
+  rejected: number;
+  spaceSize: number;
+  fromCache: boolean;
+}
+
+export interface TuneProgress {
+  candidate: number;
+  spaceSize: number;
+  bestMs: number;
+  elapsedMs: number;
+}
+
+/** Probe samples are compared with this relative error (norm over the samples). */
+const PROBE_TOL = 1e-3;
+const PROBE_RANDOM_SAMPLES = 48;
+
+function xorshift(seed: number): () => number {
+  let s = seed >>> 0 || 0x9e3779b9;
+  return () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s / 4294967296;
+  };
+}
+
+function hashString(s: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return h >>> 0;
+}
+
+export function adapterIdentity(be: WebGPUBackend): AdapterIdentity {
+  const i = be.gpu.info;
+  return { vendor: i.vendor, architecture: i.architecture, name: i.name, description: i.description, backend: i.backend };
+}
+
+/** Configs that differ from `c` in exactly one field (same set of fields). */
+function neighbours(c: unknown, space: unknown[]): unknown[] {
+  if (c === null || typeof c !== 'object') return [];
+  const a = c as Record<string, unknown>;
+  const keys = Object.keys(a);
+  return space.filter((d) => {
+    const b = d as Record<string, unknown>;
+    if (Object.keys(b).length !== keys.length) return false;
+    let diff = 0;
+    for (const k of keys) {
+      if (!(k in b)) return false;
+      if (canonicalConfig(a[k]) !== canonicalConfig(b[k])) diff++;
+    }
+    return diff === 1;
+  });
+}
+
+export class Tuner {
+  readonly cacheFile: string | null;
+  readonly autotune: boolean;
+  readonly budgetMs: number;
+  readonly reps: number;
+  private readonly log: (m: string) => void;
+  private readonly seed: number;
+  private readonly adapter: AdapterIdentity;
+  /** Valid cache entries and this process's results, by `op|shape|f32`. */
+  private entries = new Map<string, CacheEntry>();
+  private pending = new Map<string, { op: TunableOpName; problem: Problem }>();
+  private reportedStale = new Set<string>();
+  private tuning = false;
+
+  constructor(
+    readonly be: WebGPUBackend,
+    opts: TunerOptions = {},
+  ) {
+    this.adapter = adapterIdentity(be);
+    this.cacheFile = opts.cacheFile === undefined ? cachePath(this.adapter) : opts.cacheFile;
+    this.autotune = opts.autotune ?? false;
+    this.budgetMs = opts.budgetMs ?? 10_000;
+    this.reps = opts.reps ?? 5;
+    this.log = opts.log ?? ((m) => process.stderr.write(`nudge: tune: ${m}\n`));
+    this.seed = opts.seed ?? 1;
+    if (this.cacheFile) {
+      const { entries, problems } = loadCache(this.cacheFile, this.adapter);
+      for (const p of problems) this.log(p);
+      for (const [k, e] of Object.entries(entries)) this.entries.set(k, e);
+    }
+  }
+
+  static key(op: TunableOpName, p: Problem): string {
+    return `${op}|${TUNABLE_OPS[op].key(p)}|f32`;
+  }
+
+  get hasPending(): boolean {
+    return this.pending.size > 0 && !this.tuning;
+  }
+
+  /**
+   * The config to use for this problem: a valid cached winner, else undefined (the op's
+   * default). With autotune on, an unknown shape is queued for tuning.
+   */
+  configFor(op: TunableOpName, p: Problem): unknown | undefined {
+    const key = Tuner.key(op, p);
+    const e = this.validEntry(key, TUNABLE_OPS[op], p);
+    if (e) return e.config === null ? undefined : e.config;
+    if (this.autotune && !this.tuning) this.pending.set(key, { op, problem: p });
+    return undefined;
+  }
+
+  /** A cache entry that may be trusted for the running code, reporting a stale one once. */
+  private validEntry(key: string, top: TunableOp, p: Problem): CacheEntry | undefined {
+    const e = this.entries.get(key);
+    if (!e) return undefined;
+    let why = '';
+    if (e.kernels !== kernelSetHash(top)) why = 'the kernels changed since it was tuned';
+    else if (e.config !== null) {
+      const want = canonicalConfig(e.config);
+      if (!top.candidates(p).some((c) => canonicalConfig(c) === want)) why = `its config ${e.configKey} is no longer a candidate`;
+    }
+    if (!why) return e;
+    if (!this.reportedStale.has(key)) {
+      this.reportedStale.add(key);
+      this.log(`cached entry for ${key} is stale (${why}): ignored, using the default`);
+    }
+    this.entries.delete(key);
+    return undefined;
+  }
+
+  /** Tunes the shapes queued by configFor(). */
+  async tunePending(onResult?: (r: TuneResult) => void): Promise<TuneResult[]> {
+    const out: TuneResult[] = [];
+    const jobs = [...this.pending.values()];
+    this.pending.clear();
+    for (const j of jobs) {
+      const r = await this.tune(j.op, j.problem);
+      onResult?.(r);
+      out.push(r);
+    }
+    return out;
+  }
+
+  /**
+   * Tunes one problem (or returns the cached result unless `force`). Saves the result to
+   * the cache file.
+   */
+  async tune(
+    op: TunableOpName,
+    p: Problem,
+    opts: { budgetMs?: number; force?: boolean; onProgress?: (pr: TuneProgress) => void } = {},
+  ): Promise<TuneResult> {
+    const top = TUNABLE_OPS[op];
+    const key = Tuner.key(op, p);
+    const space = top.candidates(p);
+    const flops = top.flops(p);
+    const gf = (ms: number) => flops / (ms * 1e6);
+    const cached = opts.force ? undefined : this.validEntry(key, top, p);
+    if (cached) {
+      return {
+        op, shape: top.key(p), config: cached.config, label: configLabel(cached.config), ms: cached.ms, defaultMs: cached.defaultMs,
+        gflops: gf(cached.ms), defaultGflops: gf(cached.defaultMs), tried: cached.tried, rejected: cached.rejected, spaceSize: space.length, fromCache: true,
+      };
+    }
+    const budget = opts.budgetMs ?? this.budgetMs;
+    const be = this.be;
+    const rt = be.rt;
+    this.tuning = true;
+    const start = performance.now();
+    const rand = xorshift(hashString(key) ^ this.seed);
+    // Inputs: uniform in [-1, 1) from a fast generator (shapes can hold 10^8 elements).
+    const host = top.inputShapes(p).map((s) => {
+      const n = s.reduce((a, b) => a * b, 1);
+      const a = new Float32Array(n);
+      for (let i = 0; i < n; i++) a[i] = rand() * 2 - 1;
+      return a;
+    });
+    const inputs = host.map((h, i) => be.fromArray(h, top.inputShapes(p)[i]));
+    let tried = 0;
+    let rejected = 0;
+    let best: { config: unknown | null; ms: number } | null = null;
+    let defaultMs = NaN;
+    try {
+      // Probe samples: the first and last elements and random ones, with their references.
+      const outSize = this.outputSize(top, p, inputs);
+      const sample = [0, outSize - 1];
+      for (let i = 0; i < PROBE_RANDOM_SAMPLES && i < outSize; i++) sample.push(Math.floor(rand() * outSize));
+      const want = sample.map((i) => top.reference(p, host, i));
+
+      const measure = async (config: unknown | null): Promise<number | null> => {
+        if (!(await this.probe(top, p, inputs, config, sample, want))) {
+          rejected++;
+          this.log(`${key}: config ${configLabel(config)} failed the probe check against the reference: rejected`);
+          return null;
+        }
+        tried++;
+        return this.time(() => top.run(be, p, inputs, config));
+      };
+
+      defaultMs = (await measure(null)) ?? NaN;
+      if (!Number.isFinite(defaultMs)) throw new Error(`tune ${key}: the default kernel failed its check against the reference`);
+      best = { config: null, ms: defaultMs };
+      const seen = new Set<string>();
+      const def = top.defaultConfig(p);
+      if (def !== null) seen.add(canonicalConfig(def));
+      const order = space.slice();
+      for (let i = order.length - 1; i > 0; i--) {
+        const j = Math.floor(rand() * (i + 1));
+        [order[i], order[j]] = [order[j], order[i]];
+      }
+      // Where hill climbing starts: the default's config (or, for a default path outside the space, the first in order).
+      let climbFrom: unknown | null = def ?? order[0] ?? null;
+      let climbMs = defaultMs;
+      const next = (): unknown | undefined => {
+        for (const c of neighbours(climbFrom, order)) if (!seen.has(canonicalConfig(c))) return c;
+        for (const c of order) if (!seen.has(canonicalConfig(c))) return c;
+        return undefined;
+      };
+      let n = 0;
+      for (;;) {
+        if (performance.now() - start > budget) break;
+        const c = next();
+        if (c === undefined) break;
+        seen.add(canonicalConfig(c));
+        const ms = await measure(c);
+        n++;
+        if (ms !== null && ms < best.ms) best = { config: c, ms };
+        if (ms !== null && ms < climbMs) {
+          climbFrom = c;
+          climbMs = ms;
+        }
+        opts.onProgress?.({ candidate: n, spaceSize: space.length, bestMs: best.ms, elapsedMs: performance.now() - start });
+      }
+    } finally {
+      for (const t of inputs) t.dispose();
+      this.tuning = false;
+    }
+    const entry: CacheEntry = {
+      config: best.config,
+      configKey: configLabel(best.config),
+      ms: best.ms,
+      defaultMs,
+      kernels: kernelSetHash(top),
+      tried,
+      rejected,
+      tunedAt: new Date().toISOString(),
+    };
+    this.entries.set(key, entry);
+    if (this.cacheFile) {
+      try {
+        for (const problem of saveEntries(this.cacheFile, this.adapter, { [key]: entry })) this.log(problem);
+      } catch (e) {
+        this.log(`could not save ${this.cacheFile}: ${(e as Error).message}`);
+      }
+    }
+    return {
+      op, shape: top.key(p), config: best.config, label: entry.configKey, ms: best.ms, defaultMs,
+      gflops: gf(best.ms), defaultGflops: gf(defaultMs), tried, rejected, spaceSize: space.length, fromCache: false,
+    };
+  }
+
+  private outputSize(top: TunableOp, p: Problem, inputs: Tensor[]): number {
+    const out = top.run(this.be, p, inputs, null);
+    const n = out.size;
+    out.dispose();
+    return n;
+  }
+
+  /** Runs `config` once on a NaN-poisoned output and compares the sampled elements with the reference. */
+  private async probe(top: TunableOp, p: Problem, inputs: Tensor[], config: unknown | null, sample: number[], want: number[]): Promise<boolean> {
+    const rt = this.be.rt;
+    const wasPoison = rt.poison;
+    rt.poison = true;
+    let out: Tensor;
+    try {
+      out = top.run(this.be, p, inputs, config);
+    } catch (e) {
+      this.log(`${top.name} ${top.key(p)}: config ${configLabel(config)} could not be generated: ${(e as Error).message}`);
+      return false;
+    } finally {
+      rt.poison = wasPoison;
+    }
+    try {
+      const got = await this.readElements(out, sample);
+      let num = 0;
+      let den = 0;
+      for (let i = 0; i < want.length; i++) {
+        if (!Number.isFinite(got[i])) return false;
+        num += (got[i] - want[i]) ** 2;
+        den += want[i] ** 2;
+      }
+      return Math.sqrt(num / Math.max(den, 1e-30)) < PROBE_TOL;
+    } finally {
+      out.dispose();
+    }
+  }
+
+  /** Reads single elements of a tensor (4-byte copies into one small buffer). */
+  private async readElements(t: Tensor, idx: number[]): Promise<Float32Array> {
+    const rt = this.be.rt;
+    const [src] = this.be.buffers('tune', t);
+    const dst = this.be.newTensor([idx.length]);
+    try {
+      const buf = dst.storage('tune').buffer;
+      idx.forEach((i, k) => rt.copy(src, buf, 4, i * 4, k * 4));
+      return new Float32Array(await rt.readBytes(buf, idx.length * 4));
+    } finally {
+      dst.dispose();
+    }
+  }
+
+  /** Median ms over `reps` runs after one warm-up (the probe already compiled the kernel). */
+  private async time(run: () => Tensor): Promise<number> {
+    const rt = this.be.rt;
+    const times: number[] = [];
+    {
+      const out = run();
+      await rt.sync();
+      out.dispose();
+    }
+    for (let r = 0; r < this.reps; r++) {
+      let out: Tensor | null = null;
+      let ms: number;
+      if (rt.hasTimestamps) {
+        ms = (await rt.timeGpu(() => {
+          out = run();
+        }))!;
+      } else {
+        const t0 = performance.now();
+        out = run();
+        await rt.sync();
+        ms = performance.now() - t0;
+      }
+      (out as Tensor | null)?.dispose();
+      times.push(ms);
+    }
+    times.sort((a, b) => a - b);
+    return times[Math.floor(times.length / 2)];
+  }
+}
