@@ -4,6 +4,7 @@ import { closeDevice } from '../engine/index.js';
 import { doctor } from './doctor.js';
 import { UserError } from './errors.js';
 import { EVAL_USAGE, TRAIN_USAGE, evalCommand, trainCommand } from './train.js';
+import { TUNE_USAGE, tuneCommand } from './tune.js';
 
 const USAGE = `usage: nudge <command> [options]
 
@@ -14,6 +15,7 @@ commands:
              --json             machine-readable output
 ${TRAIN_USAGE}
 ${EVAL_USAGE}
+${TUNE_USAGE}
 
 exit codes: 0 ok, 1 the command failed, 2 bad usage`;
 
@@ -41,6 +43,8 @@ async function main(argv: string[]): Promise<number> {
       return trainCommand(rest);
     case 'eval':
       return evalCommand(rest);
+    case 'tune':
+      return tuneCommand(rest);
     default:
       console.error(`nudge: unknown command '${command}'\n\n${USAGE}`);
       return 2;

@@ -64,6 +64,7 @@ export interface TuneProgress {
 /** Probe samples are compared with this relative error (norm over the samples). */
 const PROBE_TOL = 1e-3;
 const PROBE_RANDOM_SAMPLES = 48;
+const WIN_MARGIN = 0.98;
 
 function xorshift(seed: number): () => number {
   let s = seed >>> 0 || 0x9e3779b9;
@@ -272,7 +273,9 @@ export class Tuner {
         seen.add(canonicalConfig(c));
         const ms = await measure(c);
         n++;
-        if (ms !== null && ms < best.ms) best = { config: c, ms };
+        // A new winner must beat the best by a margin: timings jitter by a few percent, and
+        // a tie should keep the default (or the earlier winner) rather than a random config.
+        if (ms !== null && ms < best.ms * WIN_MARGIN) best = { config: c, ms };
         if (ms !== null && ms < climbMs) {
           climbFrom = c;
           climbMs = ms;

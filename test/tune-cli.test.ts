@@ -1,0 +1,93 @@
+// `nudge tune`: the shapes it tunes are exactly those a training step runs (checked by
+// recording what a real EP step and a BP step ask the tuner for), and the command tunes
+// them, prints the table and writes the cache that a later run reads.
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Problem, TunableOpName, Tuner, WebGPUBackend } from '../engine/index.js';
+import { Network } from '../pcn/network.js';
+import { Sgd } from '../pcn/optim.js';
+import { Algorithm, trainStep } from '../pcn/train.js';
+import { modelSpec, parseDuration, trainingShapes } from '../tools/tune.js';
+import { freshSeed, gpu, randomValues, rng } from './helpers.js';
+
+const run = promisify(execFile);
+const dir = mkdtempSync(join(tmpdir(), 'nudge-tune-cli-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** A tuner that only records what it is asked for. */
+class RecordingTuner extends Tuner {
+  readonly asked = new Set<string>();
+  override configFor(op: TunableOpName, p: Problem): unknown | undefined {
+    this.asked.add(Tuner.key(op, p));
+    return undefined;
+  }
+}
+
+describe('nudge tune', () => {
+  it('lists exactly the conv and matmul shapes a training step runs', async () => {
+    const seed = freshSeed();
+    const r = rng(seed);
+    const be = (await gpu()) as WebGPUBackend;
+    const batch = 2 + Math.floor(r() * 3);
+    const spec = modelSpec('small', 8 + 2 * Math.floor(r() * 3), 'c4p,c6,d5');
+    const want = new Set(trainingShapes(spec, batch).map((j) => Tuner.key(j.op, j.problem)));
+    for (const algorithm of ['ep-centered', 'bp'] as Algorithm[]) {
+      const rec = new RecordingTuner(be, { cacheFile: null });
+      be.tuner = rec;
+      try {
+        const net = new Network(be, spec);
+        net.init(seed);
+        const sgdCfg = { lr: 0.01, momentum: 0.9, weightDecay: 0, lrMin: 0 };
+        const sgd = new Sgd(be, sgdCfg, net.params());
+        const [H, W, C] = spec.input;
+        const x = be.fromArray(randomValues(batch * H * W * C, r), [batch, H, W, C]);
+        const y = be.fromArray(Array.from({ length: batch }, () => Math.floor(r() * 10)), [batch], 'u32');
+        const loss = trainStep(net, sgd, x, y, { algorithm, epochs: 1, batch, beta: 0.05, K: 3, sgd: sgdCfg, seed }, 0.01, 0);
+        await be.read(loss);
+        // The free phase of an evaluation uses the forward shapes only: a subset.
+        expect([...rec.asked].sort(), `${algorithm} seed ${seed}`).toEqual([...want].sort());
+      } finally {
+        be.tuner = null;
+      }
+    }
+  });
+
+  it('reads budgets', () => {
+    expect(parseDuration('30s')).toBe(30_000);
+    expect(parseDuration('500ms')).toBe(500);
+    expect(parseDuration('2m')).toBe(120_000);
+    expect(() => parseDuration('soon')).toThrow(/--budget/);
+  });
+
+  it('tunes a small model, prints the table, and a second run reads the cache', async () => {
+    const cache = join(dir, 'cache.json');
+    const json = join(dir, 'out.json');
+    const args = ['dist/nudge.mjs', 'tune', '--model', 'small', '--arch', 'c4p', '--input', '9', '--batch', '3', '--budget', '300ms', '--reps', '1', '--cache', cache, '--json', json];
+    const first = await run('node', args, { timeout: 300_000 });
+    expect(first.stdout).toMatch(/chosen config/);
+    const out = JSON.parse(readFileSync(json, 'utf8'));
+    // conv2d + backward-filter of L1; three matmuls of the dense output layer.
+    expect(out.results.map((r: { op: string }) => r.op)).toEqual(['conv2d', 'conv2dBackwardFilter', 'matmul', 'matmul', 'matmul']);
+    for (const r of out.results) {
+      expect(r.fromCache).toBe(false);
+      expect(r.tried).toBeGreaterThanOrEqual(1);
+      expect(r.ms).toBeGreaterThan(0);
+      expect(r.ms).toBeLessThanOrEqual(r.defaultMs);
+    }
+    const cached = JSON.parse(readFileSync(cache, 'utf8'));
+    expect(Object.keys(cached.entries).length).toBe(5);
+    const second = await run('node', args, { timeout: 300_000 });
+    expect(second.stdout).toMatch(/\(cached\)/);
+    expect(JSON.parse(readFileSync(json, 'utf8')).results.every((r: { fromCache: boolean }) => r.fromCache)).toBe(true);
+  });
+
+  it('rejects bad arguments with a clear message', async () => {
+    const bad = await run('node', ['dist/nudge.mjs', 'tune', '--model', 'resnet'], { timeout: 60_000 }).catch((e) => e);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/unknown model 'resnet'/);
+  });
+});

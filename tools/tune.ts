@@ -1,0 +1,168 @@
+// `nudge tune`: pre-tunes every conv and matmul shape one training step of a model uses,
+// and prints what was chosen and how much faster it is than the default kernel.
+import { parseArgs } from 'node:util';
+import { writeFileSync } from 'node:fs';
+import {
+  ConvGeometry,
+  MatmulProblem,
+  Problem,
+  TunableOpName,
+  TuneResult,
+  Tuner,
+  WebGPUBackend,
+  convGeometry,
+  createBackend,
+  tunerOptionsFromEnv,
+} from '../engine/index.js';
+import { ConvLayer, DenseLayer } from '../pcn/layers.js';
+import { ModelSpec, buildLayers } from '../pcn/network.js';
+import { smallNet, vgg10, vgg5 } from '../pcn/models.js';
+import { UserError } from './errors.js';
+
+export const TUNE_USAGE = `  tune       pre-tune the conv/matmul kernels of a model's training step on this adapter
+             --model vgg5|vgg10|small  --arch c16p,c32p (small)  --batch N (default 64)
+             --input N        spatial input size (default: 32 vgg5, 224 vgg10, 28 small)
+             --budget 30s     time budget per shape (ms, s or m; default 10s)
+             --ops conv2d,conv2dBackwardData,conv2dBackwardFilter,matmul   (default all)
+             --force          re-tune shapes already in the cache
+             --cache FILE     tune cache file (default: per adapter under $XDG_CACHE_HOME/nudge/tune)
+             --json FILE      also write the results as JSON`;
+
+export interface TuneJob {
+  op: TunableOpName;
+  problem: Problem;
+  /** Which layer(s) use it, for the table. */
+  where: string;
+}
+
+export function modelSpec(model: string, input: number | undefined, arch: string | undefined): ModelSpec {
+  switch (model) {
+    case 'vgg5':
+      return vgg5([input ?? 32, input ?? 32, 3], 10);
+    case 'vgg10':
+      return vgg10([input ?? 224, input ?? 224, 3], 1000);
+    case 'small':
+      return smallNet(arch ?? 'c16p,c32p', [input ?? 28, input ?? 28, 1], 10);
+    default:
+      throw new UserError(`unknown model '${model}' (vgg5, vgg10, small)`);
+  }
+}
+
+/**
+ * The conv and matmul problems one training step (EP or BP) runs: per conv layer the
+ * forward, the backward-data (not for the first layer: nothing below the input needs a
+ * signal) and the backward-filter; per dense layer the forward matmul, A*W^T for the
+ * signal below and X^T*G for the weight gradient. Shapes shared by several layers are
+ * listed once.
+ */
+export function trainingShapes(spec: ModelSpec, batch: number): TuneJob[] {
+  const jobs = new Map<string, TuneJob>();
+  const add = (op: TunableOpName, problem: Problem, where: string) => {
+    const key = Tuner.key(op, problem);
+    const j = jobs.get(key);
+    if (j) j.where += `,${where}`;
+    else jobs.set(key, { op, problem, where });
+  };
+  buildLayers(spec).forEach((layer, i) => {
+    const name = `L${i + 1}`;
+    if (layer instanceof ConvLayer) {
+      const g: ConvGeometry = convGeometry('conv2d', [batch, ...layer.inShape], layer.filterShape, layer.opts);
+      add('conv2d', g, name);
+      if (i > 0) add('conv2dBackwardData', g, name);
+      add('conv2dBackwardFilter', g, name);
+    } else if (layer instanceof DenseLayer) {
+      const F = layer.features;
+      const O = layer.outShape[0];
+      add('matmul', { M: batch, K: F, N: O, transA: false, transB: false } satisfies MatmulProblem, name);
+      if (i > 0) add('matmul', { M: batch, K: O, N: F, transA: false, transB: true }, name);
+      add('matmul', { M: F, K: batch, N: O, transA: true, transB: false }, name);
+    }
+  });
+  return [...jobs.values()];
+}
+
+export function parseDuration(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(s.trim());
+  if (!m) throw new UserError(`--budget: cannot read '${s}' (use e.g. 500ms, 30s, 2m)`);
+  const v = Number(m[1]);
+  return m[2] === 'ms' ? v : m[2] === 'm' ? v * 60_000 : v * 1000;
+}
+
+function formatRow(cells: string[], widths: number[]): string {
+  return cells.map((c, i) => (i >= cells.length - 3 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
+}
+
+export function resultsTable(rows: { job: TuneJob; r: TuneResult }[]): string {
+  const head = ['op', 'shape', 'layers', 'chosen config', 'tried', 'default GFLOP/s', 'tuned GFLOP/s', 'speed-up'];
+  const body = rows.map(({ job, r }) => [
+    r.op,
+    r.shape,
+    job.where,
+    r.label + (r.fromCache ? ' (cached)' : ''),
+    `${r.tried}/${r.spaceSize + 1}`,
+    r.defaultGflops.toFixed(2),
+    r.gflops.toFixed(2),
+    `${(r.defaultMs / r.ms).toFixed(2)}x`,
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  widths[3] = Math.min(widths[3], 60);
+  return [formatRow(head, widths), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map((b) => formatRow(b, widths))].join('\n');
+}
+
+export async function tuneCommand(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      model: { type: 'string', default: 'vgg5' },
+      arch: { type: 'string' },
+      batch: { type: 'string', default: '64' },
+      input: { type: 'string' },
+      budget: { type: 'string', default: '10s' },
+      ops: { type: 'string' },
+      force: { type: 'boolean', default: false },
+      cache: { type: 'string' },
+      json: { type: 'string' },
+      reps: { type: 'string', default: '5' },
+    },
+  });
+  const batch = Number(values.batch);
+  if (!Number.isInteger(batch) || batch < 1) throw new UserError(`--batch must be a positive integer, got '${values.batch}'`);
+  const input = values.input === undefined ? undefined : Number(values.input);
+  if (input !== undefined && (!Number.isInteger(input) || input < 2)) throw new UserError(`--input must be an integer >= 2, got '${values.input}'`);
+  const reps = Number(values.reps);
+  if (!Number.isInteger(reps) || reps < 1) throw new UserError(`--reps must be a positive integer`);
+  const budgetMs = parseDuration(values.budget!);
+  const spec = modelSpec(values.model!, input, values.arch);
+  let jobs = trainingShapes(spec, batch);
+  if (values.ops) {
+    const want = new Set(values.ops.split(','));
+    for (const o of want) if (!['conv2d', 'conv2dBackwardData', 'conv2dBackwardFilter', 'matmul'].includes(o)) throw new UserError(`--ops: unknown op '${o}'`);
+    jobs = jobs.filter((j) => want.has(j.op));
+  }
+  const be = (await createBackend('webgpu', { tune: false })) as WebGPUBackend;
+  const tuner = new Tuner(be, tunerOptionsFromEnv({ budgetMs, reps, ...(values.cache ? { cacheFile: values.cache } : {}) }));
+  console.log(`nudge tune: ${spec.name} batch ${batch} on ${be.gpu.info.name} (${be.gpu.info.description}); ${jobs.length} shapes, budget ${budgetMs / 1000} s each; cache ${tuner.cacheFile ?? '(none)'}`);
+  const rows: { job: TuneJob; r: TuneResult }[] = [];
+  const t0 = performance.now();
+  for (const [i, job] of jobs.entries()) {
+    const label = `[${i + 1}/${jobs.length}] ${job.op} ${Tuner.key(job.op, job.problem).split('|')[1]}`;
+    const tty = process.stderr.isTTY;
+    const r = await tuner.tune(job.op, job.problem, {
+      force: values.force,
+      onProgress: (p) => {
+        if (tty) process.stderr.write(`\r${label}: ${p.candidate} tried of ${p.spaceSize}, best ${p.bestMs.toFixed(2)} ms, ${(p.elapsedMs / 1000).toFixed(0)}/${budgetMs / 1000} s   `);
+      },
+    });
+    if (tty) process.stderr.write('\r\x1b[K');
+    const elapsed = (performance.now() - t0) / 1000;
+    const eta = (elapsed / (i + 1)) * (jobs.length - i - 1);
+    process.stderr.write(`${label}: ${r.label} ${r.gflops.toFixed(2)} GFLOP/s (${(r.defaultMs / r.ms).toFixed(2)}x default)${r.fromCache ? ' cached' : ''}; ${elapsed.toFixed(0)} s, ETA ${eta.toFixed(0)} s\n`);
+    rows.push({ job, r });
+  }
+  console.log(resultsTable(rows));
+  if (values.json) {
+    writeFileSync(values.json, JSON.stringify({ model: spec.name, batch, adapter: be.gpu.info, budgetMs, results: rows.map(({ job, r }) => ({ ...r, where: job.where })) }, null, 1) + '\n');
+  }
+  return 0;
+}
