@@ -1,8 +1,9 @@
 // `npm run bench -- <suite>`: prints a table per suite.
 import { closeDevice } from '../engine/index.js';
 import { benchOps } from './ops.js';
+import { benchConv } from './conv.js';
 
-const suites: Record<string, (args: string[]) => Promise<void>> = { ops: benchOps };
+const suites: Record<string, (args: string[]) => Promise<void>> = { ops: benchOps, conv: benchConv };
 
 async function main(): Promise<number> {
   const [name, ...rest] = process.argv.slice(2);

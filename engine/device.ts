@@ -65,6 +65,11 @@ let opening: Promise<Gpu> | null = null;
 let lastUncapturedError: string | null = null;
 let lostReason: string | null = null;
 
+/** The process's Dawn GPU object (null before the first openDevice): for code that wants navigator.gpu, e.g. the tfjs comparison bench. */
+export function dawnGpu(): GPU | null {
+  return dawnInstance;
+}
+
 async function importDawn(): Promise<DawnModule> {
   try {
     return (await import('webgpu')) as unknown as DawnModule;

@@ -9,6 +9,7 @@ export {
   currentDevice,
   diagnoseNoAdapter,
   checkDeviceHealthy,
+  dawnGpu,
   NoAdapterError,
   DeviceError,
 } from './device.js';
@@ -16,6 +17,8 @@ export type { DeviceOptions, AdapterDescription, Gpu } from './device.js';
 export { WebGPUBackend } from './webgpu/backend.js';
 export type { RuntimeOptions, MemoryStats } from './webgpu/runtime.js';
 export { ReferenceBackend } from './reference/backend.js';
+export * from './analog/index.js';
+export { streamKey, seedFromString } from '../kernels/analog.js';
 export { Tuner, adapterIdentity } from './tune/tuner.js';
 export type { TunerOptions, TuneResult, TuneProgress } from './tune/tuner.js';
 export { TUNABLE_OPS, convKey, matmulKey, configLabel, canonicalConfig, kernelSetHash } from './tune/ops.js';
