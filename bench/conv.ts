@@ -3,6 +3,7 @@
 // @tensorflow/tfjs-backend-webgpu's conv2d on the same Dawn adapter, all measured in this
 // run, the same way: GPU timestamp queries (tfjs: tf.time's kernelMs, which uses them too),
 // median of --reps runs after a warm-up.
+import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import {
   ConvGeometry,
@@ -84,6 +85,7 @@ export async function benchConv(args: string[]): Promise<void> {
       'no-tfjs': { type: 'boolean', default: false },
       cache: { type: 'string' },
       adapter: { type: 'string' },
+      json: { type: 'string' },
     },
   });
   const reps = Number(values.reps);
@@ -101,6 +103,7 @@ export async function benchConv(args: string[]): Promise<void> {
   );
 
   const rows: (string | number)[][] = [];
+  const records: Record<string, unknown>[] = [];
   for (const model of values.models!.split(',')) {
     const batch = Number(model === 'vgg10' ? values['batch-vgg10'] : values['batch-vgg5']);
     const input = model === 'vgg10' ? Number(values['input-vgg10']) : undefined;
@@ -127,11 +130,16 @@ export async function benchConv(args: string[]): Promise<void> {
           Number.isFinite(tfMs) ? `${(tfMs / tun.medianMs).toFixed(2)}x` : '',
           configLabel(tuned.config) + (tuned.fromCache ? ' (cached)' : ''),
         ]);
+        records.push({
+          model: spec.name, layers: job.where, op: job.op, geometry: g, shape: top.key(g), flops,
+          defaultMs: def.medianMs, tunedMs: tun.medianMs, tfjsMs: Number.isFinite(tfMs) ? tfMs : null, tunedConfig: tuned.config, timing: def.method,
+        });
         console.error(`${spec.name} ${job.where} ${job.op}: default ${gf(def.medianMs).toFixed(2)}, tuned ${gf(tun.medianMs).toFixed(2)}${Number.isFinite(tfMs) ? `, tfjs ${gf(tfMs).toFixed(2)}` : ''} GFLOP/s`);
       } finally {
         for (const t of inputs) t.dispose();
       }
     }
   }
+  if (values.json) writeFileSync(values.json, JSON.stringify({ date, adapter: gpu.info, reps, budgetMs, tfjs: tfjs.tf ? tfjs.tf.version_core : null, results: records }, null, 1) + '\n');
   printTable(['layer', 'op shape (NxHxWxCi->Co)', 'default GFLOP/s', 'tuned GFLOP/s', 'tfjs GFLOP/s', 'tuned/tfjs', 'tuned config'], rows);
 }

@@ -1,0 +1,83 @@
+#!/bin/bash
+# The GPU check, in one device call (see bench/gpu/pack.sh for what it needs carried):
+#   1. probe: GPU, driver, Vulkan loader and ICD files, Node (cheap, always printed);
+#   2. unpack Node and Dawn under /tmp, install the carried Vulkan loader/GLVND if the
+#      machine has none, find NVIDIA's Vulkan ICD or write a manifest for its driver library;
+#   3. nudge doctor; nudge tune of the VGG10 convs at batch 64; bench conv (default, tuned,
+#      tfjs-webgpu) on the same shapes; cuDNN fp32/fp16 on the same shapes with PyTorch;
+#      the ratio table.
+# Everything goes to $OUT (the device tool brings it back). Each stage runs even if an
+# earlier optional one failed, and says what failed.
+set -u
+OUT=${OUT:-/tmp/nudge-gpu-out}
+mkdir -p "$OUT"
+exec > >(tee "$OUT/log.txt") 2>&1
+cd "$(dirname "$0")/../.."
+C=$PWD/.gpu-carry
+BATCH=${NUDGE_GPU_BATCH:-64}
+BUDGET=${NUDGE_GPU_BUDGET:-6s}
+INPUT=${NUDGE_GPU_INPUT:-224}
+W=/tmp/nudge-gpu
+mkdir -p "$W/node_modules/webgpu/dist/linux-x64"
+
+echo "== probe $(date -u +%FT%TZ)"
+nvidia-smi -L; nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+ls /usr/share/vulkan/icd.d /etc/vulkan/icd.d /usr/local/nvidia/share/vulkan/icd.d 2>&1
+ldconfig -p | grep -iE 'libvulkan|libGLX_nvidia|libEGL_nvidia|libGLdispatch' | head -20
+find / -xdev \( -name 'nvidia_icd*.json' -o -name 'libGLX_nvidia.so*' -o -name 'libEGL_nvidia.so*' -o -name 'libvulkan.so*' \) 2>/dev/null | head -20
+which node && node --version
+python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())'
+
+echo "== unpack"
+xz -dc "$C/node.xz" > "$W/node" && chmod +x "$W/node"
+cp "$C/webgpu/package.json" "$C/webgpu/index.js" "$W/node_modules/webgpu/"
+xz -dc "$C/webgpu/dist/linux-x64/dawn.node.xz" > "$W/node_modules/webgpu/dist/linux-x64/dawn.node"
+cp "$C/nudge-gpu.mjs" "$W/"
+"$W/node" --version || { echo "FATAL: the carried node does not run here"; exit 1; }
+if ! ldconfig -p | grep -q 'libvulkan.so.1'; then
+  echo "no Vulkan loader here: installing the carried libvulkan1 and GLVND"
+  for f in "$C"/gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+fi
+icd=""
+for f in /usr/share/vulkan/icd.d/nvidia_icd*.json /etc/vulkan/icd.d/nvidia_icd*.json /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd*.json; do
+  [ -f "$f" ] && { icd=$f; break; }
+done
+if [ -z "$icd" ]; then
+  lib=$(find / -xdev \( -name 'libEGL_nvidia.so.0' -o -name 'libGLX_nvidia.so.0' \) 2>/dev/null | head -1)
+  if [ -n "$lib" ]; then
+    icd=/tmp/nvidia_icd.json
+    printf '{ "file_format_version": "1.0.1", "ICD": { "library_path": "%s", "api_version": "1.3.0" } }\n' "$lib" > "$icd"
+    echo "no NVIDIA ICD manifest: wrote $icd for $lib"
+  else
+    echo "FATAL: no NVIDIA Vulkan driver library (libGLX_nvidia / libEGL_nvidia) on this machine: WebGPU cannot reach this GPU"
+  fi
+fi
+[ -n "$icd" ] && { export VK_ICD_FILENAMES=$icd VK_DRIVER_FILES=$icd; cat "$icd"; }
+[ -f /usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json ] && export __EGL_VENDOR_LIBRARY_FILENAMES=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+export XDG_CACHE_HOME=$W/cache
+NG="$W/node $W/nudge-gpu.mjs"
+
+echo "== doctor"
+$NG doctor --json > "$OUT/doctor.json"; rc=$?
+cat "$OUT/doctor.json"
+[ $rc -eq 0 ] || { echo "FATAL: nudge doctor failed (exit $rc)"; }
+
+if [ $rc -eq 0 ]; then
+  echo "== tune VGG10 convs, batch $BATCH, budget $BUDGET per shape"
+  timeout 330 $NG tune --model vgg10 --batch "$BATCH" --input "$INPUT" --ops conv2d,conv2dBackwardData,conv2dBackwardFilter \
+    --budget "$BUDGET" --json "$OUT/tune.json" || echo "tune failed or timed out (exit $?)"
+  echo "== bench conv (default, tuned, tfjs-webgpu), all three ops"
+  timeout 150 $NG bench conv --models vgg10 --batch-vgg10 "$BATCH" --input-vgg10 "$INPUT" --ops conv2d,conv2dBackwardData,conv2dBackwardFilter \
+    --budget 1s --reps 10 --json "$OUT/bench-conv.json" || echo "bench conv failed (exit $?)"
+fi
+
+echo "== PyTorch cuDNN on the same shapes"
+PYTHONUNBUFFERED=1 timeout 120 python3 bench/gpu/torch_conv.py --batch "$BATCH" --input "$INPUT" --json "$OUT/cudnn.json"
+
+if [ -f "$OUT/bench-conv.json" ] && [ -f "$OUT/cudnn.json" ]; then
+  echo "== nudge vs cuDNN"
+  python3 bench/gpu/compare.py "$OUT/bench-conv.json" "$OUT/cudnn.json" | tee "$OUT/compare.md"
+fi
+cp "$W"/cache/nudge/tune/*.json "$OUT/tune-cache.json" 2>/dev/null
+echo "== done $(date -u +%FT%TZ)"
