@@ -1,9 +1,12 @@
 // `npm run bench -- <suite>`: prints a table per suite.
 import { closeDevice } from '../engine/index.js';
 import { benchOps } from './ops.js';
+import { benchData } from './data.js';
 import { benchConv } from './conv.js';
+import { benchStep } from './step.js';
+import { benchAnalogStudy } from './analog-study.js';
 
-const suites: Record<string, (args: string[]) => Promise<void>> = { ops: benchOps, conv: benchConv };
+const suites: Record<string, (args: string[]) => Promise<void>> = { ops: benchOps, data: benchData, conv: benchConv, 'analog-study': benchAnalogStudy, step: benchStep };
 
 async function main(): Promise<number> {
   const [name, ...rest] = process.argv.slice(2);

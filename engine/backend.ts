@@ -38,6 +38,42 @@ export interface SoftmaxCrossEntropyResult {
   grad: Tensor;
 }
 
+/** One IO stage of an analog tile (see kernels/analog.ts for the exact formula). */
+export interface AnalogIOOptions {
+  /** 'dac': the input stage, x / rowScale[n] (noise management), result left normalized.
+   *  'adc': the output stage, x / (tileScale * 2^t) with t from bound management, result scaled back. */
+  mode: 'dac' | 'adc';
+  /** Std of additive Gaussian noise, in normalized units (>= 0; 0: none). */
+  noiseStd: number;
+  /** Clip to [-bound, bound] in normalized units (> 0; Infinity: no clipping). */
+  bound: number;
+  /** Quantize to 2^bits - 1 levels spanning [-bound, bound] (0: none; else 2..24, needs a finite bound). */
+  bits: number;
+  /** adc with a row scale: most halvings bound management may apply (default 0). */
+  maxHalvings?: number;
+  /** u32 stream key of the noise (see kernels/analog.ts streamKey). */
+  key: number;
+}
+
+/** A pulsed update in units of the tile scale omega (see kernels/analog.ts pulsedUpdateKernel). */
+export interface PulsedUpdateOptions {
+  dwMin: number;
+  dwMinDtod: number;
+  dwMinCtoc: number;
+  upDown: number;
+  upDownDtod: number;
+  wMax: number;
+  wMin: number;
+  boundsDtod: number;
+  softBounds: boolean;
+  writeNoise: number;
+  maxPulses: number;
+  /** u32: fixes the device-to-device variation (constant per tile). */
+  deviceKey: number;
+  /** u32: this update's cycle-to-cycle draws. */
+  updateKey: number;
+}
+
 export interface Backend {
   readonly name: string;
 
@@ -52,6 +88,8 @@ export interface Backend {
   clone(t: Tensor): Tensor;
   /** Same data viewed with another shape of equal size (a copy on backends that need one). */
   reshape(t: Tensor, shape: Shape): Tensor;
+  /** Joins tensors of one dtype and equal trailing shape along the first axis (a batch). */
+  concat(ts: Tensor[]): Tensor;
 
   // Elementwise, all operands of one shape.
   add(a: Tensor, b: Tensor): Tensor;
@@ -93,11 +131,24 @@ export interface Backend {
   // Loss and metrics.
   /** logits f32 [N, C], labels u32 [N]. */
   softmaxCrossEntropy(logits: Tensor, labels: Tensor, reduction?: 'mean' | 'sum'): SoftmaxCrossEntropyResult;
+  /**
+   * f32 [N, C]: scale * (softmax(logits) - onehot(labels)), the gradient of softmaxCrossEntropy
+   * alone, for loops that never read the loss (a relaxation's output-layer update).
+   */
+  softmaxCrossEntropyGrad(logits: Tensor, labels: Tensor, scale: number): Tensor;
   /** f32 [1]: how many rows have their label among the k largest logits (ties count against). */
   topkCorrect(logits: Tensor, labels: Tensor, k: number): Tensor;
 
   // Optimizer, in place on param and velocity.
   sgdNesterov(param: Tensor, grad: Tensor, velocity: Tensor, opts: SgdOptions): void;
+
+  // Analog-tile primitives (used by engine/analog; same random draws on every backend).
+  /** x [N, ...] -> one IO stage; rowScale [N] and tileScale [1] as AnalogIOOptions describes. */
+  analogIO(x: Tensor, opts: AnalogIOOptions, rowScale?: Tensor | null, tileScale?: Tensor | null): Tensor;
+  /** x [N, ...] -> [N]: max |x| over every axis but the first. */
+  rowAbsMax(x: Tensor): Tensor;
+  /** In place on w: moves w toward w + dw by device pulses; tileScale [1] is omega. */
+  pulsedUpdate(w: Tensor, dw: Tensor, tileScale: Tensor, opts: PulsedUpdateOptions): void;
 
   /** Waits until all recorded work has finished. */
   sync(): Promise<void>;
@@ -303,6 +354,21 @@ export function checkScaleRows(x: Tensor, s: Tensor): number {
   return x.shape[0] === 0 ? 0 : x.size / x.shape[0];
 }
 
+/** Checks a concat along axis 0; returns the output shape. */
+export function checkConcat(ts: Tensor[]): Shape {
+  const op = 'concat';
+  if (ts.length === 0) throw new ShapeError(op, 'needs at least one tensor');
+  const first = ts[0];
+  if (first.shape.length === 0) throw new ShapeError(op, 'tensors need a first axis to join along, got a scalar');
+  for (const t of ts) {
+    if (t.dtype !== first.dtype) throw new ShapeError(op, `dtypes differ: ${first.dtype} and ${t.dtype}`);
+    if (t.shape.length !== first.shape.length || t.shape.some((d, i) => i > 0 && d !== first.shape[i])) {
+      throw new ShapeError(op, `shapes must agree past the first axis, got ${ts.map((x) => shapeStr(x.shape)).join(' and ')}`);
+    }
+  }
+  return [ts.reduce((n, t) => n + t.shape[0], 0), ...first.shape.slice(1)];
+}
+
 export function checkReshape(op: string, t: Tensor, shape: Shape): void {
   if (sizeOf(shape) !== t.size) throw new ShapeError(op, `cannot view ${shapeStr(t.shape)} (${t.size} elements) as ${shapeStr(shape)}`);
 }
@@ -322,4 +388,75 @@ export function checkU32Values(data: ArrayLike<number>, shape: Shape): void {
       throw new RangeError(`fromArray: u32 tensor ${shapeStr(shape)} given ${v} at index ${i}; u32 values must be integers in [0, 2^32)`);
     }
   }
+}
+
+// ---------------------------------------------------------------------------
+// Analog-tile primitives.
+
+function checkFinite(op: string, name: string, v: number, min = -Infinity): void {
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < min) {
+    throw new ShapeError(op, `${name} must be a finite number${min > -Infinity ? ` >= ${min}` : ''}, got ${v}`);
+  }
+}
+
+function checkKey(op: string, name: string, v: number): void {
+  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new ShapeError(op, `${name} must be a u32 integer, got ${v}`);
+}
+
+/** Checks an analogIO call; returns the elements per row and the quantization step (0: none). */
+export function checkAnalogIO(x: Tensor, opts: AnalogIOOptions, rowScale?: Tensor | null, tileScale?: Tensor | null): { perRow: number; step: number } {
+  const op = 'analogIO';
+  checkDtype(op, x, 'f32', 'input');
+  if (x.shape.length === 0) throw new ShapeError(op, 'input needs a leading (row) axis, got a scalar');
+  if (opts.mode !== 'dac' && opts.mode !== 'adc') throw new ShapeError(op, `mode must be 'dac' or 'adc', got '${String(opts.mode)}'`);
+  checkFinite(op, 'noiseStd', opts.noiseStd, 0);
+  if (!(opts.bound > 0)) throw new ShapeError(op, `bound must be > 0 (Infinity for none), got ${opts.bound}`);
+  if (!Number.isInteger(opts.bits) || opts.bits < 0 || opts.bits === 1 || opts.bits > 24) {
+    throw new ShapeError(op, `bits must be 0 (no quantization) or an integer in 2..24, got ${opts.bits}`);
+  }
+  if (opts.bits > 0 && !Number.isFinite(opts.bound)) throw new ShapeError(op, `quantization to ${opts.bits} bits needs a finite bound`);
+  const maxHalvings = opts.maxHalvings ?? 0;
+  if (!Number.isInteger(maxHalvings) || maxHalvings < 0 || maxHalvings > 64) throw new ShapeError(op, `maxHalvings must be an integer in 0..64, got ${maxHalvings}`);
+  if (maxHalvings > 0 && !Number.isFinite(opts.bound)) throw new ShapeError(op, 'bound management (maxHalvings > 0) needs a finite bound');
+  checkKey(op, 'key', opts.key);
+  const rows = x.shape[0];
+  if (rowScale) {
+    checkDtype(op, rowScale, 'f32', 'row scale');
+    if (rowScale.shape.length !== 1 || rowScale.shape[0] !== rows) {
+      throw new ShapeError(op, `row scale must be [${rows}] for input ${shapeStr(x.shape)}, got ${shapeStr(rowScale.shape)}`);
+    }
+  }
+  if (tileScale) {
+    if (opts.mode !== 'adc') throw new ShapeError(op, 'a tile scale applies to the adc stage only');
+    checkDtype(op, tileScale, 'f32', 'tile scale');
+    if (tileScale.shape.length !== 1 || tileScale.shape[0] !== 1) throw new ShapeError(op, `tile scale must be [1], got ${shapeStr(tileScale.shape)}`);
+  }
+  const step = opts.bits > 0 ? (2 * opts.bound) / (2 ** opts.bits - 2) : 0;
+  return { perRow: rows === 0 ? 0 : x.size / rows, step };
+}
+
+export function checkRowAbsMax(x: Tensor): { rows: number; perRow: number } {
+  const op = 'rowAbsMax';
+  checkDtype(op, x, 'f32', 'input');
+  if (x.shape.length === 0) throw new ShapeError(op, 'input needs a leading (row) axis, got a scalar');
+  const rows = x.shape[0];
+  return { rows, perRow: rows === 0 ? 0 : x.size / rows };
+}
+
+export function checkPulsedUpdate(w: Tensor, dw: Tensor, tileScale: Tensor, opts: PulsedUpdateOptions): void {
+  const op = 'pulsedUpdate';
+  checkSameShape(op, w, dw);
+  if (w === dw) throw new ShapeError(op, 'w and dw must be different tensors');
+  checkDtype(op, tileScale, 'f32', 'tile scale');
+  if (tileScale.shape.length !== 1 || tileScale.shape[0] !== 1) throw new ShapeError(op, `tile scale must be [1], got ${shapeStr(tileScale.shape)}`);
+  checkFinite(op, 'dwMin', opts.dwMin, 0);
+  for (const k of ['dwMinDtod', 'dwMinCtoc', 'upDownDtod', 'boundsDtod', 'writeNoise'] as const) checkFinite(op, k, opts[k], 0);
+  checkFinite(op, 'upDown', opts.upDown);
+  if (Math.abs(opts.upDown) > 1) throw new ShapeError(op, `upDown must be in [-1, 1], got ${opts.upDown}`);
+  checkFinite(op, 'wMax', opts.wMax, 0);
+  checkFinite(op, 'wMin', opts.wMin);
+  if (opts.wMin > 0) throw new ShapeError(op, `wMin must be <= 0, got ${opts.wMin}`);
+  if (!Number.isInteger(opts.maxPulses) || opts.maxPulses < 1) throw new ShapeError(op, `maxPulses must be a positive integer, got ${opts.maxPulses}`);
+  checkKey(op, 'deviceKey', opts.deviceKey);
+  checkKey(op, 'updateKey', opts.updateKey);
 }

@@ -39,15 +39,16 @@ export function topkUniforms(k: number): Uint32Array {
  * kernels are slow to compile on lavapipe). Bindings: logits, labels (u32), grad, rowLoss,
  * uniform {scale} (lossUniforms).
  */
-export function softmaxCrossEntropyKernel(N: number, C: number): KernelSpec {
+export function softmaxCrossEntropyKernel(N: number, C: number, withLoss = true): KernelSpec {
   const wg = rowWorkgroupSize(C);
-  const wgsl = `// softmaxCrossEntropy [${N},${C}]
+  // Without the loss (withLoss false) the rowLoss binding is absent and the uniform moves up.
+  const wgsl = `// softmaxCrossEntropy${withLoss ? '' : 'Grad'} [${N},${C}]
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> labels: array<u32>;
 @group(0) @binding(2) var<storage, read_write> grad: array<f32>;
-@group(0) @binding(3) var<storage, read_write> rowLoss: array<f32>;
+${withLoss ? '@group(0) @binding(3) var<storage, read_write> rowLoss: array<f32>;' : ''}
 struct U { scale: f32 }
-@group(0) @binding(4) var<uniform> u: U;
+@group(0) @binding(${withLoss ? 4 : 3}) var<uniform> u: U;
 var<workgroup> red: array<f32, ${wg}>;
 @compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
@@ -73,15 +74,15 @@ ${treeReduce((a, b) => `${a} + ${b}`, 'red', wg)}
     let g = u.scale * (p - select(0.0, 1.0, j == label));
     grad[base + j] = select(g, nan, bad);
   }
-  if (li == 0u) {
+${withLoss ? `  if (li == 0u) {
     let xl = x[base + min(label, ${C - 1}u)];
     rowLoss[row] = select(u.scale * (log(total) + rowMax - xl), nan, bad);
-  }
+  }` : ''}
 }`;
   return {
-    name: 'softmaxCrossEntropy',
+    name: withLoss ? 'softmaxCrossEntropy' : 'softmaxCrossEntropyGrad',
     wgsl,
-    bindings: ['read', 'read', 'rw', 'rw', 'uniform'],
+    bindings: withLoss ? ['read', 'read', 'rw', 'rw', 'uniform'] : ['read', 'read', 'rw', 'uniform'],
     workgroups: grid(N),
     uniformBytes: 16,
   };

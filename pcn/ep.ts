@@ -1,10 +1,16 @@
 // Equilibrium Propagation on a PCN: the nudged phase by mod-PGD and the gradient estimators.
 import seedrandom from 'seedrandom';
 import { Backend, Tensor } from '../engine/index.js';
-import { Params, PreActivation } from './layers.js';
+import { ConvLayer, Params, PreActivation, mapParams, paramTensors } from './layers.js';
 import { FreeState, Network } from './network.js';
 
-export type Sweep = 'async' | 'sync';
+/**
+ * 'async': the paper's parity sweep, one group then the other (the group holding L first).
+ * 'sync': all layers at once (worse; for comparison). 'topdown': L, L-1, ..., 1 in turn, each
+ * from the freshest states (our option: the nudge crosses the whole net in one sweep, so fewer
+ * sweeps are needed; the fixed point, and so the beta -> 0 limit, is the same).
+ */
+export type Sweep = 'async' | 'sync' | 'topdown';
 export type Scheme = 'centered' | 'forward' | 'backward' | 'random';
 
 export interface NudgeOptions {
@@ -12,10 +18,53 @@ export interface NudgeOptions {
   beta: number;
   /** Per-example signed strengths f32 [N], used instead of beta (the random scheme). */
   betaRows?: Tensor;
-  /** Iterations of the sweep. */
+  /** Iterations of the sweep (the most, with a convergence stop). */
   K: number;
-  /** 'async': one parity group, then the other (the group holding L first). 'sync': all layers at once. */
+  /** The update order (see Sweep); default 'async'. */
   sweep?: Sweep;
+  /**
+   * Skip the updates of layers the nudge has not reached (default true). Exact: a layer whose
+   * state, input and upper neighbour all still hold the free state gets e_{k+1} = 0, D_k = 0,
+   * so its update would give back ReLU(a_k) = h_k bit for bit.
+   */
+  lazy?: boolean;
+  /**
+   * Convergence stop (nudgeAsync only; default off): stop after the first iteration in which
+   * no state moved by more than tol * |beta| (max over layers and elements of |h_new - h_old|).
+   * Relative to beta because the gradient estimate is e / beta: a state error of tol * beta is
+   * a gradient error of about tol.
+   */
+  tol?: number;
+  /** Counts of the work done, added to (for the FLOP model and the bench). */
+  stats?: NudgeStats;
+  /** Collects the energy after every iteration (iteration 0 is the free state). */
+  trace?: EnergyTrace;
+}
+
+/** What a nudged phase did. Arrays are indexed by layer k = 1..L (index 0 unused). */
+export interface NudgeStats {
+  iterations: number;
+  /** Layer updates done, and skipped by the lazy rule. */
+  updates: number;
+  skipped: number;
+  /** Pre-activations computed (one conv or matmul through layer k each). */
+  pre: number[];
+  /** Top-down signals through layer k (one transposed conv or W^T product each), k >= 2. */
+  vjp: number[];
+}
+
+export function newNudgeStats(L: number): NudgeStats {
+  return { iterations: 0, updates: 0, skipped: 0, pre: new Array(L + 1).fill(0), vjp: new Array(L + 1).fill(0) };
+}
+
+/**
+ * Energy per iteration, kept as device tensors until read (reading inside the relaxation
+ * would stall the queue every iteration): layers[t][k-1] = ||e_k||^2 summed over the batch
+ * (not yet halved), cost[t] = C summed over the batch.
+ */
+export interface EnergyTrace {
+  layers: Tensor[][];
+  cost: Tensor[];
 }
 
 /** A nudged state: h_1..h_L and their pre-activations, sharing unchanged tensors with the free state. */
@@ -24,6 +73,8 @@ export interface NudgedState {
   pre: (PreActivation | null)[];
   /** Tensors this phase created (and must dispose); the rest belong to the free state. */
   owned: Set<Tensor>;
+  /** Layers whose state was replaced; every other layer still holds its free state. */
+  moved: Set<number>;
 }
 
 function disposeOwned(owned: Set<Tensor>, t: Tensor | null | undefined): void {
@@ -51,79 +102,199 @@ export function layerError(net: Network, k: number, h: Tensor[], pre: (PreActiva
 }
 
 /**
- * The nudged phase by mod-PGD, always starting from the free state:
+ * One nudged phase by mod-PGD, always starting from the free state:
  *   hidden k:  h_k <- ReLU(a_k(h_{k-1}) + D_k),  D_k = J_{f_{k+1}}(h_k)^T e_{k+1}
+ *              (+ J_{f_t}(h_k)^T e_t for each layer t a skip from k enters)
  *   output L:  h_L <- a_L - beta * (softmax(h_L) - onehot(y))
+ * iterate() records one iteration; finish() hands over the state. nudge() and nudgeAsync()
+ * drive it.
  */
-export function nudge(net: Network, free: FreeState, labels: Tensor, opts: NudgeOptions): NudgedState {
-  const be = net.be;
-  const L = net.depth;
-  const sweep = opts.sweep ?? 'async';
-  const owned = new Set<Tensor>();
-  const h = [...free.h];
-  const pre = [...free.pre];
-  // Layers whose pre-activation no longer matches the state below.
-  const stale = new Set<number>();
+export class Relaxation {
+  readonly h: Tensor[];
+  readonly pre: (PreActivation | null)[];
+  readonly owned = new Set<Tensor>();
+  readonly moved = new Set<number>();
+  iterations = 0;
+  /** Per updated layer, max |h_new - h_old| per example ([N]) of the last iteration (with tol). */
+  private changes: Tensor[] = [];
+  private readonly stale = new Set<number>();
+  private readonly L: number;
+  private readonly lazy: boolean;
+  private readonly stats: NudgeStats;
+  private readonly first: number[];
+  private readonly second: number[];
+  private readonly all: number[];
 
-  const refreshPre = (k: number) => {
-    if (!stale.has(k)) return;
-    disposePre(owned, pre[k]);
-    const p = net.layers[k - 1].pre(be, h[k - 1]);
-    owned.add(p.a);
-    if (p.argmax) owned.add(p.argmax);
-    pre[k] = p;
-    stale.delete(k);
-  };
+  constructor(
+    readonly net: Network,
+    free: FreeState,
+    readonly labels: Tensor,
+    readonly opts: NudgeOptions,
+  ) {
+    this.L = net.depth;
+    this.h = [...free.h];
+    this.pre = [...free.pre];
+    this.lazy = opts.lazy ?? true;
+    this.stats = opts.stats ?? newNudgeStats(this.L);
+    this.all = Array.from({ length: this.L }, (_, i) => i + 1);
+    this.first = this.all.filter((k) => k % 2 === this.L % 2);
+    this.second = this.all.filter((k) => k % 2 !== this.L % 2);
+    if (opts.trace) this.traceEnergy();
+  }
 
-  const newState = (k: number): Tensor => {
-    refreshPre(k);
+  private refreshPre(k: number): void {
+    if (!this.stale.has(k)) return;
+    disposePre(this.owned, this.pre[k]);
+    const p = this.net.preAt(k, this.h);
+    this.owned.add(p.a);
+    if (p.argmax) this.owned.add(p.argmax);
+    this.pre[k] = p;
+    this.stale.delete(k);
+    this.stats.pre[k]++;
+  }
+
+  private newState(k: number): Tensor {
+    const be = this.net.be;
+    const { h, pre, L } = this;
+    this.refreshPre(k);
     const a = pre[k]!.a;
     if (k === L) {
-      const { loss, grad } = be.softmaxCrossEntropy(h[L], labels, 'sum');
-      loss.dispose();
+      // Only the gradient of the cost drives the dynamics: no loss reduction here.
+      const grad = be.softmaxCrossEntropyGrad(h[L], this.labels, 1);
       let out: Tensor;
-      if (opts.betaRows) {
-        const push = be.scaleRows(grad, opts.betaRows);
+      if (this.opts.betaRows) {
+        const push = be.scaleRows(grad, this.opts.betaRows);
         out = be.sub(a, push);
         push.dispose();
-      } else out = be.axpy(-opts.beta, grad, a);
+      } else out = be.axpy(-this.opts.beta, grad, a);
       grad.dispose();
       return out;
     }
-    refreshPre(k + 1);
-    const e = layerError(net, k + 1, h, pre);
-    const D = net.layers[k].vjp(be, e, pre[k + 1]!, h[k].shape);
+    this.refreshPre(k + 1);
+    const e = layerError(this.net, k + 1, h, pre);
+    let D = this.net.layers[k].vjp(be, e, pre[k + 1]!, h[k].shape);
+    this.stats.vjp[k + 1]++;
     e.dispose();
+    // A skip from k: its target's error reaches h_k through the skip conv too.
+    for (const t of this.net.skipsFrom(k)) {
+      this.refreshPre(t);
+      const et = layerError(this.net, t, h, pre);
+      const Ds = (this.net.layers[t - 1] as ConvLayer).skipVjp(be, et, pre[t]!, h[k].shape);
+      et.dispose();
+      const both = be.add(D, Ds);
+      D.dispose();
+      Ds.dispose();
+      D = both;
+    }
     const sum = be.add(a, D);
     D.dispose();
     const out = be.relu(sum);
     sum.dispose();
     return out;
-  };
-
-  const update = (group: number[]) => {
-    // Layers in one group are never adjacent, so all new states come from the old ones.
-    const fresh = group.map((k) => newState(k));
-    group.forEach((k, i) => {
-      disposeOwned(owned, h[k]);
-      h[k] = fresh[i];
-      owned.add(fresh[i]);
-      if (k < L) stale.add(k + 1);
-    });
-  };
-
-  const all = Array.from({ length: L }, (_, i) => i + 1);
-  const first = all.filter((k) => k % 2 === L % 2);
-  const second = all.filter((k) => k % 2 !== L % 2);
-  for (let it = 0; it < opts.K; it++) {
-    if (sweep === 'sync') update(all);
-    else {
-      update(first);
-      update(second);
-    }
   }
-  for (let k = 1; k <= L; k++) refreshPre(k);
-  return { h, pre, owned };
+
+  /** Whether layer k's update can differ from its current (free) state. */
+  private reached(k: number): boolean {
+    if (!this.lazy || k === this.L) return true;
+    const from = this.net.skipFrom(k);
+    return (
+      this.moved.has(k - 1) ||
+      this.moved.has(k) ||
+      this.moved.has(k + 1) ||
+      (from !== undefined && this.moved.has(from)) ||
+      this.net.skipsFrom(k).some((t) => this.moved.has(t))
+    );
+  }
+
+  private update(group: number[]): void {
+    const active = group.filter((k) => this.reached(k));
+    this.stats.updates += active.length;
+    this.stats.skipped += group.length - active.length;
+    // Layers in one group are never adjacent, so all new states come from the old ones.
+    const fresh = active.map((k) => this.newState(k));
+    active.forEach((k, i) => {
+      if (this.opts.tol !== undefined) {
+        const d = this.net.be.sub(fresh[i], this.h[k]);
+        this.changes.push(this.net.be.rowAbsMax(d));
+        d.dispose();
+      }
+      disposeOwned(this.owned, this.h[k]);
+      this.h[k] = fresh[i];
+      this.owned.add(fresh[i]);
+      this.moved.add(k);
+      if (k < this.L) this.stale.add(k + 1);
+      for (const t of this.net.skipsFrom(k)) this.stale.add(t);
+    });
+  }
+
+  /** Records one iteration of the sweep. */
+  iterate(): void {
+    this.disposeChanges();
+    if (this.opts.sweep === 'sync') this.update(this.all);
+    else if (this.opts.sweep === 'topdown') for (let k = this.L; k >= 1; k--) this.update([k]);
+    else {
+      this.update(this.first);
+      this.update(this.second);
+    }
+    this.iterations++;
+    this.stats.iterations++;
+    if (this.opts.trace) this.traceEnergy();
+  }
+
+  /** Largest |h_new - h_old| of the last iteration (needs tol set); reads from the device. */
+  async lastChange(): Promise<number> {
+    let m = 0;
+    const vals = await Promise.all(this.changes.map((t) => this.net.be.read(t)));
+    for (const v of vals) for (const x of v) m = Math.max(m, Math.abs(x));
+    return m;
+  }
+
+  private disposeChanges(): void {
+    for (const t of this.changes) t.dispose();
+    this.changes = [];
+  }
+
+  private traceEnergy(): void {
+    const be = this.net.be;
+    const trace = this.opts.trace!;
+    const row: Tensor[] = [];
+    for (let k = 1; k <= this.L; k++) {
+      this.refreshPre(k);
+      const e = layerError(this.net, k, this.h, this.pre);
+      const sq = be.mul(e, e);
+      e.dispose();
+      row.push(be.sum(sq, sq.shape.map((_, i) => i)).keep());
+      sq.dispose();
+    }
+    trace.layers.push(row);
+    trace.cost.push(be.softmaxCrossEntropy(this.h[this.L], this.labels, 'sum').loss.keep());
+  }
+
+  /** The nudged state; pre-activations made current. The relaxation is spent afterwards. */
+  finish(): NudgedState {
+    this.disposeChanges();
+    for (let k = 1; k <= this.L; k++) this.refreshPre(k);
+    return { h: this.h, pre: this.pre, owned: this.owned, moved: this.moved };
+  }
+}
+
+/** The nudged phase: K iterations of the sweep. */
+export function nudge(net: Network, free: FreeState, labels: Tensor, opts: NudgeOptions): NudgedState {
+  if (opts.tol !== undefined) throw new Error('nudge: a convergence stop (tol) reads the device; use nudgeAsync');
+  const r = new Relaxation(net, free, labels, opts);
+  for (let it = 0; it < opts.K; it++) r.iterate();
+  return r.finish();
+}
+
+/** The nudged phase with an optional convergence stop: at most K iterations. */
+export async function nudgeAsync(net: Network, free: FreeState, labels: Tensor, opts: NudgeOptions): Promise<NudgedState> {
+  const r = new Relaxation(net, free, labels, opts);
+  const limit = opts.tol === undefined ? undefined : opts.tol * Math.abs(opts.beta);
+  for (let it = 0; it < opts.K; it++) {
+    r.iterate();
+    if (limit !== undefined && (await r.lastChange()) <= limit) break;
+  }
+  return r.finish();
 }
 
 export function disposeNudged(s: NudgedState): void {
@@ -131,11 +302,19 @@ export function disposeNudged(s: NudgedState): void {
   s.owned.clear();
 }
 
-/** (df_k/dtheta)^T e_k for every layer at a nudged state: -dF/dtheta. */
-function errorParamVjps(net: Network, s: NudgedState, rowScale?: Tensor): Params[] {
+/**
+ * (df_k/dtheta)^T e_k for every layer at a nudged state: -dF/dtheta. A layer whose state and
+ * input both still hold the free state has e_k = 0 exactly, so its gradient is zero without
+ * a weight-gradient pass.
+ */
+export function errorParamVjps(net: Network, s: NudgedState, rowScale?: Tensor): Params[] {
   const be = net.be;
   return net.layers.map((layer, i) => {
     const k = i + 1;
+    const from = net.skipFrom(k);
+    if (!s.moved.has(k) && !s.moved.has(k - 1) && (from === undefined || !s.moved.has(from))) {
+      return mapParams([layer.params], ([t]) => be.zeros(t.shape));
+    }
     let e = layerError(net, k, s.h, s.pre);
     if (rowScale) {
       // paramVjp is linear in e, so a per-example factor can be applied to e first.
@@ -143,7 +322,7 @@ function errorParamVjps(net: Network, s: NudgedState, rowScale?: Tensor): Params
       e.dispose();
       e = scaled;
     }
-    const g = layer.paramVjp(be, s.h[k - 1], e, s.pre[k]!);
+    const g = net.paramVjpAt(k, s.h, e, s.pre[k]!);
     e.dispose();
     return g;
   });
@@ -156,6 +335,18 @@ export interface EpOptions {
   sweep?: Sweep;
   /** For the random scheme: seed of the per-example signs. */
   signSeed?: string;
+  /** See NudgeOptions. */
+  lazy?: boolean;
+  tol?: number;
+  stats?: NudgeStats;
+  /** One trace per phase run (centered: +beta then -beta). */
+  traces?: EnergyTrace[];
+  /**
+   * Centered only: run the +beta and -beta phases as one relaxation of a double batch (the
+   * free state stacked twice, beta per example), one weight gradient per layer over 2N rows.
+   * The same arithmetic per example, in half the dispatches on twice the rows.
+   */
+  doubleBatch?: boolean;
 }
 
 /** The random scheme's per-example signs: +1 or -1, drawn from a seed. */
@@ -164,61 +355,166 @@ export function exampleSigns(seed: string, n: number): number[] {
   return Array.from({ length: n }, () => (rng() < 0.5 ? 1 : -1));
 }
 
-/**
- * The EP estimate of the gradient of the mean cost, per parameter tensor.
- * centered: (dF/dtheta(h+, +b) - dF/dtheta(h-, -b)) / 2b; one-phase: dF/dtheta(h^b, b) / b,
- * with dF/dtheta = -(df/dtheta)^T e. Averaged over the batch.
- */
-export function epGradient(net: Network, free: FreeState, labels: Tensor, opts: EpOptions): Params[] {
+/** The nudged phases an estimator needs, and how their -dF/dtheta combine into the gradient. */
+export interface PhasePlan {
+  /** Each nudged phase; `free` and `labels` replace the step's own where given (double batch). */
+  phases: { opts: NudgeOptions; rowScale?: Tensor; free?: FreeState; labels?: Tensor }[];
+  combine(gs: Params[][]): Params[];
+  dispose(): void;
+}
+
+/** The free state stacked twice along the batch (pre-activations too), and the labels. */
+function doubled(net: Network, free: FreeState, labels: Tensor): { free: FreeState; labels: Tensor; dispose(): void } {
+  const be = net.be;
+  const made: Tensor[] = [];
+  const twice = (t: Tensor) => {
+    const d = be.concat([t, t]);
+    made.push(d);
+    return d;
+  };
+  const h = free.h.map(twice);
+  const pre = free.pre.map((p) =>
+    p ? { a: twice(p.a), argmax: p.argmax ? twice(p.argmax) : null, convShape: p.convShape ? [2 * p.convShape[0], ...p.convShape.slice(1)] : null } : null,
+  );
+  return { free: { h, pre }, labels: twice(labels), dispose: () => made.forEach((t) => t.dispose()) };
+}
+
+export function planPhases(net: Network, free: FreeState, opts: EpOptions, labels?: Tensor): PhasePlan {
   const be = net.be;
   const N = free.h[0].shape[0];
-  const phase = (beta: number): Params[] => {
-    const s = nudge(net, free, labels, { beta, K: opts.K, sweep: opts.sweep });
-    const g = errorParamVjps(net, s);
-    disposeNudged(s);
-    return g;
+  const beta = opts.beta;
+  const base = (b: number): NudgeOptions => {
+    const trace = opts.traces ? { layers: [], cost: [] } : undefined;
+    if (trace) opts.traces!.push(trace);
+    return { beta: b, K: opts.K, sweep: opts.sweep, lazy: opts.lazy, tol: opts.tol, stats: opts.stats, trace };
   };
   const scaleAll = (ps: Params[], c: number): Params[] =>
     ps.map((p) => {
-      const out = { w: be.scale(p.w, c), b: be.scale(p.b, c) };
-      p.w.dispose();
-      p.b.dispose();
+      const out = mapParams([p], ([t]) => be.scale(t, c));
+      for (const t of paramTensors(p)) t.dispose();
       return out;
     });
-  const beta = opts.beta;
+  const none = () => {};
+  if (opts.doubleBatch && opts.scheme !== 'centered') throw new Error(`doubleBatch applies to the centered scheme, not ${opts.scheme}`);
+  if (opts.doubleBatch) {
+    if (!labels) throw new Error('planPhases: the double batch needs the labels');
+    // Rows 0..N-1 nudged with +beta, N..2N-1 with -beta; scaling row n's -dF/dtheta by
+    // -1/(2 b_n N) sums to (dF/dtheta(+) - dF/dtheta(-)) / (2 beta N), the centered estimate.
+    const d = doubled(net, free, labels);
+    const betaRows = be.fromArray([...new Array(N).fill(beta), ...new Array(N).fill(-beta)], [2 * N]);
+    const inv = be.fromArray([...new Array(N).fill(-1 / (2 * beta * N)), ...new Array(N).fill(1 / (2 * beta * N))], [2 * N]);
+    return {
+      phases: [{ opts: { ...base(beta), betaRows }, rowScale: inv, free: d.free, labels: d.labels }],
+      combine: ([g]) => g,
+      dispose: () => {
+        d.dispose();
+        betaRows.dispose();
+        inv.dispose();
+      },
+    };
+  }
   switch (opts.scheme) {
-    case 'centered': {
-      const plus = phase(beta);
-      const minus = phase(-beta);
-      // (-plus - (-minus)) / 2b / N = (minus - plus) / (2bN)
-      return plus.map((p, i) => {
-        const m = minus[i];
-        const dw = be.sub(m.w, p.w);
-        const db = be.sub(m.b, p.b);
-        for (const t of [p.w, p.b, m.w, m.b]) t.dispose();
-        const out = { w: be.scale(dw, 1 / (2 * beta * N)), b: be.scale(db, 1 / (2 * beta * N)) };
-        dw.dispose();
-        db.dispose();
-        return out;
-      });
-    }
+    case 'centered':
+      return {
+        phases: [{ opts: base(beta) }, { opts: base(-beta) }],
+        // (-plus - (-minus)) / 2b / N = (minus - plus) / (2bN)
+        combine: ([plus, minus]) =>
+          plus.map((p, i) => {
+            const m = minus[i];
+            const out = mapParams([m, p], ([tm, tp]) => {
+              const d = be.sub(tm, tp);
+              const g = be.scale(d, 1 / (2 * beta * N));
+              d.dispose();
+              return g;
+            });
+            for (const t of [...paramTensors(p), ...paramTensors(m)]) t.dispose();
+            return out;
+          }),
+        dispose: none,
+      };
     case 'forward':
-      return scaleAll(phase(beta), -1 / (beta * N));
+      return { phases: [{ opts: base(beta) }], combine: ([g]) => scaleAll(g, -1 / (beta * N)), dispose: none };
     case 'backward':
-      return scaleAll(phase(-beta), 1 / (beta * N));
+      return { phases: [{ opts: base(-beta) }], combine: ([g]) => scaleAll(g, 1 / (beta * N)), dispose: none };
     case 'random': {
       // A sign per example: b_n = +-beta; g = sum_n dF_n/dtheta(h^b, b_n) / (b_n N).
       const signs = exampleSigns(opts.signSeed ?? 'random', N);
       const betaRows = be.fromArray(signs.map((s) => s * beta), [N]);
       const inv = be.fromArray(signs.map((s) => -1 / (s * beta * N)), [N]);
-      const st = nudge(net, free, labels, { beta, K: opts.K, sweep: opts.sweep, betaRows });
-      const g = errorParamVjps(net, st, inv);
-      disposeNudged(st);
-      betaRows.dispose();
-      inv.dispose();
-      return g;
+      return {
+        phases: [{ opts: { ...base(beta), betaRows }, rowScale: inv }],
+        combine: ([g]) => g,
+        dispose: () => {
+          betaRows.dispose();
+          inv.dispose();
+        },
+      };
     }
   }
+}
+
+/**
+ * The EP estimate of the gradient of the mean cost, per parameter tensor.
+ * centered: (dF/dtheta(h+, +b) - dF/dtheta(h-, -b)) / 2b; one-phase: dF/dtheta(h^b, b) / b,
+ * with dF/dtheta = -(df/dtheta)^T e. Averaged over the batch. A convergence stop (tol) needs
+ * epGradientAsync.
+ */
+export function epGradient(net: Network, free: FreeState, labels: Tensor, opts: EpOptions): Params[] {
+  const plan = planPhases(net, free, opts, labels);
+  try {
+    const gs = plan.phases.map((ph) => {
+      const s = nudge(net, ph.free ?? free, ph.labels ?? labels, ph.opts);
+      const g = errorParamVjps(net, s, ph.rowScale);
+      disposeNudged(s);
+      return g;
+    });
+    return plan.combine(gs);
+  } finally {
+    plan.dispose();
+  }
+}
+
+/** epGradient with the convergence stop available (it reads the device between iterations). */
+export async function epGradientAsync(net: Network, free: FreeState, labels: Tensor, opts: EpOptions): Promise<Params[]> {
+  const plan = planPhases(net, free, opts, labels);
+  try {
+    const gs: Params[][] = [];
+    for (const ph of plan.phases) {
+      const s = await nudgeAsync(net, ph.free ?? free, ph.labels ?? labels, ph.opts);
+      gs.push(errorParamVjps(net, s, ph.rowScale));
+      disposeNudged(s);
+    }
+    return plan.combine(gs);
+  } finally {
+    plan.dispose();
+  }
+}
+
+/** One iteration of an energy trace, in host numbers (sums over the batch). */
+export interface EnergyPoint {
+  iteration: number;
+  /** E_k = 1/2 ||e_k||^2 for k = 1..L. */
+  layers: number[];
+  /** E = sum_k E_k, the cost C and F = E + beta C. */
+  E: number;
+  C: number;
+  F: number;
+}
+
+/** Reads a trace and frees its tensors. */
+export async function readEnergyTrace(be: Backend, trace: EnergyTrace, beta: number): Promise<EnergyPoint[]> {
+  const out: EnergyPoint[] = [];
+  for (let t = 0; t < trace.layers.length; t++) {
+    const layers = (await Promise.all(trace.layers[t].map((x) => be.read(x)))).map((v) => v[0] / 2);
+    const C = (await be.read(trace.cost[t]))[0];
+    const E = layers.reduce((a, b) => a + b, 0);
+    out.push({ iteration: t, layers, E, C, F: E + beta * C });
+  }
+  for (const row of trace.layers) for (const x of row) x.dispose();
+  for (const x of trace.cost) x.dispose();
+  trace.layers.length = 0;
+  trace.cost.length = 0;
+  return out;
 }
 
 /** E = 1/2 sum_k ||e_k||^2 per layer (host values), for traces and tests. */

@@ -23,6 +23,31 @@ export interface PreActivation {
 export interface Params {
   w: Tensor;
   b: Tensor;
+  /** The strided 1x1 skip filter [1, 1, C_from, C_out], on a layer a skip enters. */
+  s?: Tensor;
+}
+
+/** Every tensor of a Params, in a fixed order (w, b, then s where present). */
+export function paramTensors(p: Params): Tensor[] {
+  return p.s ? [p.w, p.b, p.s] : [p.w, p.b];
+}
+
+/** Applies f to matching tensors of one or more Params of the same layer. */
+export function mapParams(ps: Params[], f: (ts: Tensor[]) => Tensor): Params {
+  const out: Params = { w: f(ps.map((p) => p.w)), b: f(ps.map((p) => p.b)) };
+  if (ps[0].s) out.s = f(ps.map((p) => p.s!));
+  return out;
+}
+
+/**
+ * A skip into a conv layer (VGG10Skip): the state h_from enters through a strided 1x1 conv
+ * added to the conv output before pooling (our reading of the paper's "strided 1x1 conv skips").
+ */
+export interface SkipInput {
+  from: number;
+  /** Shape of h_from without the batch axis. */
+  inShape: Shape;
+  stride: 1 | 2;
 }
 
 export abstract class Layer {
@@ -37,7 +62,8 @@ export abstract class Layer {
     readonly relu: boolean,
   ) {}
 
-  abstract pre(be: Backend, below: Tensor): PreActivation;
+  /** a_k from the state below (and, on a layer a skip enters, the skip's source state). */
+  abstract pre(be: Backend, below: Tensor, skipIn?: Tensor): PreActivation;
 
   /** f_k from a_k. */
   predict(be: Backend, p: PreActivation): Tensor {
@@ -65,7 +91,7 @@ export abstract class Layer {
    * Gradient of sum_n <v_n, f_k(h_{k-1,n})> with respect to (w, b), i.e. (df_k/dtheta)^T v.
    * dF/dtheta_k is this with v = -e_k.
    */
-  abstract paramVjp(be: Backend, below: Tensor, v: Tensor, p: PreActivation): Params;
+  abstract paramVjp(be: Backend, below: Tensor, v: Tensor, p: PreActivation, skipIn?: Tensor): Params;
 
   /** Fan for initialization. */
   abstract fan(mode: 'in' | 'out'): number;
@@ -73,9 +99,37 @@ export abstract class Layer {
 
 export class ConvLayer extends Layer {
   readonly opts = { stride: 1 as const, pad: 1 as const };
-  constructor(index: number, inShape: Shape, readonly out: number, readonly pool: boolean, relu: boolean) {
+  constructor(
+    index: number,
+    inShape: Shape,
+    readonly out: number,
+    readonly pool: boolean,
+    relu: boolean,
+    readonly skip: SkipInput | null = null,
+  ) {
     const [H, W] = inShape;
     super(index, inShape, pool ? [Math.floor(H / 2), Math.floor(W / 2), out] : [H, W, out], relu);
+  }
+
+  get skipFilterShape(): Shape {
+    return [1, 1, this.skip!.inShape[2], this.out];
+  }
+
+  private get skipOpts() {
+    return { stride: this.skip!.stride, pad: 0 as const };
+  }
+
+  private needSkip(skipIn: Tensor | undefined): Tensor {
+    if (!skipIn || !this.params.s) throw new Error(`layer ${this.index}: a skip from layer ${this.skip!.from} enters here; pass its state`);
+    return skipIn;
+  }
+
+  /** J^T v with respect to the skip's source state h_from: the error through the 1x1 skip conv. */
+  skipVjp(be: Backend, v: Tensor, p: PreActivation, fromShape: Shape): Tensor {
+    const g = this.backToLinear(be, v, p);
+    const out = be.conv2dBackwardData(g, this.params.s!, fromShape, this.skipOpts);
+    if (g !== v) g.dispose();
+    return out;
   }
 
   get filterShape(): Shape {
@@ -86,8 +140,15 @@ export class ConvLayer extends Layer {
     return 9 * (mode === 'in' ? this.inShape[2] : this.out);
   }
 
-  pre(be: Backend, below: Tensor): PreActivation {
-    const y = be.conv2d(below, this.params.w, this.params.b, this.opts);
+  pre(be: Backend, below: Tensor, skipIn?: Tensor): PreActivation {
+    let y = be.conv2d(below, this.params.w, this.params.b, this.opts);
+    if (this.skip) {
+      const sk = be.conv2d(this.needSkip(skipIn), this.params.s!, null, this.skipOpts);
+      const sum = be.add(y, sk);
+      y.dispose();
+      sk.dispose();
+      y = sum;
+    }
     if (!this.pool) return { a: y, argmax: null, convShape: null };
     const { y: pooled, argmax } = be.maxPool2x2(y);
     const convShape = y.shape;
@@ -102,12 +163,14 @@ export class ConvLayer extends Layer {
     return out;
   }
 
-  paramVjp(be: Backend, below: Tensor, v: Tensor, p: PreActivation): Params {
+  paramVjp(be: Backend, below: Tensor, v: Tensor, p: PreActivation, skipIn?: Tensor): Params {
     const g = this.backToLinear(be, v, p);
     const w = be.conv2dBackwardFilter(below, g, this.filterShape, this.opts);
     const b = be.biasGrad(g);
+    const out: Params = { w, b };
+    if (this.skip) out.s = be.conv2dBackwardFilter(this.needSkip(skipIn), g, this.skipFilterShape, this.skipOpts);
     if (g !== v) g.dispose();
-    return { w, b };
+    return out;
   }
 }
 

@@ -43,6 +43,15 @@ export function vgg10(input: [number, number, number], classes: number): ModelSp
 }
 
 /**
+ * VGG10 with strided 1x1 conv skips from layer 2 to 5 and from 5 to 8 (PAPER.md). At 224:
+ * h_2 (56x56) enters layer 5's conv output (28x28) with stride 2, h_5 (28x28) enters layer 8's
+ * conv output (14x14, before its pool) with stride 2.
+ */
+export function vgg10Skip(input: [number, number, number], classes: number): ModelSpec {
+  return { ...vgg10(input, classes), name: 'vgg10skip', skips: [{ from: 2, to: 5 }, { from: 5, to: 8 }] };
+}
+
+/**
  * A small conv net from a compact description: comma-separated layers, `c16p` = conv to 16
  * channels then max-pool, `c16` = conv without pool, `d64` = dense with ReLU; the linear
  * output layer to `classes` is appended.

@@ -14,10 +14,35 @@ export interface ModelSpec {
   convFan: 'in' | 'out';
   /** Gain of the output layer's initialization (1, or 0.2 for VGG5 with MSE). */
   outputGain: number;
+  /**
+   * Skip connections (VGG10Skip): h_from enters conv layer `to` through a strided 1x1 conv
+   * added to its conv output before pooling, so it is part of f_to and of e_to.
+   */
+  skips?: { from: number; to: number }[];
+}
+
+/** The skip entering each layer (index k), checked against the layers' shapes. */
+function skipInputs(spec: ModelSpec): Map<number, { from: number }> {
+  const m = new Map<number, { from: number }>();
+  const L = spec.layers.length;
+  for (const { from, to } of spec.skips ?? []) {
+    if (!(Number.isInteger(from) && Number.isInteger(to) && from >= 1 && to <= L && to > from + 1)) {
+      throw new ShapeError('model', `${spec.name}: skip ${from}->${to} must join layers 1..${L} at least two apart`);
+    }
+    if (spec.layers[to - 1].kind !== 'conv' || spec.layers[from - 1].kind !== 'conv') throw new ShapeError('model', `${spec.name}: skip ${from}->${to} must join conv layers`);
+    // The asynchronous sweep updates one parity group at a time; a skip inside a group would
+    // couple two layers updated at once, as the synchronous sweep does, and the relaxation
+    // oscillates (measured: EP no longer approaches BP as beta -> 0).
+    if ((to - from) % 2 === 0) throw new ShapeError('model', `${spec.name}: skip ${from}->${to} joins layers of the same parity; the asynchronous sweep needs an odd distance (VGG10Skip: 2->5, 5->8)`);
+    if (m.has(to)) throw new ShapeError('model', `${spec.name}: two skips enter layer ${to}`);
+    m.set(to, { from });
+  }
+  return m;
 }
 
 export function buildLayers(spec: ModelSpec): Layer[] {
   const layers: Layer[] = [];
+  const skips = skipInputs(spec);
   let shape: Shape = spec.input;
   spec.layers.forEach((ls, i) => {
     const last = i === spec.layers.length - 1;
@@ -25,7 +50,16 @@ export function buildLayers(spec: ModelSpec): Layer[] {
     if (ls.kind === 'conv') {
       if (last) throw new ShapeError('model', `${spec.name}: the output layer must be dense`);
       if (shape.length !== 3) throw new ShapeError('model', `${spec.name}: conv layer ${i + 1} after a dense layer`);
-      layer = new ConvLayer(i + 1, shape, ls.out, ls.pool, true);
+      const sk = skips.get(i + 1);
+      let skip = null;
+      if (sk) {
+        const fromShape = layers[sk.from - 1].outShape;
+        // The 1x1 conv (pad 0) maps the source's H to floor((H - 1) / stride) + 1 = this layer's conv output H.
+        const stride = ([1, 2] as const).find((s) => Math.floor((fromShape[0] - 1) / s) + 1 === shape[0] && Math.floor((fromShape[1] - 1) / s) + 1 === shape[1]);
+        if (!stride) throw new ShapeError('model', `${spec.name}: skip ${sk.from}->${i + 1} cannot map ${shapeStr(fromShape)} to ${shape[0]}x${shape[1]} with stride 1 or 2`);
+        skip = { from: sk.from, inShape: fromShape, stride };
+      }
+      layer = new ConvLayer(i + 1, shape, ls.out, ls.pool, true, skip);
     } else {
       layer = new DenseLayer(i + 1, shape, last ? spec.classes : ls.out, !last);
       if (last && ls.out !== spec.classes) {
@@ -60,6 +94,29 @@ export class Network {
     return this.layers.length;
   }
 
+  /** The layer whose state enters layer k through a skip, if any. */
+  skipFrom(k: number): number | undefined {
+    const l = this.layers[k - 1];
+    return l instanceof ConvLayer && l.skip ? l.skip.from : undefined;
+  }
+
+  /** Layers that a skip from layer j enters. */
+  skipsFrom(j: number): number[] {
+    return this.layers.flatMap((l, i) => (l instanceof ConvLayer && l.skip?.from === j ? [i + 1] : []));
+  }
+
+  /** a_k from the states h (h[0] the input), with the skip input where one enters. */
+  preAt(k: number, h: Tensor[]): PreActivation {
+    const from = this.skipFrom(k);
+    return this.layers[k - 1].pre(this.be, h[k - 1], from === undefined ? undefined : h[from]);
+  }
+
+  /** Parameter VJP of layer k at states h. */
+  paramVjpAt(k: number, h: Tensor[], v: Tensor, p: PreActivation): Params {
+    const from = this.skipFrom(k);
+    return this.layers[k - 1].paramVjp(this.be, h[k - 1], v, p, from === undefined ? undefined : h[from]);
+  }
+
   /** U(-c, c) with c = gain / sqrt(fan), per the paper; biases U(+-1/sqrt(fan_in)) as PyTorch does (our choice). */
   init(seed: string | number): void {
     const L = this.layers.length;
@@ -73,13 +130,20 @@ export class Network {
       const cb = 1 / Math.sqrt(layer.fan('in'));
       layer.params?.w.dispose();
       layer.params?.b.dispose();
+      layer.params?.s?.dispose();
       layer.params = {
         w: this.be.uniform(wShape, -c, c, `${seed}/w${i + 1}`).keep(),
         b: this.be.uniform([outCh], -cb, cb, `${seed}/b${i + 1}`).keep(),
       };
+      if (layer instanceof ConvLayer && layer.skip) {
+        // The skip's 1x1 filter: the same rule with its own fan (our choice).
+        const fanS = this.spec.convFan === 'in' ? layer.skip.inShape[2] : layer.out;
+        layer.params.s = this.be.uniform(layer.skipFilterShape, -1 / Math.sqrt(fanS), 1 / Math.sqrt(fanS), `${seed}/s${i + 1}`).keep();
+      }
     });
   }
 
+  /** One Params per layer (w, b, and the skip filter s on a layer a skip enters). */
   params(): Params[] {
     return this.layers.map((l) => l.params);
   }
@@ -97,7 +161,7 @@ export class Network {
     const h: Tensor[] = [x];
     const pre: (PreActivation | null)[] = [null];
     for (const layer of this.layers) {
-      const p = layer.pre(this.be, h[h.length - 1]);
+      const p = this.preAt(layer.index, h);
       pre.push(p);
       h.push(layer.predict(this.be, p));
     }
@@ -118,21 +182,38 @@ export class Network {
    */
   backprop(x: Tensor, labels: Tensor): { grads: Params[]; loss: Tensor } {
     const s = this.forward(x);
+    const r = this.backward(s, labels);
+    disposeState(s);
+    return r;
+  }
+
+  /** The backward pass of backprop from a free state (which the caller still owns). */
+  backward(s: FreeState, labels: Tensor): { grads: Params[]; loss: Tensor } {
     const L = this.layers.length;
     const { loss, grad } = this.be.softmaxCrossEntropy(s.h[L], labels, 'mean');
     const grads: Params[] = new Array(L);
+    // Gradients reaching a state through skips, added when the sweep gets there.
+    const viaSkip = new Map<number, Tensor>();
     let v = grad;
     for (let k = L; k >= 1; k--) {
       const layer = this.layers[k - 1];
-      grads[k - 1] = layer.paramVjp(this.be, s.h[k - 1], v, s.pre[k]!);
+      grads[k - 1] = this.paramVjpAt(k, s.h, v, s.pre[k]!);
+      const from = this.skipFrom(k);
+      if (from !== undefined) viaSkip.set(from, (layer as ConvLayer).skipVjp(this.be, v, s.pre[k]!, s.h[from].shape));
       if (k > 1) {
-        const below = layer.vjp(this.be, v, s.pre[k]!, s.h[k - 1].shape);
+        let below = layer.vjp(this.be, v, s.pre[k]!, s.h[k - 1].shape);
+        const extra = viaSkip.get(k - 1);
+        if (extra) {
+          const sum = this.be.add(below, extra);
+          below.dispose();
+          extra.dispose();
+          below = sum;
+        }
         v.dispose();
         v = below;
       }
     }
     v.dispose();
-    disposeState(s);
     return { grads, loss };
   }
 }

@@ -1,6 +1,6 @@
 // The paper's optimizer: SGD with Nesterov momentum and weight decay, cosine-annealed.
 import { Backend, Tensor } from '../engine/index.js';
-import { Params } from './layers.js';
+import { Params, paramTensors } from './layers.js';
 
 export interface SgdConfig {
   lr: number;
@@ -17,7 +17,7 @@ export function cosineLr(cfg: SgdConfig, step: number, totalSteps: number): numb
 }
 
 export class Sgd {
-  /** One velocity per parameter tensor, in params order (w, b per layer). */
+  /** One velocity per parameter tensor, in params order (w, b, then s where a skip enters, per layer). */
   readonly velocity: Tensor[];
 
   constructor(
@@ -25,13 +25,13 @@ export class Sgd {
     readonly cfg: SgdConfig,
     params: Params[],
   ) {
-    this.velocity = params.flatMap((p) => [be.zeros(p.w.shape).keep(), be.zeros(p.b.shape).keep()]);
+    this.velocity = params.flatMap((p) => paramTensors(p).map((t) => be.zeros(t.shape).keep()));
   }
 
   /** Applies one update in place; the gradients are consumed (disposed). */
   step(params: Params[], grads: Params[], lr: number): void {
-    const flatP = params.flatMap((p) => [p.w, p.b]);
-    const flatG = grads.flatMap((g) => [g.w, g.b]);
+    const flatP = params.flatMap(paramTensors);
+    const flatG = grads.flatMap(paramTensors);
     flatP.forEach((p, i) => {
       this.be.sgdNesterov(p, flatG[i], this.velocity[i], {
         lr,

@@ -1,7 +1,7 @@
 // Training and evaluation loops for EP and BP on the same network, optimizer and data.
 import seedrandom from 'seedrandom';
 import { Backend, Tensor, scope } from '../engine/index.js';
-import { Scheme, Sweep, epGradient } from './ep.js';
+import { EnergyPoint, EnergyTrace, Scheme, Sweep, epGradient, epGradientAsync, readEnergyTrace } from './ep.js';
 import { Params } from './layers.js';
 import { Network, disposeState } from './network.js';
 import { Sgd, SgdConfig, cosineLr } from './optim.js';
@@ -14,6 +14,18 @@ export interface LabelledImages {
   count: number;
   /** Normalized float32 NHWC images and u32 labels of the given examples. */
   batch(indices: ArrayLike<number>): { x: Float32Array; y: Uint32Array };
+  /** Optional asynchronous form (images decoded off the main thread); used when present. */
+  loadBatch?(indices: ArrayLike<number>): Promise<{ x: Float32Array; y: Uint32Array }>;
+  /** Optional hint: these examples are asked for next, so decoding can start now. */
+  prefetch?(indices: ArrayLike<number>): void;
+}
+
+/** A batch from either kind of data set; `next` lets an asynchronous loader decode ahead. */
+export async function loadBatch(data: LabelledImages, indices: ArrayLike<number>, next?: ArrayLike<number>): Promise<{ x: Float32Array; y: Uint32Array }> {
+  if (!data.loadBatch) return data.batch(indices);
+  const b = data.loadBatch(indices);
+  if (next && next.length > 0) data.prefetch?.(next);
+  return b;
 }
 
 export type Algorithm = 'ep-centered' | 'ep-forward' | 'ep-backward' | 'ep-random' | 'bp';
@@ -25,6 +37,12 @@ export interface TrainConfig {
   beta: number;
   K: number;
   sweep?: Sweep;
+  /** Exact lazy skipping of layers the nudge has not reached (default true; see NudgeOptions). */
+  lazy?: boolean;
+  /** Convergence stop of the relaxation, relative to beta (default off; see NudgeOptions). */
+  tol?: number;
+  /** ep-centered: both phases as one double batch (see EpOptions.doubleBatch). */
+  doubleBatch?: boolean;
   sgd: SgdConfig;
   seed: string;
 }
@@ -65,10 +83,66 @@ export function epochOrder(n: number, seed: string, epoch: number): Uint32Array 
   return order;
 }
 
-/** One optimizer step; returns the mean cross-entropy of the free phase (a tensor [1]). */
-export function trainStep(net: Network, sgd: Sgd, x: Tensor, y: Tensor, cfg: TrainConfig, lr: number, globalStep: number): Tensor {
+/**
+ * One optimizer step; returns the mean cross-entropy of the free phase (a tensor [1]).
+ * `traces` collects the energy of every nudged phase (see EnergyTrace). A convergence stop
+ * (cfg.tol) needs trainStepAsync.
+ */
+export function trainStep(net: Network, sgd: Sgd, x: Tensor, y: Tensor, cfg: TrainConfig, lr: number, globalStep: number, traces?: EnergyTrace[]): Tensor {
+  if (cfg.algorithm !== 'bp' && cfg.tol !== undefined) throw new Error('trainStep: a convergence stop (tol) reads the device; use trainStepAsync');
+  return stepParts(net, cfg, y, globalStep, traces).sync(sgd, x, lr);
+}
+
+/** trainStep with the convergence stop available. */
+export async function trainStepAsync(
+  net: Network,
+  sgd: Sgd,
+  x: Tensor,
+  y: Tensor,
+  cfg: TrainConfig,
+  lr: number,
+  globalStep: number,
+  traces?: EnergyTrace[],
+): Promise<Tensor> {
+  const parts = stepParts(net, cfg, y, globalStep, traces);
+  if (cfg.algorithm === 'bp' || cfg.tol === undefined) return parts.sync(sgd, x, lr);
+  // The convergence stop reads the device between iterations, so this step cannot run in
+  // one synchronous scope: the EP code disposes what it creates itself.
+  const free = net.forward(x);
+  let loss: Tensor | undefined;
+  let grads: Params[];
+  try {
+    loss = parts.freeLoss(free);
+    grads = await epGradientAsync(net, free, y, parts.epOpts());
+  } catch (e) {
+    loss?.dispose();
+    throw e;
+  } finally {
+    disposeState(free);
+  }
+  sgd.step(net.params(), grads, lr);
+  return loss;
+}
+
+function stepParts(net: Network, cfg: TrainConfig, y: Tensor, globalStep: number, traces?: EnergyTrace[]) {
   const be = net.be;
-  return scope(() => {
+  const epOpts = () => ({
+    beta: cfg.beta,
+    K: cfg.K,
+    scheme: cfg.algorithm.slice(3) as Scheme,
+    sweep: cfg.sweep,
+    lazy: cfg.lazy,
+    tol: cfg.tol,
+    doubleBatch: cfg.doubleBatch,
+    signSeed: `${cfg.seed}/sign/${globalStep}`,
+    traces,
+  });
+  const freeLoss = (free: { h: Tensor[] }) => {
+    const ce = be.softmaxCrossEntropy(free.h[net.depth], y, 'mean');
+    ce.grad.dispose();
+    return ce.loss;
+  };
+  const sync = (sgd: Sgd, x: Tensor, lr: number): Tensor => scope(() => {
     let grads: Params[];
     let loss: Tensor;
     if (cfg.algorithm === 'bp') {
@@ -77,16 +151,14 @@ export function trainStep(net: Network, sgd: Sgd, x: Tensor, y: Tensor, cfg: Tra
       loss = r.loss;
     } else {
       const free = net.forward(x);
-      const ce = be.softmaxCrossEntropy(free.h[net.depth], y, 'mean');
-      loss = ce.loss;
-      ce.grad.dispose();
-      const scheme = cfg.algorithm.slice(3) as Scheme;
-      grads = epGradient(net, free, y, { beta: cfg.beta, K: cfg.K, scheme, sweep: cfg.sweep, signSeed: `${cfg.seed}/sign/${globalStep}` });
+      loss = freeLoss(free);
+      grads = epGradient(net, free, y, epOpts());
       disposeState(free);
     }
     sgd.step(net.params(), grads, lr);
     return loss;
   });
+  return { epOpts, freeLoss, sync };
 }
 
 export async function evaluate(net: Network, data: LabelledImages, batch: number, limit = data.count): Promise<EvalMetrics> {
@@ -97,7 +169,7 @@ export async function evaluate(net: Network, data: LabelledImages, batch: number
   let lossSum = 0;
   for (let start = 0; start < n; start += batch) {
     const idx = Array.from({ length: Math.min(batch, n - start) }, (_, i) => start + i);
-    const { x, y } = data.batch(idx);
+    const { x, y } = await loadBatch(data, idx, Array.from({ length: Math.max(0, Math.min(batch, n - start - batch)) }, (_, i) => start + batch + i));
     const [t1, t5, l] = scope(() => {
       const tx = be.fromArray(x, [idx.length, ...data.shape]);
       const ty = be.fromArray(y, [idx.length], 'u32');
@@ -127,6 +199,10 @@ export interface TrainHooks {
   onEpoch?(epoch: number, test: EvalMetrics, train: { loss: number; seconds: number }): void;
   /** Called with a finite, up-to-date state: every checkpointEvery steps and after each epoch. */
   onCheckpoint?(pos: Position, sgd: Sgd): Promise<void>;
+  /** With opts.energyTrace: the energy of each nudged phase of the first step of each epoch. */
+  onEnergyTrace?(epoch: number, phases: { beta: number; points: EnergyPoint[] }[]): void;
+  /** At the start of each epoch and after every step (no device read): training images done in this epoch, of `total`. */
+  onProgress?(p: { epoch: number; done: number; total: number; lastLoss: number | null }): void;
 }
 
 
@@ -146,6 +222,8 @@ export async function train(
     /** Resume: the position to continue from and the optimizer's velocities. */
     start?: Position;
     velocity?: Float32Array[];
+    /** Trace the energy of the first step of each epoch (hooks.onEnergyTrace; not with a double batch, whose halves mix both signs of beta). */
+    energyTrace?: boolean;
   } = {},
 ): Promise<{ test: EvalMetrics; seconds: number }> {
   const be: Backend = net.be;
@@ -174,15 +252,29 @@ export async function train(
       let lossSum = resumed ? start.lossSum ?? 0 : 0;
       let lossCount = resumed ? start.lossCount ?? 0 : 0;
       let tLog = performance.now();
-      for (let s = epoch === start.epoch ? start.step : 0; s < stepsPerEpoch; s++, step++) {
-        const { x, y } = trainSet.batch(order.subarray(s * cfg.batch, (s + 1) * cfg.batch));
+      let lastLoss = NaN;
+      const firstStep = epoch === start.epoch ? start.step : 0;
+      hooks.onProgress?.({ epoch, done: firstStep * cfg.batch, total: stepsPerEpoch * cfg.batch, lastLoss: null });
+      for (let s = firstStep; s < stepsPerEpoch; s++, step++) {
+        const { x, y } = await loadBatch(trainSet, order.subarray(s * cfg.batch, (s + 1) * cfg.batch), s + 1 < stepsPerEpoch ? order.subarray((s + 1) * cfg.batch, (s + 2) * cfg.batch) : undefined);
         const lr = cosineLr(cfg.sgd, step, total);
-        const loss = scope(() => {
-          const tx = be.fromArray(x, [cfg.batch, ...trainSet.shape]);
-          const ty = be.fromArray(y, [cfg.batch], 'u32');
+        const tx = be.fromArray(x, [cfg.batch, ...trainSet.shape]);
+        const ty = be.fromArray(y, [cfg.batch], 'u32');
+        const traces: EnergyTrace[] | undefined = opts.energyTrace && s === 0 && cfg.algorithm !== 'bp' && !cfg.doubleBatch ? [] : undefined;
+        let loss: Tensor;
+        try {
           // The random scheme's signs are seeded by the global step, so a resumed run draws the same.
-          return trainStep(net, sgd, tx, ty, cfg, lr, step);
-        });
+          loss = await trainStepAsync(net, sgd, tx, ty, cfg, lr, step, traces);
+        } finally {
+          tx.dispose();
+          ty.dispose();
+        }
+        if (traces) {
+          const signs = cfg.algorithm === 'ep-centered' ? [1, -1] : cfg.algorithm === 'ep-backward' ? [-1] : [1];
+          const phases = [];
+          for (const [i, t] of traces.entries()) phases.push({ beta: signs[i] * cfg.beta, points: await readEnergyTrace(be, t, signs[i] * cfg.beta) });
+          hooks.onEnergyTrace?.(epoch, phases);
+        }
         const checkpointNow = opts.checkpointEvery !== undefined && (s + 1) % opts.checkpointEvery === 0 && s < stepsPerEpoch - 1;
         if ((s + 1) % logEvery === 0 || s === stepsPerEpoch - 1 || checkpointNow) {
           const v = (await be.read(loss))[0];
@@ -191,12 +283,14 @@ export async function train(
           }
           lossSum += v;
           lossCount++;
+          lastLoss = v;
           const now = performance.now();
           const steps = (s % logEvery) + 1;
           hooks.onStep?.({ epoch, step, lr, loss: v, imagesPerSec: (steps * cfg.batch * 1000) / (now - tLog) });
           tLog = now;
         }
         loss.dispose();
+        hooks.onProgress?.({ epoch, done: (s + 1) * cfg.batch, total: stepsPerEpoch * cfg.batch, lastLoss: lossCount > 0 ? lastLoss : null });
         if (checkpointNow) await hooks.onCheckpoint?.({ epoch, step: s + 1, lossSum, lossCount }, sgd);
       }
       test = await evaluate(net, testSet, 256, opts.testLimit);

@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { Backend, Conv2dOptions, Shape, SgdOptions, Tensor, sizeOf } from '../engine/index.js';
 import { freshSeed, gpu, ref, relErr, rng } from './helpers.js';
+import { AnalogIOOptions, PulsedUpdateOptions, seedFromString } from '../engine/index.js';
 
 // ---------------------------------------------------------------------------
 // Inputs: a shape, a dtype and how to draw its values.
@@ -154,6 +155,12 @@ run('addBias (broadcast over the last axis)', [
   op('addBias [7,13]', [f32([7, 13]), f32([13])], (be, [x, b]) => (be as WithAddBias).addBias(x, b)),
   op('addBias [2,5,7,3]', [f32([2, 5, 7, 3]), f32([3])], (be, [x, b]) => (be as WithAddBias).addBias(x, b)),
   op('addBias [2,9,11,16]', [f32([2, 9, 11, 16]), f32([16])], (be, [x, b]) => (be as WithAddBias).addBias(x, b)),
+]);
+
+run('concat (along the first axis)', [
+  op('concat [3,5,2]+[1,5,2]+[4,5,2]', [f32([3, 5, 2]), f32([1, 5, 2]), f32([4, 5, 2])], (be, ts) => be.concat(ts), { exact: true }),
+  op('concat [1237]+[70001]', [f32([1237]), f32([70001])], (be, ts) => be.concat(ts), { exact: true }),
+  op('concat u32 [2,7]+[5,7]', [u32([2, 7], 9), u32([5, 7], 9)], (be, ts) => be.concat(ts), { exact: true }),
 ]);
 
 run('scaleRows (per-example scale)', [
@@ -311,6 +318,14 @@ run('softmaxCrossEntropy and topkCorrect', [
     return { loss, grad };
   }),
   ...([
+    [7, 10, -0.37],
+    [33, 10, 1],
+    [3, 1000, 0.02],
+    [5, 10, 2.5],
+  ] as const).map(([N, C, s]) =>
+    op(`softmaxCrossEntropyGrad N=${N} C=${C} scale=${s}`, [f32([N, C], -5, 5), u32([N], C)], (be, [z, l]) => be.softmaxCrossEntropyGrad(z, l, s)),
+  ),
+  ...([
     [7, 10, 1],
     [7, 10, 5],
     [64, 10, 1],
@@ -346,6 +361,50 @@ run(
     ),
   ),
 );
+
+// Analog-tile primitives: the noise is drawn from the same counter-based hash on both
+// backends, so they agree up to f32 rounding; a value within rounding of a quantization or
+// pulse-count boundary may land one step apart, hence the looser tolerance.
+const analogIOCases: [string, Partial<AnalogIOOptions>, boolean, boolean][] = [
+  ['dac noise', { mode: 'dac', noiseStd: 0.3 }, false, false],
+  ['dac noise+clip+6 bits, row scale', { mode: 'dac', noiseStd: 0.05, bound: 0.8, bits: 6 }, true, false],
+  ['adc noise+clip+9 bits, tile scale', { mode: 'adc', noiseStd: 0.1, bound: 2, bits: 9 }, false, true],
+  ['adc bound management', { mode: 'adc', noiseStd: 0.02, bound: 0.6, bits: 8, maxHalvings: 3 }, true, true],
+];
+run('analog primitives', [
+  ...([[1, 1], [7, 13], [3, 5, 7, 3], [2, 1237]] as Shape[]).flatMap((sh) =>
+    analogIOCases.map(([label, o, row, tile]) =>
+      op(
+        `analogIO ${label} ${s(sh)}`,
+        [f32(sh, -2, 2), f32([sh[0]], 0.3, 3), f32([1], 0.5, 1.5)],
+        (be, [x, rs, ts], seed) =>
+          be.analogIO(x, { mode: 'dac', noiseStd: 0, bound: Infinity, bits: 0, key: seedFromString(seed), ...o }, row ? rs : null, tile ? ts : null),
+        { tol: 2e-3 },
+      ),
+    ),
+  ),
+  ...([[1, 1], [7, 13], [3, 5, 7, 3], [2, 1237], [3, 0]] as Shape[]).map((sh) =>
+    op(`rowAbsMax ${s(sh)}`, [f32(sh, -3, 3)], (be, [x]) => be.rowAbsMax(x), { exact: true }),
+  ),
+  ...([[1], [1237], [7, 13, 5]] as Shape[]).flatMap((sh) =>
+    [false, true].map((softBounds) =>
+      op(
+        `pulsedUpdate ${s(sh)} ${softBounds ? 'soft' : 'hard'} bounds, all spreads`,
+        [f32(sh, -0.5, 0.5), f32(sh, -0.2, 0.2), f32([1], 0.5, 1)],
+        (be, [w, dw, ts], seed) => {
+          const o: PulsedUpdateOptions = {
+            dwMin: 0.01, dwMinDtod: 0.3, dwMinCtoc: 0.3, upDown: 0.1, upDownDtod: 0.05, wMax: 0.6, wMin: -0.7, boundsDtod: 0.2,
+            softBounds, writeNoise: 0.002, maxPulses: 15, deviceKey: seedFromString(`${seed}/d`), updateKey: seedFromString(`${seed}/u`),
+          };
+          be.pulsedUpdate(w, dw, ts, o);
+          be.pulsedUpdate(w, dw, ts, { ...o, updateKey: (o.updateKey ^ 1) >>> 0 });
+          return w;
+        },
+        { tol: 2e-3 },
+      ),
+    ),
+  ),
+]);
 
 run('creation and copies', [
   ...([[1], [1237], [3, 5, 7]] as Shape[]).map((sh) =>

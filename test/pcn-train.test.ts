@@ -5,7 +5,7 @@ import { Backend } from '../engine/index.js';
 import { smallNet } from '../pcn/models.js';
 import { Network } from '../pcn/network.js';
 import { Sgd } from '../pcn/optim.js';
-import { TrainConfig, epochOrder, trainStep } from '../pcn/train.js';
+import { LabelledImages, TrainConfig, epochOrder, train, trainStep } from '../pcn/train.js';
 import { freshSeed, gpu, randomValues, ref, relErr, rng } from './helpers.js';
 
 async function paramsAfterSteps(be: Backend, cfg: TrainConfig, xs: Float32Array[], ys: number[][]): Promise<Float64Array[]> {
@@ -59,5 +59,68 @@ describe('training steps: webgpu against reference', () => {
     expect([...a]).toEqual([...b]);
     expect([...a]).not.toEqual([...c]);
     expect([...a].sort((x, y) => x - y)).toEqual(Array.from({ length: 1000 }, (_, i) => i));
+  });
+});
+
+describe('training loop hooks: energy trace, progress, convergence stop (reference backend)', () => {
+  const data = (seed: string, count: number): LabelledImages => {
+    const r = rng(seed);
+    const xs = randomValues(count * 243, r);
+    const ys = Array.from({ length: count }, () => Math.floor(r() * 5));
+    return {
+      shape: [9, 9, 3],
+      classes: 5,
+      count,
+      batch: (idx) => ({
+        x: Float32Array.from(Array.from(idx).flatMap((i) => Array.from(xs.subarray(i * 243, (i + 1) * 243)))),
+        y: Uint32Array.from(Array.from(idx, (i) => ys[i])),
+      }),
+    };
+  };
+  const cfg = (seed: string, extra: Partial<TrainConfig> = {}): TrainConfig => ({
+    algorithm: 'ep-centered',
+    epochs: 2,
+    batch: 4,
+    beta: 0.05,
+    K: 3,
+    seed,
+    sgd: { lr: 0.02, momentum: 0.9, weightDecay: 0, lrMin: 0 },
+    ...extra,
+  });
+
+  it('traces the first step of each epoch (both phases, K + 1 points) and reports progress per step', async () => {
+    const seed = freshSeed();
+    const net = new Network(ref, smallNet('c4p,d6', [9, 9, 3], 5));
+    net.init(seed);
+    const traces: { epoch: number; phases: { beta: number; points: { F: number; E: number }[] }[] }[] = [];
+    const progress: [number, number, number][] = [];
+    await train(net, data(seed, 12), data(seed + 't', 8), cfg(seed), {
+      onEnergyTrace: (epoch, phases) => traces.push({ epoch, phases }),
+      onProgress: (p) => progress.push([p.epoch, p.done, p.total]),
+    }, { energyTrace: true });
+    expect(traces.map((t) => t.epoch)).toEqual([0, 1]);
+    for (const t of traces) {
+      expect(t.phases.map((p) => p.beta)).toEqual([0.05, -0.05]);
+      for (const p of t.phases) {
+        expect(p.points.length).toBe(4);
+        expect(p.points[0].E).toBe(0);
+        expect(p.points[3].E).toBeGreaterThan(0);
+      }
+    }
+    // Per epoch: the start (0 done), then after each of the 3 steps.
+    expect(progress).toEqual([0, 1].flatMap((e) => [[e, 0, 12], [e, 4, 12], [e, 8, 12], [e, 12, 12]]));
+  });
+
+  it('a tight convergence stop trains like the full schedule', async () => {
+    const seed = freshSeed();
+    const run = async (extra: Partial<TrainConfig>) => {
+      const net = new Network(ref, smallNet('c4p,d6', [9, 9, 3], 5));
+      net.init(seed);
+      await train(net, data(seed, 8), data(seed + 't', 4), cfg(seed, { epochs: 1, K: 30, ...extra }));
+      return Promise.all(net.params().flatMap((p) => [ref.read(p.w), ref.read(p.b)]));
+    };
+    const full = await run({});
+    const stopped = await run({ tol: 1e-7 });
+    full.forEach((w, i) => expect(relErr(stopped[i], w), `tensor ${i} seed ${seed}`).toBeLessThan(1e-6));
   });
 });

@@ -124,6 +124,21 @@ describe('tuner', () => {
     }
   });
 
+  it('measures each other algorithm\'s starting point even with no budget left', async () => {
+    const seed = freshSeed();
+    const r = rng(seed);
+    const be = (await gpu()) as WebGPUBackend;
+    const problem = { M: 40 + Math.floor(r() * 60), K: 9 + Math.floor(r() * 40), N: 4 * (9 + Math.floor(r() * 12)), transA: false, transB: r() < 0.5 };
+    const op = TUNABLE_OPS.matmul;
+    const space = new Set(op.candidates(problem).map(canonicalConfig));
+    const seeds = op.seeds(problem).filter((c) => space.has(canonicalConfig(c)));
+    expect(seeds.length, 'the tiled default should be a candidate').toBeGreaterThan(0);
+    const tuner = new Tuner(be, { cacheFile: null, budgetMs: 0, reps: 1, log: () => {} });
+    const res = await tuner.tune('matmul', problem);
+    expect(res.tried + res.rejected, `seed ${seed}`).toBe(1 + seeds.length);
+    expect(res.rejected).toBe(0);
+  });
+
   it('with autotune, an unknown shape runs the default, is tuned at the next read, then uses the winner', async () => {
     const seed = freshSeed();
     const r = rng(seed);

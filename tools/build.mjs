@@ -15,4 +15,6 @@ const common = {
 await Promise.all([
   build({ ...common, entryPoints: ['tools/cli.ts'], outfile: 'dist/nudge.mjs', banner: { js: '#!/usr/bin/env node' } }),
   build({ ...common, entryPoints: ['bench/main.ts'], outfile: 'dist/bench.mjs' }),
+  // Image worker threads load this file from next to the bundle (see tools/data/pool.ts).
+  build({ ...common, entryPoints: ['tools/data/data-worker.mjs'], outfile: 'dist/data-worker.mjs' }),
 ]);

@@ -5,6 +5,8 @@ import { doctor } from './doctor.js';
 import { UserError } from './errors.js';
 import { EVAL_USAGE, TRAIN_USAGE, evalCommand, trainCommand } from './train.js';
 import { TUNE_USAGE, tuneCommand } from './tune.js';
+import { DATA_USAGE, dataCommand } from './data/command.js';
+import { relaunchWithThreadpool } from './data/pool.js';
 
 const USAGE = `usage: nudge <command> [options]
 
@@ -15,6 +17,7 @@ commands:
              --json             machine-readable output
 ${TRAIN_USAGE}
 ${EVAL_USAGE}
+${DATA_USAGE}
 ${TUNE_USAGE}
 
 exit codes: 0 ok, 1 the command failed, 2 bad usage`;
@@ -40,9 +43,16 @@ async function main(argv: string[]): Promise<number> {
       return doctor({ adapter: values.adapter, toggles: values.toggle ?? [], json: values.json ?? false });
     }
     case 'train':
+      // ImageNet batches are decoded in worker threads, which need a larger libuv pool (tools/data/pool.ts).
+      if (rest.some((a) => a.includes('imagenet:'))) {
+        const relaunched = relaunchWithThreadpool();
+        if (relaunched) return relaunched;
+      }
       return trainCommand(rest);
     case 'eval':
       return evalCommand(rest);
+    case 'data':
+      return dataCommand(rest);
     case 'tune':
       return tuneCommand(rest);
     default:

@@ -2,7 +2,7 @@
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Backend, createBackend } from '../engine/index.js';
+import { AnalogBackend, Backend, DeviceModel, createBackend, loadDeviceModel, seedFromString } from '../engine/index.js';
 import { PAPER_DEFAULTS, smallNet, vgg5 } from '../pcn/models.js';
 import { Network, ModelSpec } from '../pcn/network.js';
 import { Algorithm, LabelledImages, NonFiniteError, Position, evaluate, train } from '../pcn/train.js';
@@ -10,27 +10,40 @@ import { Sgd } from '../pcn/optim.js';
 import { NamedArray, encodeSafetensors, readSafetensors, writeFileAtomic } from './safetensors.js';
 import { FASHION_MNIST_DIR, ImageSet, gather, loadIdxImageSet } from './data/dataset.js';
 import { UserError } from './errors.js';
+import { Progress } from './progress.js';
+import { EnergyTraceRecord, EpochRecord, energyTraceSvg, trainingCurvesSvg } from './train-plots.js';
+import { imagenetDataSet } from './data/imagenet-set.js';
 
 const CHECKPOINT_FORMAT = 'nudge-checkpoint-1';
 const ALGORITHMS: Algorithm[] = ['ep-centered', 'ep-random', 'ep-forward', 'ep-backward', 'bp'];
 
 export const TRAIN_USAGE = `  train      train a PCN with Equilibrium Propagation or backprop
              --data fashion-mnist[:DIR]   data set (IDX files; default dir ${FASHION_MNIST_DIR})
+             --data imagenet:DIR[:CROP]   a set made by 'nudge data prepare' (crop default 224 of 256)
              --model small|vgg5           default small (conv 16+pool, conv 32+pool, dense 10)
              --arch c16p,c32p             layers of the small model
              --algorithm ep-centered|ep-random|ep-forward|ep-backward|bp  (default ep-centered)
              --epochs N --batch N --lr X --momentum X --weight-decay X --lr-min X
-             --beta X --K N --sweep async|sync
+             --beta X --K N --sweep async|sync|topdown  (topdown: L..1 in turn; K 3 is enough there)
+             --lazy true|false              skip layers the nudge has not reached (exact; default true)
+             --tol X                        stop a relaxation once no state moves by more than X*beta (default off)
+             --double-batch                 ep-centered: both phases as one relaxation of a 2N batch (same gradient)
+             --energy-trace FILE.json       energy per relaxation iteration (first step of each epoch), plot in FILE.svg
+             --plot FILE.svg                training curves (loss, top-1/top-5 per epoch)
+             --progress on|off              progress bar with images/s and ETA on stderr (default on)
              --train-limit N --test-limit N   use the first N examples (quick runs)
-             --backend webgpu|reference       (default webgpu)
+             --backend webgpu|reference|analog  (default webgpu)
+             --device-model ideal|noisy-inference|reram-softbounds|FILE.json  (analog; see engine/analog/README.md)
+             --analog-base webgpu|reference   the backend the analog one wraps (default webgpu)
              --seed S --log FILE.jsonl
              --checkpoint FILE.safetensors  write weights, optimizer state and position (atomically)
              --checkpoint-every N           also every N steps (default: each epoch end)
              --resume                       continue exactly from --checkpoint`;
 
-function dataSet(spec: string, split: 'train' | 'test'): LabelledImages {
+function dataSet(spec: string, split: 'train' | 'test', seed?: string): LabelledImages {
+  if (spec.startsWith('imagenet:')) return imagenetDataSet(spec.slice('imagenet:'.length), split, seed);
   const [name, dir] = spec.split(':');
-  if (name !== 'fashion-mnist' && name !== 'mnist') throw new UserError(`unknown data set '${name}' (available: fashion-mnist[:DIR], mnist:DIR)`);
+  if (name !== 'fashion-mnist' && name !== 'mnist') throw new UserError(`unknown data set '${name}' (available: fashion-mnist[:DIR], mnist:DIR, imagenet:DIR[:CROP])`);
   if (name === 'mnist' && !dir) throw new UserError('mnist needs a directory: --data mnist:/path/to/idx-files');
   let set: ImageSet;
   try {
@@ -75,7 +88,33 @@ function loadParams(net: Network, tensors: Record<string, NamedArray>): void {
 
 export const EVAL_USAGE = `  eval       evaluate a training checkpoint on the test split
              --checkpoint FILE.safetensors  (the model and data set come from it)
-             --test-limit N --backend webgpu|reference --data fashion-mnist[:DIR]`;
+             --test-limit N --backend webgpu|reference|analog --data fashion-mnist[:DIR]
+             --device-model P|FILE.json  evaluate under a device model (implies --backend analog)
+             --analog-base webgpu|reference --seed S (of the device noise)`;
+
+/**
+ * The backend named by --backend / --device-model / --analog-base (analog wraps the base):
+ * the flags and the device model are checked now, the backend is created by the returned function.
+ */
+function backendFromFlags(values: { backend?: string; 'device-model'?: string; 'analog-base'?: string }, seed: string): () => Promise<Backend> {
+  const name = values['device-model'] !== undefined && values.backend === 'webgpu' ? 'analog' : values.backend;
+  if (name !== 'webgpu' && name !== 'reference' && name !== 'analog') throw new UserError('--backend must be webgpu, reference or analog');
+  if (name !== 'analog') {
+    if (values['analog-base'] !== undefined) throw new UserError('--analog-base applies to --backend analog only');
+    if (values['device-model'] !== undefined) throw new UserError(`--device-model needs --backend analog, not ${name} (use --analog-base ${name})`);
+    return () => createBackend(name);
+  }
+  if (values['device-model'] === undefined) throw new UserError('--backend analog needs --device-model PRESET|FILE.json (presets: ideal, noisy-inference, reram-softbounds)');
+  const base = values['analog-base'] ?? 'webgpu';
+  if (base !== 'webgpu' && base !== 'reference') throw new UserError('--analog-base must be webgpu or reference');
+  let model: DeviceModel;
+  try {
+    model = loadDeviceModel(values['device-model']);
+  } catch (e) {
+    throw new UserError((e as Error).message);
+  }
+  return async () => new AnalogBackend(await createBackend(base), model, { seed: seedFromString(seed) });
+}
 
 export async function evalCommand(args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -86,14 +125,18 @@ export async function evalCommand(args: string[]): Promise<number> {
       data: { type: 'string' },
       'test-limit': { type: 'string' },
       backend: { type: 'string', default: 'webgpu' },
+      'device-model': { type: 'string' },
+      'analog-base': { type: 'string' },
+      seed: { type: 'string', default: '1' },
     },
   });
   if (!values.checkpoint) throw new UserError('eval needs --checkpoint FILE');
-  if (values.backend !== 'webgpu' && values.backend !== 'reference') throw new UserError('--backend must be webgpu or reference');
+  if (!['webgpu', 'reference', 'analog'].includes(values.backend!)) throw new UserError('--backend must be webgpu, reference or analog');
+  const makeBackend = backendFromFlags(values, values.seed!);
   const ck = readRunCheckpoint(values.checkpoint);
   const run = JSON.parse(ck.metadata.run) as { spec: ModelSpec; data: string };
   const testSet = dataSet(values.data ?? run.data, 'test');
-  const be: Backend = await createBackend(values.backend as 'webgpu' | 'reference');
+  const be: Backend = await makeBackend();
   const net = new Network(be, run.spec);
   net.init('eval'); // allocates parameters of the right shapes; overwritten below
   loadParams(net, ck.tensors);
@@ -102,7 +145,7 @@ export async function evalCommand(args: string[]): Promise<number> {
   const pos = JSON.parse(ck.metadata.position);
   console.log(
     `${run.spec.name} from ${values.checkpoint} (after ${pos.epoch} epoch(s) + ${pos.step} step(s)) on ${values.data ?? run.data}: ` +
-      `test top-1 ${(100 * m.top1).toFixed(2)}% top-5 ${(100 * m.top5).toFixed(2)}% loss ${m.loss.toFixed(4)} (${m.count} images)`,
+      `${be instanceof AnalogBackend ? `under device model ${be.model.name}, ` : ''}test top-1 ${(100 * m.top1).toFixed(2)}% top-5 ${(100 * m.top5).toFixed(2)}% loss ${m.loss.toFixed(4)} (${m.count} images)`,
   );
   return 0;
 }
@@ -128,18 +171,36 @@ export async function trainCommand(args: string[]): Promise<number> {
       'train-limit': { type: 'string' },
       'test-limit': { type: 'string' },
       backend: { type: 'string', default: 'webgpu' },
+      'device-model': { type: 'string' },
+      'analog-base': { type: 'string' },
       seed: { type: 'string', default: '1' },
       log: { type: 'string' },
       checkpoint: { type: 'string' },
       'checkpoint-every': { type: 'string' },
       resume: { type: 'boolean', default: false },
+      lazy: { type: 'string', default: 'true' },
+      tol: { type: 'string' },
+      'energy-trace': { type: 'string' },
+      plot: { type: 'string' },
+      progress: { type: 'string', default: 'on' },
+      'double-batch': { type: 'boolean', default: false },
     },
   });
+  if (values['double-batch'] && values.algorithm !== 'ep-centered') throw new UserError('--double-batch applies to --algorithm ep-centered only');
+  if (values['double-batch'] && values['energy-trace']) throw new UserError('--energy-trace traces each phase on its own; drop --double-batch for it');
   const algorithm = values.algorithm as Algorithm;
+  if (values.lazy !== 'true' && values.lazy !== 'false') throw new UserError('--lazy must be true or false');
+  if (values.progress !== 'on' && values.progress !== 'off') throw new UserError('--progress must be on or off');
+  const tol = values.tol === undefined ? undefined : num(values.tol, 'tol', 0);
+  if (tol !== undefined && !(tol > 0)) throw new UserError(`--tol must be positive, got ${values.tol}`);
+  for (const [flag, file, ext] of [['energy-trace', values['energy-trace'], '.json'], ['plot', values.plot, '.svg']] as const) {
+    if (file !== undefined && !file.endsWith(ext)) throw new UserError(`--${flag} needs a ${ext} file name, got '${file}'`);
+  }
   if (!ALGORITHMS.includes(algorithm)) throw new UserError(`--algorithm must be one of ${ALGORITHMS.join(', ')}`);
-  if (values.sweep !== 'async' && values.sweep !== 'sync') throw new UserError('--sweep must be async or sync');
-  if (values.backend !== 'webgpu' && values.backend !== 'reference') throw new UserError('--backend must be webgpu or reference');
-  const trainSet = dataSet(values.data!, 'train');
+  if (values.sweep !== 'async' && values.sweep !== 'sync' && values.sweep !== 'topdown') throw new UserError('--sweep must be async, sync or topdown');
+  if (!['webgpu', 'reference', 'analog'].includes(values.backend!)) throw new UserError('--backend must be webgpu, reference or analog');
+  const makeBackend = backendFromFlags(values, `${values.seed}/analog`);
+  const trainSet = dataSet(values.data!, 'train', values.seed);
   const testSet = dataSet(values.data!, 'test');
   const d = PAPER_DEFAULTS.vgg5;
   let spec: ModelSpec;
@@ -157,7 +218,11 @@ export async function trainCommand(args: string[]): Promise<number> {
     batch: num(values.batch, 'batch', d.batch),
     beta: num(values.beta, 'beta', d.beta),
     K: num(values.K, 'K', d.K),
-    sweep: values.sweep as 'async' | 'sync',
+    sweep: values.sweep as 'async' | 'sync' | 'topdown',
+    // Only when not the default, so that runs (and their checkpoints' identity) stay as before.
+    ...(values.lazy === 'false' ? { lazy: false } : {}),
+    ...(tol !== undefined ? { tol } : {}),
+    ...(values['double-batch'] ? { doubleBatch: true } : {}),
     seed: values.seed!,
     sgd: {
       lr: num(values.lr, 'lr', d.lr),
@@ -185,7 +250,7 @@ export async function trainCommand(args: string[]): Promise<number> {
     for (let i = 0; `optimizer.velocity.${i}` in ck.tensors; i++) velocity.push(ck.tensors[`optimizer.velocity.${i}`].data);
     resume = { position: JSON.parse(ck.metadata.position), velocity, params: ck.tensors };
   }
-  const be: Backend = await createBackend(values.backend as 'webgpu' | 'reference');
+  const be: Backend = await makeBackend();
   const net = new Network(be, spec);
   net.init(cfg.seed);
   if (resume) loadParams(net, resume.params);
@@ -219,10 +284,27 @@ export async function trainCommand(args: string[]): Promise<number> {
   console.log(
     `nudge train: ${spec.name} on ${values.data} (${trainLimit ?? trainSet.count} train / ${testLimit ?? testSet.count} test), ` +
       `${algorithm}${algorithm === 'bp' ? '' : ` beta ${cfg.beta} K ${cfg.K} ${cfg.sweep}`}, ${cfg.epochs} epoch(s), batch ${cfg.batch}, ` +
-      `lr ${cfg.sgd.lr} cosine to ${cfg.sgd.lrMin}, backend ${be.name}`,
+      `lr ${cfg.sgd.lr} cosine to ${cfg.sgd.lrMin}, backend ${be.name}${be instanceof AnalogBackend ? ` with device model ${be.model.name}` : ''}`,
   );
   if (resume) console.log(`resuming from ${values.checkpoint}: epoch ${resume.position.epoch + 1}, step ${resume.position.step}`);
   log({ event: resume ? 'resume' : 'start', model: spec.name, ...cfg, data: values.data, backend: be.name, position: resume?.position });
+  let bar: Progress | null = null;
+  const curves: EpochRecord[] = [];
+  const energy: EnergyTraceRecord[] = [];
+  const writePlots = () => {
+    const title = `${spec.name} ${algorithm}`;
+    if (values.plot && curves.length > 0) {
+      mkdirSync(dirname(values.plot), { recursive: true });
+      writeFileAtomic(values.plot, Buffer.from(trainingCurvesSvg(title, curves)));
+    }
+    if (values['energy-trace'] && energy.length > 0) {
+      const file = values['energy-trace'];
+      mkdirSync(dirname(file), { recursive: true });
+      const doc = { model: spec.name, algorithm, beta: cfg.beta, K: cfg.K, sweep: cfg.sweep, batch: cfg.batch, note: 'sums over the batch; E_k = 1/2 ||e_k||^2, F = E + beta C', epochs: energy };
+      writeFileAtomic(file, Buffer.from(JSON.stringify(doc, null, 1)));
+      writeFileAtomic(file.replace(/\.json$/, '.svg'), Buffer.from(energyTraceSvg(title, energy)));
+    }
+  };
   const result = await train(
     net,
     trainSet,
@@ -231,11 +313,22 @@ export async function trainCommand(args: string[]): Promise<number> {
     {
       onStep: (m) => {
         log({ event: 'step', ...m });
-        if (process.stdout.isTTY) process.stdout.write(`\r  epoch ${m.epoch + 1} step ${m.step + 1} loss ${m.loss.toFixed(4)} ${m.imagesPerSec.toFixed(0)} img/s   `);
+      },
+      onProgress: (p) => {
+        if (values.progress === 'off') return;
+        if (!bar) bar = new Progress({ total: p.total, label: `epoch ${p.epoch + 1}/${cfg.epochs}` });
+        bar.update(p.done, p.lastLoss === null ? undefined : `loss ${p.lastLoss.toFixed(4)}`);
+      },
+      onEnergyTrace: (epoch, phases) => {
+        energy.push({ epoch, phases });
+        log({ event: 'energy', epoch, phases: phases.map((ph) => ({ beta: ph.beta, F: ph.points.map((pt) => pt.F) })) });
       },
       onEpoch: (epoch, test, tr) => {
         log({ event: 'epoch', epoch, trainLoss: tr.loss, ...test, seconds: tr.seconds });
-        if (process.stdout.isTTY) process.stdout.write('\n');
+        bar?.finish();
+        bar = null;
+        curves.push({ epoch, trainLoss: tr.loss, testLoss: test.loss, top1: test.top1, top5: test.top5 });
+        writePlots();
         console.log(
           `epoch ${epoch + 1}: train loss ${tr.loss.toFixed(4)}, test top-1 ${(100 * test.top1).toFixed(2)}% top-5 ${(100 * test.top5).toFixed(2)}% (${test.count} images), ${tr.seconds.toFixed(0)} s`,
         );
@@ -248,6 +341,7 @@ export async function trainCommand(args: string[]): Promise<number> {
       checkpointEvery: values['checkpoint-every'] ? num(values['checkpoint-every'], 'checkpoint-every', 0) : undefined,
       start: resume?.position,
       velocity: resume?.velocity,
+      energyTrace: values['energy-trace'] !== undefined,
     },
   );
   console.log(`test accuracy ${(100 * result.test.top1).toFixed(2)}% (top-1), wall time ${result.seconds.toFixed(0)} s`);

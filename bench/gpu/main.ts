@@ -6,8 +6,9 @@ import { doctor } from '../../tools/doctor.js';
 import { tuneCommand } from '../../tools/tune.js';
 import { benchConv } from '../conv.js';
 import { benchOps } from '../ops.js';
+import { benchStep } from '../step.js';
 
-const USAGE = 'usage: nudge-gpu doctor [--json] [--toggle T] | tune [options] | bench conv|ops [options]';
+const USAGE = 'usage: nudge-gpu doctor [--json] [--toggle T] | tune [options] | bench conv|ops|step [options]';
 
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
@@ -23,6 +24,7 @@ async function main(argv: string[]): Promise<number> {
       const [suite, ...args] = rest;
       if (suite === 'conv') await benchConv(args);
       else if (suite === 'ops') await benchOps(args);
+      else if (suite === 'step') await benchStep(args);
       else {
         console.error(USAGE);
         return 2;

@@ -15,7 +15,7 @@ exec > >(tee "$OUT/log.txt") 2>&1
 cd "$(dirname "$0")/../.."
 C=$PWD/.gpu-carry
 BATCH=${NUDGE_GPU_BATCH:-64}
-BUDGET=${NUDGE_GPU_BUDGET:-6s}
+BUDGET=${NUDGE_GPU_BUDGET:-5s}
 INPUT=${NUDGE_GPU_INPUT:-224}
 W=/tmp/nudge-gpu
 mkdir -p "$W/node_modules/webgpu/dist/linux-x64"
@@ -62,22 +62,31 @@ echo "== doctor"
 $NG doctor --json > "$OUT/doctor.json"; rc=$?
 cat "$OUT/doctor.json"
 [ $rc -eq 0 ] || { echo "FATAL: nudge doctor failed (exit $rc)"; }
+if [ $rc -eq 0 ]; then
+  echo "== doctor with the NVIDIA f16 and unsafe-API toggles (shader-f16, subgroup matrices?)"
+  timeout 60 $NG doctor --json --toggle vulkan_enable_f16_on_nvidia --toggle allow_unsafe_apis | grep -E '"(shader-f16|chromium-experimental-subgroup-matrix|subgroups)"|subgroupMatrix|"ok"'
+fi
 
 if [ $rc -eq 0 ]; then
   echo "== tune VGG10 convs, batch $BATCH, budget $BUDGET per shape"
-  timeout 330 $NG tune --model vgg10 --batch "$BATCH" --input "$INPUT" --ops conv2d,conv2dBackwardData,conv2dBackwardFilter \
+  timeout 240 $NG tune --model vgg10 --batch "$BATCH" --input "$INPUT" --ops conv2d,conv2dBackwardData,conv2dBackwardFilter \
     --budget "$BUDGET" --json "$OUT/tune.json" || echo "tune failed or timed out (exit $?)"
   echo "== bench conv (default, tuned, tfjs-webgpu), all three ops"
-  timeout 150 $NG bench conv --models vgg10 --batch-vgg10 "$BATCH" --input-vgg10 "$INPUT" --ops conv2d,conv2dBackwardData,conv2dBackwardFilter \
-    --budget 1s --reps 10 --json "$OUT/bench-conv.json" || echo "bench conv failed (exit $?)"
+  timeout 120 $NG bench conv --models vgg10 --batch-vgg10 "$BATCH" --input-vgg10 "$INPUT" --ops conv2d,conv2dBackwardData,conv2dBackwardFilter \
+    --budget 1s --reps "${NUDGE_GPU_REPS:-10}" --json "$OUT/bench-conv.json" || echo "bench conv failed (exit $?)"
 fi
 
 echo "== PyTorch cuDNN on the same shapes"
-PYTHONUNBUFFERED=1 timeout 120 python3 bench/gpu/torch_conv.py --batch "$BATCH" --input "$INPUT" --json "$OUT/cudnn.json"
+PYTHONUNBUFFERED=1 timeout 90 python3 bench/gpu/torch_conv.py --batch "$BATCH" --input "$INPUT" --json "$OUT/cudnn.json"
 
 if [ -f "$OUT/bench-conv.json" ] && [ -f "$OUT/cudnn.json" ]; then
   echo "== nudge vs cuDNN"
   python3 bench/gpu/compare.py "$OUT/bench-conv.json" "$OUT/cudnn.json" | tee "$OUT/compare.md"
 fi
 cp "$W"/cache/nudge/tune/*.json "$OUT/tune-cache.json" 2>/dev/null
+if [ $rc -eq 0 ] && [ "${NUDGE_GPU_STEP:-1}" = 1 ]; then
+  echo "== bench step: EP-centered, EP-random, BP per training step (default kernels)"
+  timeout 100 $NG bench step --model vgg5 --batch "${NUDGE_GPU_STEP_BATCH:-64}" --input 32 --reps 5 || echo "bench step vgg5 failed (exit $?)"
+  timeout 100 $NG bench step --model vgg10 --batch "${NUDGE_GPU_STEP_BATCH:-64}" --input "${NUDGE_GPU_STEP_INPUT:-64}" --reps 3 || echo "bench step vgg10 failed (exit $?)"
+fi
 echo "== done $(date -u +%FT%TZ)"

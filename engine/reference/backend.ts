@@ -5,8 +5,13 @@
 // are kept in float64 (outputs are not rounded to f32) so that a kernel compared against
 // this backend is compared against the exact answer for its f32 inputs.
 import {
+  AnalogIOOptions,
   Backend,
   Conv2dOptions,
+  PulsedUpdateOptions,
+  checkAnalogIO,
+  checkPulsedUpdate,
+  checkRowAbsMax,
   ConvGeometry,
   MatmulOptions,
   MaxPoolResult,
@@ -19,6 +24,7 @@ import {
   checkFromArray,
   checkU32Values,
   checkLive,
+  checkConcat,
   checkReshape,
   checkSameShape,
   conv2dBackwardDataShapes,
@@ -32,6 +38,7 @@ import {
 } from '../backend.js';
 import { DType, Shape, ShapeError, Storage, Tensor, shapeStr, sizeOf } from '../tensor.js';
 import { uniformValues } from '../random.js';
+import { SOFT_BOUND_MAX_RATE, drawGaussian, drawUniform } from '../../kernels/analog.js';
 
 class HostStorage implements Storage {
   constructor(public data: Float64Array | null) {}
@@ -70,6 +77,18 @@ export class ReferenceBackend implements Backend {
       }
     }
     return this.make(shape, dtype, out);
+  }
+
+  concat(ts: Tensor[]): Tensor {
+    const shape = checkConcat(ts);
+    const parts = this.data('concat', ...ts);
+    const out = new Float64Array(sizeOf(shape));
+    let offset = 0;
+    for (const p of parts) {
+      out.set(p, offset);
+      offset += p.length;
+    }
+    return this.make(shape, ts[0].dtype, out);
   }
 
   zeros(shape: Shape): Tensor {
@@ -323,6 +342,24 @@ export class ReferenceBackend implements Backend {
   // -------------------------------------------------------------------------
   // Loss and metrics
 
+  softmaxCrossEntropyGrad(logits: Tensor, labels: Tensor, scale: number): Tensor {
+    const op = 'softmaxCrossEntropyGrad';
+    const { N, C } = lossShapes(op, logits, labels);
+    if (!Number.isFinite(scale)) throw new ShapeError(op, `scale must be a finite number, got ${scale}`);
+    const [dz, dl] = this.data(op, logits, labels);
+    const grad = new Float64Array(N * C);
+    for (let n = 0; n < N; n++) {
+      const label = dl[n];
+      if (label >= C) throw new RangeError(`${op}: label ${label} in row ${n} is out of range for ${C} classes (logits ${shapeStr(logits.shape)})`);
+      let max = -Infinity;
+      for (let c = 0; c < C; c++) max = Math.max(max, dz[n * C + c]);
+      let denom = 0;
+      for (let c = 0; c < C; c++) denom += Math.exp(dz[n * C + c] - max);
+      for (let c = 0; c < C; c++) grad[n * C + c] = scale * (Math.exp(dz[n * C + c] - max) / denom - (c === label ? 1 : 0));
+    }
+    return this.make([N, C], 'f32', grad);
+  }
+
   softmaxCrossEntropy(logits: Tensor, labels: Tensor, reduction: 'mean' | 'sum' = 'mean'): SoftmaxCrossEntropyResult {
     const op = 'softmaxCrossEntropy';
     const { N, C } = lossShapes(op, logits, labels);
@@ -390,6 +427,79 @@ export class ReferenceBackend implements Backend {
       v[i] = momentum * v[i] + gi;
       const step = nesterov ? gi + momentum * v[i] : v[i];
       p[i] -= lr * step;
+    }
+  }
+
+  // -------------------------------------------------------------------------
+  // Analog-tile primitives: the formulas of kernels/analog.ts, in float64, with the same draws.
+
+  analogIO(x: Tensor, opts: AnalogIOOptions, rowScale?: Tensor | null, tileScale?: Tensor | null): Tensor {
+    const op = 'analogIO';
+    const { perRow, step } = checkAnalogIO(x, opts, rowScale, tileScale);
+    const [dx] = this.data(op, x);
+    const dr = rowScale ? this.data(op, rowScale)[0] : null;
+    const dt = tileScale ? this.data(op, tileScale)[0] : null;
+    const bound = opts.bound;
+    const maxHalvings = opts.maxHalvings ?? 0;
+    const omega = dt && dt[0] > 0 ? dt[0] : 1;
+    const out = new Float64Array(dx.length);
+    for (let i = 0; i < dx.length; i++) {
+      const row = Math.floor(i / perRow);
+      let pre: number;
+      if (opts.mode === 'dac') pre = dr && dr[row] > 0 ? dr[row] : 1;
+      else {
+        let f = 1;
+        if (dr) {
+          const m = dr[row] / omega;
+          for (let t = 0; t < maxHalvings && !(m <= bound * f); t++) f *= 2;
+        }
+        pre = omega * f;
+      }
+      let v = dx[i] / pre;
+      if (opts.noiseStd > 0) v += opts.noiseStd * drawGaussian(opts.key, i, 0);
+      if (Number.isFinite(bound)) v = Math.min(bound, Math.max(-bound, v));
+      if (step > 0) v = Math.floor(v / step + 0.5) * step;
+      out[i] = opts.mode === 'adc' ? v * pre : v;
+    }
+    return this.make(x.shape, 'f32', out);
+  }
+
+  rowAbsMax(x: Tensor): Tensor {
+    const { rows, perRow } = checkRowAbsMax(x);
+    const [dx] = this.data('rowAbsMax', x);
+    const out = new Float64Array(rows);
+    for (let i = 0; i < dx.length; i++) {
+      const r = Math.floor(i / perRow);
+      out[r] = Math.max(out[r], Math.abs(dx[i]));
+    }
+    return this.make([rows], 'f32', out);
+  }
+
+  pulsedUpdate(w: Tensor, dw: Tensor, tileScale: Tensor, o: PulsedUpdateOptions): void {
+    const op = 'pulsedUpdate';
+    checkPulsedUpdate(w, dw, tileScale, o);
+    const [dwv, ddw, dts] = this.data(op, w, dw, tileScale);
+    const omega = dts[0] > 0 ? dts[0] : 1;
+    for (let i = 0; i < dwv.length; i++) {
+      const scale = Math.max(0, 1 + o.dwMinDtod * drawGaussian(o.deviceKey, i, 0));
+      const asym = Math.min(1, Math.max(-1, o.upDown + o.upDownDtod * drawGaussian(o.deviceKey, i, 2)));
+      const wmax = omega * o.wMax * Math.max(0, 1 + o.boundsDtod * drawGaussian(o.deviceKey, i, 4));
+      const wmin = omega * o.wMin * Math.max(0, 1 + o.boundsDtod * drawGaussian(o.deviceKey, i, 6));
+      const d = ddw[i];
+      const w0 = dwv[i];
+      const step = omega * o.dwMin * scale * (d > 0 ? 1 + asym : 1 - asym);
+      if (step <= 0 || d === 0) continue;
+      const pulses = Math.min(Math.floor(Math.abs(d) / step + drawUniform(o.updateKey, i, 0)), o.maxPulses);
+      if (pulses <= 0) continue;
+      const nEff = Math.max(0, pulses + o.dwMinCtoc * Math.sqrt(pulses) * drawGaussian(o.updateKey, i, 1));
+      let w1: number;
+      if (o.softBounds) {
+        const b = d > 0 ? wmax : wmin;
+        const rate = Math.min(SOFT_BOUND_MAX_RATE, Math.max(0, step / Math.max(Math.abs(b), 1e-30)));
+        w1 = b - (b - w0) * Math.pow(1 - rate, nEff);
+      } else w1 = w0 + Math.sign(d) * step * nEff;
+      w1 += omega * o.writeNoise * drawGaussian(o.updateKey, i, 3);
+      dwv[i] = Math.min(wmax, Math.max(wmin, w1));
     }
   }
 

@@ -14,6 +14,9 @@ import * as convFilter from '../../kernels/conv/backwardFilter.js';
 import * as convCommon from '../../kernels/conv/common.js';
 import * as mm from '../../kernels/matmul/matmul.js';
 import * as mmT from '../../kernels/matmul/transpose.js';
+import * as mmShared from '../../kernels/matmul/sharedTile.js';
+import * as convShared from '../../kernels/conv/sharedTile.js';
+import * as cand from '../../kernels/candidates.js';
 
 export type TunableOpName = 'conv2d' | 'conv2dBackwardData' | 'conv2dBackwardFilter' | 'matmul';
 
@@ -37,6 +40,12 @@ export interface TunableOp {
   candidates(p: Problem): unknown[];
   /** The config the op's default path uses, when that path is one candidate kernel (skipped as a duplicate). */
   defaultConfig(p: Problem): unknown | null;
+  /**
+   * The starting point of each other algorithm (the workgroup-memory tiled kernels' GPU
+   * defaults): measured right after the default, whatever the budget, so a search that
+   * climbs from the default cannot miss a whole algorithm.
+   */
+  seeds(p: Problem): unknown[];
   flops(p: Problem): number;
   /** Input shapes, in the order run() takes them. */
   inputShapes(p: Problem): number[][];
@@ -70,8 +79,12 @@ function xAt(g: ConvGeometry, x: Float32Array, n: number, iy: number, ix: number
 const conv2dOp: TunableOp = {
   name: 'conv2d',
   key: (p) => convKey(p as ConvGeometry),
-  candidates: (p) => conv.convForwardConfigSpace(p as ConvGeometry),
+  candidates: (p) => cand.convForwardCandidates(p as ConvGeometry),
   defaultConfig: (p) => conv.defaultConvForwardConfig(p as ConvGeometry),
+  seeds: (p) => {
+    const g = p as ConvGeometry;
+    return [mmShared.defaultSharedTileConfig(g.N * g.Ho * g.Wo, g.Co)];
+  },
   flops: convFlops,
   inputShapes: (p) => {
     const g = p as ConvGeometry;
@@ -95,14 +108,18 @@ const conv2dOp: TunableOp = {
         }
     return s;
   },
-  sources: [conv.convForwardKernel, conv.convForwardConfigSpace, conv.defaultConvForwardConfig, convCommon.gatherGemmKernel, convCommon.tileConfigs, convOps.conv2d],
+  sources: [cand.convForwardCandidates, conv.sharedConvForwardConfigSpace, convShared.sharedGatherGemmKernel, mmShared.tileGemmKernel, mmShared.sharedTileConfigs, mmShared.sharedMatmulKernel, conv.convForwardKernel, conv.convForwardConfigSpace, conv.defaultConvForwardConfig, convCommon.gatherGemmKernel, convCommon.tileConfigs, convOps.conv2d],
 };
 
 const conv2dBackwardDataOp: TunableOp = {
   name: 'conv2dBackwardData',
   key: (p) => convKey(p as ConvGeometry),
-  candidates: (p) => convData.convBackwardDataConfigSpace(p as ConvGeometry),
+  candidates: (p) => cand.convBackwardDataCandidates(p as ConvGeometry),
   defaultConfig: (p) => convData.defaultConvBackwardDataConfig(p as ConvGeometry),
+  seeds: (p) => {
+    const g = p as ConvGeometry;
+    return [mmShared.defaultSharedTileConfig(g.N * Math.ceil(g.H / g.stride) * Math.ceil(g.W / g.stride), g.Ci)];
+  },
   flops: convFlops,
   inputShapes: (p) => {
     const g = p as ConvGeometry;
@@ -134,14 +151,15 @@ const conv2dBackwardDataOp: TunableOp = {
     }
     return s;
   },
-  sources: [convData.convBackwardDataKernels, convData.backwardDataPhases, convData.filterTransposeKernel, convData.convBackwardDataConfigSpace, convData.defaultConvBackwardDataConfig, convCommon.gatherGemmKernel, convCommon.tileConfigs, convOps.conv2dBackwardData],
+  sources: [cand.convBackwardDataCandidates, convData.sharedConvBackwardDataConfigSpace, convShared.sharedGatherGemmKernel, mmShared.tileGemmKernel, mmShared.sharedTileConfigs, convData.convBackwardDataKernels, convData.backwardDataPhases, convData.filterTransposeKernel, convData.convBackwardDataConfigSpace, convData.defaultConvBackwardDataConfig, convCommon.gatherGemmKernel, convCommon.tileConfigs, convOps.conv2dBackwardData],
 };
 
 const conv2dBackwardFilterOp: TunableOp = {
   name: 'conv2dBackwardFilter',
   key: (p) => convKey(p as ConvGeometry),
-  candidates: (p) => convFilter.convBackwardFilterConfigSpace(p as ConvGeometry),
+  candidates: (p) => cand.convBackwardFilterCandidates(p as ConvGeometry),
   defaultConfig: (p) => convFilter.defaultConvBackwardFilterConfig(p as ConvGeometry),
+  seeds: (p) => [convShared.defaultSharedBackwardFilterConfig(p as ConvGeometry)],
   flops: convFlops,
   inputShapes: (p) => {
     const g = p as ConvGeometry;
@@ -167,15 +185,16 @@ const conv2dBackwardFilterOp: TunableOp = {
         }
     return s;
   },
-  sources: [convFilter.convBackwardFilterKernels, convFilter.splitSumKernel, convFilter.convBackwardFilterConfigSpace, convFilter.defaultConvBackwardFilterConfig, convCommon.tileConfigs, convOps.conv2dBackwardFilter],
+  sources: [cand.convBackwardFilterCandidates, convShared.sharedBackwardFilterConfigSpace, convShared.sharedBackwardFilterKernels, convFilter.anyConvBackwardFilterKernels, mmShared.tileGemmKernel, convFilter.convBackwardFilterKernels, convFilter.splitSumKernel, convFilter.convBackwardFilterConfigSpace, convFilter.defaultConvBackwardFilterConfig, convCommon.tileConfigs, convOps.conv2dBackwardFilter],
 };
 
 const matmulOp: TunableOp = {
   name: 'matmul',
   key: (p) => matmulKey(p as MatmulProblem),
-  candidates: (p) => mm.matmulConfigSpace(p as MatmulProblem),
+  candidates: (p) => cand.matmulCandidates(p as MatmulProblem),
   // With a large transposed B the default path transposes first: not one of the candidates.
   defaultConfig: (p) => (mm.transposeBFirst(p as MatmulProblem) ? null : mm.defaultMatmulConfig(p as MatmulProblem)),
+  seeds: (p) => [mmShared.defaultSharedMatmulConfig(p as MatmulProblem)],
   flops: (p) => {
     const s = p as MatmulProblem;
     return 2 * s.M * s.N * s.K;
@@ -200,7 +219,7 @@ const matmulOp: TunableOp = {
     }
     return acc;
   },
-  sources: [mm.matmulKernel, mm.matmulConfigSpace, mm.defaultMatmulConfig, mm.transposeBFirst, mmT.transposeKernel, linalgOps.matmul],
+  sources: [cand.matmulCandidates, mmShared.sharedMatmulConfigSpace, mmShared.sharedMatmulKernel, mmShared.tileGemmKernel, mm.matmulKernel, mm.matmulConfigSpace, mm.defaultMatmulConfig, mm.transposeBFirst, mmT.transposeKernel, linalgOps.matmul],
 };
 
 export const TUNABLE_OPS: Record<TunableOpName, TunableOp> = {

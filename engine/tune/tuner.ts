@@ -4,8 +4,9 @@
 // How a shape is tuned:
 // 1. Random inputs of the exact shape are made on the host and uploaded.
 // 2. The op's default path runs first: its time is the baseline and it is never skipped.
-// 3. Candidates then run in a search order: hill climbing from the best config so far
-//    (every config that differs from it in one field), then the rest of the space in a
+// 3. Then the starting point of each other algorithm (e.g. the workgroup-memory tiled
+//    kernel's GPU default), whatever the budget; then hill climbing from the best config so
+//    far (every config that differs from it in one field), then the rest of the space in a
 //    seeded random order, until the time budget for the shape is spent.
 // 4. Each candidate is first checked once against a float64 reference computed on the host
 //    for a sample of output elements (corners and random ones) with the output buffer
@@ -265,10 +266,17 @@ export class Tuner {
         for (const c of order) if (!seen.has(canonicalConfig(c))) return c;
         return undefined;
       };
+      // Seeds (other algorithms' defaults) that are in the space, tried whatever the budget.
+      const inSpace = new Map(order.map((c) => [canonicalConfig(c), c]));
+      const seeds = top
+        .seeds(p)
+        .map((c) => inSpace.get(canonicalConfig(c)))
+        .filter((c): c is NonNullable<typeof c> => c !== undefined && !seen.has(canonicalConfig(c)));
       let n = 0;
       for (;;) {
-        if (performance.now() - start > budget) break;
-        const c = next();
+        const seed = seeds.shift();
+        if (seed === undefined && performance.now() - start > budget) break;
+        const c = seed ?? next();
         if (c === undefined) break;
         seen.add(canonicalConfig(c));
         const ms = await measure(c);

@@ -1,7 +1,9 @@
 // The webgpu backend: shape checks, then WGSL kernels from kernels/ recorded on the runtime.
 import {
+  AnalogIOOptions,
   Backend,
   Conv2dOptions,
+  PulsedUpdateOptions,
   MatmulOptions,
   MaxPoolResult,
   SgdOptions,
@@ -10,6 +12,7 @@ import {
   checkDtype,
   checkFromArray,
   checkLive,
+  checkConcat,
   checkReshape,
   checkSameShape,
   checkAddBias,
@@ -33,6 +36,7 @@ import { Gpu } from '../device.js';
 import * as convOps from './ops/conv.js';
 import * as linalgOps from './ops/linalg.js';
 import * as miscOps from './ops/misc.js';
+import * as analogOps from './ops/analog.js';
 
 export class WebGPUBackend implements Backend {
   readonly name = 'webgpu';
@@ -88,6 +92,18 @@ export class WebGPUBackend implements Backend {
     const [buf] = this.buffers('clone', t);
     const out = this.newTensor(t.shape, t.dtype);
     if (t.size > 0) this.rt.copy(buf, out.storage('clone').buffer, t.size * 4);
+    return out;
+  }
+
+  concat(ts: Tensor[]): Tensor {
+    const shape = checkConcat(ts);
+    const bufs = this.buffers('concat', ...ts);
+    const out = this.newTensor(shape, ts[0].dtype);
+    let offset = 0;
+    ts.forEach((t, i) => {
+      if (t.size > 0) this.rt.copy(bufs[i], out.storage('concat').buffer, t.size * 4, 0, offset);
+      offset += t.size * 4;
+    });
     return out;
   }
 
@@ -190,12 +206,25 @@ export class WebGPUBackend implements Backend {
   softmaxCrossEntropy(logits: Tensor, labels: Tensor, reduction: 'mean' | 'sum' = 'mean'): SoftmaxCrossEntropyResult {
     return miscOps.softmaxCrossEntropy(this, logits, labels, reduction);
   }
+  softmaxCrossEntropyGrad(logits: Tensor, labels: Tensor, scale: number): Tensor {
+    return miscOps.softmaxCrossEntropyGrad(this, logits, labels, scale);
+  }
   topkCorrect(logits: Tensor, labels: Tensor, k: number): Tensor {
     return miscOps.topkCorrect(this, logits, labels, k);
   }
   sgdNesterov(param: Tensor, grad: Tensor, velocity: Tensor, opts: SgdOptions): void {
     checkDtype('sgdNesterov', param, 'f32', 'param');
     miscOps.sgdNesterov(this, param, grad, velocity, opts);
+  }
+
+  analogIO(x: Tensor, opts: AnalogIOOptions, rowScale?: Tensor | null, tileScale?: Tensor | null): Tensor {
+    return analogOps.analogIO(this, x, opts, rowScale, tileScale);
+  }
+  rowAbsMax(x: Tensor): Tensor {
+    return analogOps.rowAbsMax(this, x);
+  }
+  pulsedUpdate(w: Tensor, dw: Tensor, tileScale: Tensor, opts: PulsedUpdateOptions): void {
+    analogOps.pulsedUpdate(this, w, dw, tileScale, opts);
   }
 
   async sync(): Promise<void> {

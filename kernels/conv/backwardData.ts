@@ -15,6 +15,7 @@ import { KernelSpec, ceilDiv, grid, linearGroupIndex } from '../spec.js';
 import {
   ConvShape,
   ConvTileConfig,
+  GatherGemm,
   GatherPhase,
   checkTileConfig,
   defaultTile,
@@ -23,20 +24,36 @@ import {
   tileConfigKey,
   tileConfigs,
 } from './common.js';
+import { sharedGatherGemmKernel } from './sharedTile.js';
+import { SharedTileConfig, sharedTileConfigKey, sharedTileConfigs } from '../matmul/sharedTile.js';
 
-export type ConvBackwardDataConfig = ConvTileConfig;
+/** Register-blocked implicit GEMM (no `algo`) or workgroup-memory tiled ('shared'). */
+export type ConvBackwardDataConfig = ConvTileConfig | SharedTileConfig;
 
-export function convBackwardDataConfigSpace(s: ConvShape): ConvBackwardDataConfig[] {
+export function convBackwardDataConfigKey(c: ConvBackwardDataConfig): string {
+  return c.algo === 'shared' ? sharedTileConfigKey(c) : tileConfigKey(c);
+}
+
+/** The workgroup-memory tiled configs for this shape; rows are counted per phase. */
+export function sharedConvBackwardDataConfigSpace(s: ConvShape): SharedTileConfig[] {
+  return sharedTileConfigs(s.N * Math.ceil(s.H / s.stride) * Math.ceil(s.W / s.stride), s.Ci);
+}
+
+export function convBackwardDataConfigSpace(s: ConvShape): ConvTileConfig[] {
   return tileConfigs(s.Ci, s.N * Math.ceil(s.H / s.stride) * Math.ceil(s.W / s.stride), () => s.Co % 4 === 0);
 }
 
 /** The config used without tuning (see defaultTile); rows are counted per phase. */
-export function defaultConvBackwardDataConfig(s: ConvShape): ConvBackwardDataConfig {
+export function defaultConvBackwardDataConfig(s: ConvShape): ConvTileConfig {
   const vec4 = s.Ci % 4 === 0;
   return defaultTile(vec4 ? s.Ci / 4 : s.Ci, s.N * Math.ceil(s.H / s.stride) * Math.ceil(s.W / s.stride), vec4);
 }
 
 export function checkConvBackwardDataConfig(s: ConvShape, c: ConvBackwardDataConfig): void {
+  if (c.algo === 'shared') {
+    if (c.vec4 && s.Ci % 4 !== 0) throw new Error(`conv2dBackwardData ${shapeKey(s)}: config ${sharedTileConfigKey(c)} needs Ci % 4 == 0`);
+    return;
+  }
   checkTileConfig(`conv2dBackwardData ${shapeKey(s)}`, c);
   if (c.vec4 && s.Ci % 4 !== 0) throw new Error(`conv2dBackwardData ${shapeKey(s)}: config ${tileConfigKey(c)} needs Ci % 4 == 0`);
   if (c.kVec && s.Co % 4 !== 0) throw new Error(`conv2dBackwardData ${shapeKey(s)}: config ${tileConfigKey(c)} needs Co % 4 == 0`);
@@ -99,28 +116,26 @@ export function backwardDataPhases(s: ConvShape): GatherPhase[] {
 /** dx = conv2d^T(dy, w), as the kernels to run in order. */
 export function convBackwardDataKernels(s: ConvShape, cfg: ConvBackwardDataConfig = defaultConvBackwardDataConfig(s)): ConvBackwardDataPlan {
   checkConvBackwardDataConfig(s, cfg);
-  const gemm = gatherGemmKernel(
-    {
-      name: 'conv2dBackwardData',
-      comment: `conv2dBackwardData ${shapeKey(s)}`,
-      N: s.N,
-      phases: backwardDataPhases(s),
-      outH: s.H,
-      outW: s.W,
-      outStep: s.stride,
-      srcH: s.Ho,
-      srcW: s.Wo,
-      srcStep: 1,
-      K: s.Co,
-      colsN: s.Ci,
-      KW: s.KW,
-      yDir: -1,
-      kyStep: s.stride,
-      xDir: -1,
-      kxStep: s.stride,
-      bias: false,
-    },
-    cfg,
-  );
-  return { transpose: filterTransposeKernel(s), gemm };
+  const gemm: GatherGemm = {
+    name: 'conv2dBackwardData',
+    comment: `conv2dBackwardData ${shapeKey(s)}`,
+    N: s.N,
+    phases: backwardDataPhases(s),
+    outH: s.H,
+    outW: s.W,
+    outStep: s.stride,
+    srcH: s.Ho,
+    srcW: s.Wo,
+    srcStep: 1,
+    K: s.Co,
+    colsN: s.Ci,
+    KW: s.KW,
+    yDir: -1,
+    kyStep: s.stride,
+    xDir: -1,
+    kxStep: s.stride,
+    bias: false,
+  };
+  const kernel = cfg.algo === 'shared' ? sharedGatherGemmKernel(gemm, cfg) : gatherGemmKernel(gemm, cfg);
+  return { transpose: filterTransposeKernel(s), gemm: kernel };
 }

@@ -21,7 +21,13 @@ import {
   tileConfigKey,
   tileConfigs,
 } from './common.js';
+import {
+  SharedBackwardFilterConfig,
+  sharedBackwardFilterConfigKey,
+  sharedBackwardFilterKernels,
+} from './sharedTile.js';
 
+/** The register-blocked kernel's config (this file; `algo` absent or 'register'). */
 export interface ConvBackwardFilterConfig extends ConvTileConfig {
   /** Chunks the (n, oy) reduction is split into; > 1 adds a reduction pass. */
   splitK: number;
@@ -29,6 +35,18 @@ export interface ConvBackwardFilterConfig extends ConvTileConfig {
 
 export function backwardFilterConfigKey(c: ConvBackwardFilterConfig): string {
   return `${tileConfigKey(c)}k${c.splitK}`;
+}
+
+/** Either algorithm: register-blocked (no `algo`) or workgroup-memory tiled ('shared', sharedTile.ts). */
+export type AnyConvBackwardFilterConfig = ConvBackwardFilterConfig | SharedBackwardFilterConfig;
+
+export function anyBackwardFilterConfigKey(c: AnyConvBackwardFilterConfig): string {
+  return c.algo === 'shared' ? sharedBackwardFilterConfigKey(c) : backwardFilterConfigKey(c);
+}
+
+/** The kernels of either algorithm (same bindings and plan shape). */
+export function anyConvBackwardFilterKernels(s: ConvShape, cfg: AnyConvBackwardFilterConfig): ConvBackwardFilterPlan {
+  return cfg.algo === 'shared' ? sharedBackwardFilterKernels(s, cfg) : convBackwardFilterKernels(s, cfg);
 }
 
 const SPLITS = [1, 2, 4, 8];

@@ -39,7 +39,9 @@ export interface ConvShape {
   pad: number;
 }
 
+/** The register-blocked kernels' config (this file); `algo` absent means the same. */
 export interface ConvTileConfig {
+  algo?: 'register';
   /** Output rows per invocation (pixels for forward/backward-data, filter rows (ci) for backward-filter). */
   rows: number;
   /** Column units per invocation. */

@@ -7,6 +7,7 @@
 // Workgroup-memory tiling measured slower than none on lavapipe (DESIGN.md), so there is
 // none; the config space is what the autotuner searches.
 import { KernelSpec, ceilDiv, grid, linearGroupIndex } from '../spec.js';
+import { SharedTileConfig, sharedMatmulKernel, sharedTileConfigKey } from './sharedTile.js';
 
 export interface MatmulShape {
   M: number;
@@ -18,7 +19,9 @@ export interface MatmulShape {
   transB: boolean;
 }
 
+/** The register-blocked kernel's config (this file); `algo` absent means the same. */
 export interface MatmulConfig {
+  algo?: 'register';
   /** Output rows per invocation (R). */
   rows: number;
   /** Column units per invocation (C). */
@@ -40,6 +43,18 @@ export interface MatmulConfig {
 
 export function matmulConfigKey(c: MatmulConfig): string {
   return `r${c.rows}c${c.cols}${c.vec4 ? 'v4' : 's'}${c.kVec ? 'k4' : 'k1'}w${c.wgX}x${c.wgY}u${c.kUnroll}`;
+}
+
+/** Any matmul algorithm's config: register-blocked (no `algo`) or workgroup-memory tiled (sharedTile.ts). */
+export type AnyMatmulConfig = MatmulConfig | SharedTileConfig;
+
+export function anyMatmulConfigKey(c: AnyMatmulConfig): string {
+  return c.algo === 'shared' ? sharedTileConfigKey(c) : matmulConfigKey(c);
+}
+
+/** The kernel of either algorithm (bindings a, b, out). */
+export function anyMatmulKernel(s: MatmulShape, cfg: AnyMatmulConfig): KernelSpec {
+  return cfg.algo === 'shared' ? sharedMatmulKernel(s, cfg) : matmulKernel(s, cfg);
 }
 
 const ROWS = [1, 2, 4, 8];

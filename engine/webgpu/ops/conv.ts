@@ -3,11 +3,20 @@
 // autotuner and the tests).
 import { Conv2dOptions, conv2dBackwardDataShapes, conv2dBackwardFilterShapes, conv2dShapes } from '../../backend.js';
 import { Shape, Tensor } from '../../tensor.js';
-import { ConvForwardConfig, convForwardKernel, defaultConvForwardConfig } from '../../../kernels/conv/forward.js';
+import {
+  ConvForwardConfig,
+  convAsMatmulShape,
+  convForwardKernel,
+  checkConvForwardConfig,
+  defaultConvForwardConfig,
+} from '../../../kernels/conv/forward.js';
+import { anyMatmulKernel } from '../../../kernels/matmul/matmul.js';
+import { sharedMatmulKernel } from '../../../kernels/matmul/sharedTile.js';
+import { addBiasKernel } from '../../../kernels/elementwise.js';
 import { ConvBackwardDataConfig, convBackwardDataKernels, defaultConvBackwardDataConfig } from '../../../kernels/conv/backwardData.js';
 import {
-  ConvBackwardFilterConfig,
-  convBackwardFilterKernels,
+  AnyConvBackwardFilterConfig,
+  anyConvBackwardFilterKernels,
   defaultConvBackwardFilterConfig,
 } from '../../../kernels/conv/backwardFilter.js';
 import type { WebGPUBackend } from '../backend.js';
@@ -22,7 +31,33 @@ export function conv2d(
 ): Tensor {
   const g = conv2dShapes(x, w, bias, opts);
   const inputs = be.buffers('conv2d', ...(bias ? [x, w, bias] : [x, w]));
-  const spec = convForwardKernel(g, bias !== null, config ?? defaultConvForwardConfig(g));
+  const cfg = config ?? defaultConvForwardConfig(g);
+  if (cfg.algo === 'matmul') {
+    checkConvForwardConfig(g, cfg);
+    const shape = convAsMatmulShape(g);
+    const mm = cfg.matmul;
+    // Build every kernel before allocating, so a bad config records nothing.
+    const fused = bias !== null && mm.algo === 'shared';
+    const spec = fused ? sharedMatmulKernel(shape, mm, true) : anyMatmulKernel(shape, mm);
+    const biasSpec = bias !== null && !fused ? addBiasKernel(shape.M * shape.N, shape.N) : null;
+    const y = be.newTensor([g.N, g.Ho, g.Wo, g.Co]);
+    const yb = y.storage('conv2d').buffer;
+    if (!biasSpec) {
+      be.rt.dispatch(spec, [...inputs, yb]);
+      return y;
+    }
+    // The register-blocked matmul has no bias epilogue: matmul into a temporary, then add.
+    const tmp = be.newTensor([shape.M, shape.N]);
+    try {
+      const tb = tmp.storage('conv2d').buffer;
+      be.rt.dispatch(spec, [inputs[0], inputs[1], tb]);
+      be.rt.dispatch(biasSpec, [tb, inputs[2], yb]);
+    } finally {
+      tmp.dispose();
+    }
+    return y;
+  }
+  const spec = convForwardKernel(g, bias !== null, cfg);
   const y = be.newTensor([g.N, g.Ho, g.Wo, g.Co]);
   be.rt.dispatch(spec, [...inputs, y.storage('conv2d').buffer]);
   return y;
@@ -59,12 +94,12 @@ export function conv2dBackwardFilter(
   dy: Tensor,
   filterShape: Shape,
   opts?: Conv2dOptions,
-  config?: ConvBackwardFilterConfig,
+  config?: AnyConvBackwardFilterConfig,
 ): Tensor {
   const op = 'conv2dBackwardFilter';
   const g = conv2dBackwardFilterShapes(x, dy, filterShape, opts);
   const [bx, bdy] = be.buffers(op, x, dy);
-  const plan = convBackwardFilterKernels(g, config ?? defaultConvBackwardFilterConfig(g));
+  const plan = anyConvBackwardFilterKernels(g, config ?? defaultConvBackwardFilterConfig(g));
   const dw = be.newTensor([g.KH, g.KW, g.Ci, g.Co]);
   if (!plan.reduce) {
     be.rt.dispatch(plan.main, [bx, bdy, dw.storage(op).buffer]);

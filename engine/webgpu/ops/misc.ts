@@ -111,6 +111,17 @@ export function softmaxCrossEntropy(be: WebGPUBackend, logits: Tensor, labels: T
   return { loss, grad };
 }
 
+/** scale * (softmax - onehot) without the loss: the kernel built without its loss output. */
+export function softmaxCrossEntropyGrad(be: WebGPUBackend, logits: Tensor, labels: Tensor, scale: number): Tensor {
+  const op = 'softmaxCrossEntropyGrad';
+  const { N, C } = lossShapes(op, logits, labels);
+  if (!Number.isFinite(scale)) throw new ShapeError(op, `scale must be a finite number, got ${scale}`);
+  const [bx, bl] = be.buffers(op, logits, labels);
+  const grad = be.newTensor([N, C]);
+  if (N > 0 && C > 0) be.rt.dispatch(softmaxCrossEntropyKernel(N, C, false), [bx, bl, grad.storage(op).buffer], lossUniforms(scale));
+  return grad;
+}
+
 export function topkCorrect(be: WebGPUBackend, logits: Tensor, labels: Tensor, k: number): Tensor {
   const op = 'topkCorrect';
   const { N, C } = lossShapes(op, logits, labels);

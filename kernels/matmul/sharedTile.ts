@@ -1,0 +1,336 @@
+// Workgroup-memory tiled GEMM, the layout discrete GPUs want (the register-blocked kernels
+// in matmul.ts and conv/common.ts won on lavapipe, where there is no shared memory to speak
+// of). A workgroup owns a BM x BN output tile and walks the reduction in BK slices: each
+// slice of A (BM x BK) and B (BK x BN) is loaded cooperatively into workgroup memory, with
+// adjacent invocations on adjacent global addresses (coalesced), then every invocation
+// accumulates its TM x TN register block from workgroup memory.
+//
+// Invocation (lx, ly) of the (BN/TN) x (BM/TM) workgroup owns tile rows ly + i*(BM/TM) and
+// column units lx + j*(BN/TN): rows and units are strided by the workgroup extent, so in
+// the inner loop adjacent invocations read adjacent words of the B tile (no bank
+// conflicts), invocations of one row read the same A word (a broadcast), and the final
+// stores are coalesced. Accumulators are named variables (no dynamically indexed private
+// arrays); with `unroll` the inner BK loop has a constant trip count so the driver can
+// unroll it.
+//
+// Edge tiles: rows and columns past the end are clamped when loading and skipped when
+// storing; reduction steps past the end load zeros. Barriers sit in uniform control flow:
+// everything that bounds the slice loop depends only on the workgroup id.
+//
+// The generator core takes the operand loads as hooks, so the same template serves matmul
+// (with either operand transposed) and the gathered implicit GEMMs of conv (conv/sharedTile.ts).
+import { BindingKind, KernelSpec, ceilDiv, grid, linearGroupIndex } from '../spec.js';
+import type { MatmulShape } from './matmul.js';
+
+export interface SharedTileConfig {
+  algo: 'shared';
+  /** Output tile rows per workgroup. */
+  BM: number;
+  /** Output tile columns per workgroup (scalar columns, also with vec4). */
+  BN: number;
+  /** Reduction steps per slice held in workgroup memory. */
+  BK: number;
+  /** Rows per invocation. */
+  TM: number;
+  /** Columns per invocation (a multiple of 4 with vec4). */
+  TN: number;
+  /** Columns as vec4 units: B tile, accumulators and stores (needs the column count % 4 == 0). */
+  vec4: boolean;
+  /**
+   * Give the inner BK loop a constant trip count, so the compiler can unroll it (what a GPU
+   * wants). Off, the bound is opaque: on lavapipe that compiled 3-5x faster (2-3 s instead
+   * of 9-15 s per kernel, busy 2-core machine).
+   */
+  unroll?: boolean;
+}
+
+export function sharedTileConfigKey(c: SharedTileConfig): string {
+  return `sh${c.BM}x${c.BN}x${c.BK}t${c.TM}x${c.TN}${c.vec4 ? 'v4' : 's'}${c.unroll ? 'u' : ''}`;
+}
+
+/** The portable WebGPU default of maxComputeWorkgroupStorageSize (lavapipe reports the same). */
+export const MAX_WORKGROUP_STORAGE_BYTES = 16384;
+export const MAX_WORKGROUP_INVOCATIONS = 256;
+
+export function sharedTileStorageBytes(c: SharedTileConfig): number {
+  return 4 * c.BK * (c.BM + c.BN);
+}
+
+const TILE_MN = [32, 64, 128];
+const TILE_K = [8, 16, 32];
+const THREAD_MN = [4, 8];
+
+/**
+ * The shared-tile configs worth trying for a GEMM with `cols` output columns and `rows`
+ * output rows: tiles of 32-128 x 32-128 x 8-32 with 4-8 x 4-8 register blocks, 32-256
+ * invocations, workgroup memory within the portable 16 KB. Tiles much larger than the
+ * output (only edge work) are left out, except the smallest of each kind.
+ */
+export function sharedTileConfigs(rows: number, cols: number): SharedTileConfig[] {
+  const out: SharedTileConfig[] = [];
+  for (const vec4 of cols % 4 === 0 ? [true, false] : [false])
+    for (const BM of TILE_MN) {
+      if (BM > 32 && BM >= 2 * rows) continue;
+      for (const BN of TILE_MN) {
+        if (BN > 32 && BN >= 2 * cols) continue;
+        for (const BK of TILE_K)
+          for (const TM of THREAD_MN)
+            for (const TN of THREAD_MN)
+              for (const unroll of [true, false]) {
+                const c: SharedTileConfig = { algo: 'shared', BM, BN, BK, TM, TN, vec4, unroll };
+                if (sharedTileProblem(c) === null) {
+                  const threads = (BM / TM) * (BN / TN);
+                  if (threads >= 32) out.push(c);
+                }
+              }
+      }
+    }
+  return out;
+}
+
+/**
+ * The shared-tile config meant for discrete GPUs without tuning: 128 x 128 x 8 tiles with
+ * 8 x 8 per invocation (256 invocations, 8 KB of workgroup memory), the usual fp32 SGEMM
+ * shape; smaller along a side that the output does not fill. The inner loop is unrolled.
+ */
+export function defaultSharedTileConfig(rows: number, cols: number): SharedTileConfig {
+  const vec4 = cols % 4 === 0;
+  const BM = rows >= 128 ? 128 : rows > 32 ? 64 : 32;
+  const BN = cols >= 128 ? 128 : cols > 32 ? 64 : 32;
+  const TM = BM === 128 ? 8 : 4;
+  const TN = BN === 128 ? 8 : 4;
+  return { algo: 'shared', BM, BN, BK: BM === 128 && BN === 128 ? 8 : 16, TM, TN, vec4, unroll: true };
+}
+
+/** Why a config cannot be generated at all (independent of the shape), or null. */
+export function sharedTileProblem(c: SharedTileConfig): string | null {
+  for (const [k, v] of Object.entries({ BM: c.BM, BN: c.BN, BK: c.BK, TM: c.TM, TN: c.TN })) {
+    if (!Number.isInteger(v) || v < 1) return `${k} must be a positive integer`;
+  }
+  if (c.BM % c.TM !== 0) return 'BM must be a multiple of TM';
+  if (c.BN % c.TN !== 0) return 'BN must be a multiple of TN';
+  if (c.vec4 && c.TN % 4 !== 0) return 'vec4 needs TN % 4 == 0';
+  const threads = (c.BM / c.TM) * (c.BN / c.TN);
+  if (threads > MAX_WORKGROUP_INVOCATIONS) return `workgroup of ${threads} invocations (> ${MAX_WORKGROUP_INVOCATIONS})`;
+  if (c.TM * c.TN > 64) return 'more than 64 accumulators per invocation';
+  const bytes = sharedTileStorageBytes(c);
+  if (bytes > MAX_WORKGROUP_STORAGE_BYTES) return `${bytes} bytes of workgroup memory (> ${MAX_WORKGROUP_STORAGE_BYTES})`;
+  return null;
+}
+
+/**
+ * One tiled GEMM, its operands described by WGSL snippets. Names the hooks may use:
+ * `tileRow` (first GEMM row of the tile), `tileCol` (first column unit), `rowsTotal` and
+ * `kTotal` (defined by `head`: the reduction runs over [kBegin, kTotal)), `k0` (first reduction step of the slice), `one` (1, opaque
+ * to the compiler), `li` (local_invocation_index), and whatever `head` defines.
+ */
+export interface TileGemm {
+  name: string;
+  comment: string;
+  /** Storage binding declarations (the core adds only workgroup arrays). */
+  decls: string[];
+  bindings: BindingKind[];
+  /** Workgroups in the dispatch; groups past it return at once (a uniform return). */
+  groups: number;
+  /** Output column units (columns, or columns / 4 with vec4). */
+  units: number;
+  /**
+   * Lines run first, given `g` (the linear workgroup index): define u32 lets `tileRow`,
+   * `tileCol` (in units), `rowsTotal` (>= 1), `kBegin` and `kTotal` (>= kBegin), all
+   * uniform across the workgroup.
+   */
+  head: string[];
+  /** A slots are spread with adjacent invocations on adjacent reduction steps (else adjacent rows). */
+  aAlongK: boolean;
+  /** Lines once per A slot p, given `ar${p}` (its row, clamped to the last). */
+  aOnce(p: number): string[];
+  /** Lines per slice for A slot p, given `ak${p}` (its reduction step, maybe >= kTotal): define `av${p}` (f32). */
+  aLoad(p: number): string[];
+  /** B slots are spread with adjacent invocations on adjacent reduction steps (else adjacent units). */
+  bAlongK: boolean;
+  /** Lines per slice for B slot q, given `bk${q}` and `bu${q}` (its unit, clamped): define `bv${q}` (f32 or vec4). */
+  bLoad(q: number): string[];
+  /** Lines once per slice, given `k0` (optional). */
+  slice?: string[];
+  /** Lines once per stored row i before its units, given `orow${i}` (< rowsTotal). */
+  storeRow(i: number): string[];
+  /** Stores accumulator `v` for row i at unit `ou${j}` (< units). */
+  store(i: number, j: number, v: string): string;
+}
+
+export function tileGemmKernel(t: TileGemm, cfg: SharedTileConfig): KernelSpec {
+  const problem = sharedTileProblem(cfg);
+  if (problem) throw new Error(`${t.name}: config ${sharedTileConfigKey(cfg)}: ${problem}`);
+  const { BM, BN, BK, TM, TN, vec4 } = cfg;
+  const colTy = vec4 ? 'vec4<f32>' : 'f32';
+  const BNu = vec4 ? BN / 4 : BN;
+  const TNu = vec4 ? TN / 4 : TN;
+  const wx = BN / TN;
+  const wy = BM / TM;
+  const T = wx * wy;
+  const aCount = BM * BK;
+  const bCount = BK * BNu;
+  const aSlots = ceilDiv(aCount, T);
+  const bSlots = ceilDiv(bCount, T);
+
+  const lines: string[] = [];
+  const emit = (s: string) => lines.push(s);
+  for (const l of t.head) emit(`  ${l}`);
+  // Which tile element each invocation loads: fixed across slices.
+  for (let p = 0; p < aSlots; p++) {
+    emit(`  let ae${p} = li + ${p * T}u;`);
+    if (t.aAlongK) {
+      emit(`  let am${p} = ae${p} / ${BK}u;`);
+      emit(`  let akk${p} = ae${p} % ${BK}u;`);
+    } else {
+      emit(`  let am${p} = ae${p} % ${BM}u;`);
+      emit(`  let akk${p} = ae${p} / ${BM}u;`);
+    }
+    emit(`  let ar${p} = min(tileRow + am${p}, rowsTotal - 1u);`);
+    for (const l of t.aOnce(p)) emit(`  ${l}`);
+  }
+  for (let q = 0; q < bSlots; q++) {
+    emit(`  let be${q} = li + ${q * T}u;`);
+    if (t.bAlongK) {
+      emit(`  let bkk${q} = be${q} % ${BK}u;`);
+      emit(`  let bn${q} = be${q} / ${BK}u;`);
+    } else {
+      emit(`  let bn${q} = be${q} % ${BNu}u;`);
+      emit(`  let bkk${q} = be${q} / ${BNu}u;`);
+    }
+    emit(`  let bu${q} = min(tileCol + bn${q}, ${t.units - 1}u);`);
+  }
+  for (let i = 0; i < TM; i++) for (let j = 0; j < TNu; j++) emit(`  var acc${i}_${j} = ${colTy}(0.0);`);
+
+  emit(`  let slices = (kTotal - kBegin + ${BK - 1}u) / ${BK}u;`);
+  // `* one`: an opaque trip count keeps Mesa from unrolling the whole reduction (compile time).
+  emit('  for (var s = 0u; s < slices * one; s++) {');
+  emit(`    let k0 = kBegin + s * ${BK}u;`);
+  for (const l of t.slice ?? []) emit(`    ${l}`);
+  for (let p = 0; p < aSlots; p++) {
+    const guarded = (p + 1) * T > aCount;
+    const ind = guarded ? '      ' : '    ';
+    if (guarded) emit(`    if (ae${p} < ${aCount}u) {`);
+    emit(`${ind}let ak${p} = k0 + akk${p};`);
+    for (const l of t.aLoad(p)) emit(`${ind}${l}`);
+    emit(`${ind}As[akk${p} * ${BM}u + am${p}] = av${p};`);
+    if (guarded) emit('    }');
+  }
+  for (let q = 0; q < bSlots; q++) {
+    const guarded = (q + 1) * T > bCount;
+    const ind = guarded ? '      ' : '    ';
+    if (guarded) emit(`    if (be${q} < ${bCount}u) {`);
+    emit(`${ind}let bk${q} = k0 + bkk${q};`);
+    for (const l of t.bLoad(q)) emit(`${ind}${l}`);
+    emit(`${ind}Bs[bkk${q} * ${BNu}u + bn${q}] = bv${q};`);
+    if (guarded) emit('    }');
+  }
+  emit('    workgroupBarrier();');
+  emit(`    for (var kk = 0u; kk < ${BK}u${cfg.unroll ? '' : ' * one'}; kk++) {`);
+  for (let i = 0; i < TM; i++) emit(`      let a${i} = As[kk * ${BM}u + ${i * wy}u + lid.y];`);
+  for (let j = 0; j < TNu; j++) emit(`      let b${j} = Bs[kk * ${BNu}u + ${j * wx}u + lid.x];`);
+  for (let i = 0; i < TM; i++) for (let j = 0; j < TNu; j++) emit(`      acc${i}_${j} += a${i} * b${j};`);
+  emit('    }');
+  emit('    workgroupBarrier();');
+  emit('  }');
+
+  for (let j = 0; j < TNu; j++) emit(`  let ou${j} = tileCol + ${j * wx}u + lid.x;`);
+  for (let i = 0; i < TM; i++) {
+    emit(`  let orow${i} = tileRow + ${i * wy}u + lid.y;`);
+    emit(`  if (orow${i} < rowsTotal) {`);
+    for (const l of t.storeRow(i)) emit(`    ${l}`);
+    for (let j = 0; j < TNu; j++) emit(`    if (ou${j} < ${t.units}u) { ${t.store(i, j, `acc${i}_${j}`)} }`);
+    emit('  }');
+  }
+
+  const wgsl = `// ${t.comment} ${sharedTileConfigKey(cfg)}
+${t.decls.join('\n')}
+var<workgroup> As: array<f32, ${aCount}>;
+var<workgroup> Bs: array<${colTy}, ${bCount}>;
+@compute @workgroup_size(${wx}, ${wy})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
+  let g = ${linearGroupIndex};
+  if (g >= ${t.groups}u) { return; }
+  // 1, opaque to the shader compiler.
+  let one = nwg.z;
+${lines.join('\n')}
+}`;
+  return { name: t.name, wgsl, bindings: t.bindings, workgroups: grid(t.groups) };
+}
+
+export function checkSharedMatmulConfig(s: MatmulShape, c: SharedTileConfig): void {
+  const problem = sharedTileProblem(c);
+  const bad = (why: string) => new Error(`matmul config ${sharedTileConfigKey(c)} invalid for ${s.M}x${s.K}x${s.N}: ${why}`);
+  if (problem) throw bad(problem);
+  if (c.vec4 && s.N % 4 !== 0) throw bad('vec4 columns need N % 4 == 0');
+  if (s.M < 1 || s.N < 1 || s.K < 0) throw bad('empty output');
+}
+
+export function sharedMatmulConfigSpace(s: MatmulShape): SharedTileConfig[] {
+  return sharedTileConfigs(s.M, s.N);
+}
+
+export function defaultSharedMatmulConfig(s: MatmulShape): SharedTileConfig {
+  return defaultSharedTileConfig(s.M, s.N);
+}
+
+/**
+ * out[M, N] = op(A) op(B) (+ bias[N] with `bias`). Bindings: a, b, [bias], out. The
+ * transposes are absorbed by the loads into workgroup memory, each spread so adjacent
+ * invocations read adjacent global addresses.
+ */
+export function sharedMatmulKernel(s: MatmulShape, cfg: SharedTileConfig, bias = false): KernelSpec {
+  checkSharedMatmulConfig(s, cfg);
+  const { M, K, N, transA, transB } = s;
+  const { vec4 } = cfg;
+  const units = vec4 ? N / 4 : N;
+  const colTy = vec4 ? 'vec4<f32>' : 'f32';
+  const BNu = vec4 ? cfg.BN / 4 : cfg.BN;
+  const colGroups = ceilDiv(units, BNu);
+  const groups = colGroups * ceilDiv(M, cfg.BM);
+  // B read as vec4 units only when a unit is contiguous in memory (B stored [K, N]).
+  const bVec = vec4 && !transB;
+  const decls = [
+    '@group(0) @binding(0) var<storage, read> a: array<f32>;',
+    `@group(0) @binding(1) var<storage, read> b: array<${bVec ? 'vec4<f32>' : 'f32'}>;`,
+  ];
+  if (bias) decls.push(`@group(0) @binding(2) var<storage, read> bias: array<${colTy}>;`);
+  decls.push(`@group(0) @binding(${bias ? 3 : 2}) var<storage, read_write> out: array<${colTy}>;`);
+  const zero = vec4 ? 'vec4<f32>(0.0)' : '0.0';
+  const spec = tileGemmKernel(
+    {
+      name: 'matmul',
+      comment: `matmul ${M}x${K}x${N}${transA ? ' A^T' : ''}${transB ? ' B^T' : ''}${bias ? ' +bias' : ''}`,
+      decls,
+      bindings: bias ? ['read', 'read', 'read', 'rw'] : ['read', 'read', 'rw'],
+      groups,
+      units,
+      head: [
+        `let tileRow = (g / ${colGroups}u) * ${cfg.BM}u;`,
+        `let tileCol = (g % ${colGroups}u) * ${BNu}u;`,
+        `let rowsTotal = ${M}u;`,
+        'let kBegin = 0u;',
+        `let kTotal = ${K}u;`,
+      ],
+      aAlongK: !transA,
+      aOnce: () => [],
+      aLoad: (p) => [
+        `let aok${p} = ak${p} < ${K}u;`,
+        `let av${p} = select(0.0, a[select(0u, ${transA ? `ak${p} * ${M}u + ar${p}` : `ar${p} * ${K}u + ak${p}`}, aok${p})], aok${p});`,
+      ],
+      bAlongK: transB,
+      bLoad: (q) => {
+        const ok = `bk${q} < ${K}u`;
+        const kc = `min(bk${q}, ${Math.max(K, 1) - 1}u)`;
+        if (!transB) return [`let bv${q} = select(${zero}, b[${kc} * ${units}u + bu${q}], ${ok});`];
+        if (!vec4) return [`let bv${q} = select(0.0, b[bu${q} * ${K}u + ${kc}], ${ok});`];
+        const parts = [0, 1, 2, 3].map((m) => `b[(bu${q} * 4u + ${m}u) * ${K}u + ${kc}]`);
+        return [`let bv${q} = select(${zero}, vec4<f32>(${parts.join(', ')}), ${ok});`];
+      },
+      storeRow: () => [],
+      store: (i, j, v) => `out[orow${i} * ${units}u + ou${j}] = ${v}${bias ? ` + bias[ou${j}]` : ''};`,
+    },
+    cfg,
+  );
+  return spec;
+}

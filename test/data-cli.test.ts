@@ -1,0 +1,97 @@
+// The built `nudge data` commands end to end (npm test builds dist/ first): prepare a fixture
+// in the official layout, inspect it, train on it with `nudge train --data imagenet:DIR`.
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { OfficialFixture, makeOfficial } from './data-fixtures/imagenet.js';
+
+const run = promisify(execFile);
+const CLI = 'dist/nudge.mjs';
+
+async function nudge(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run('node', [CLI, ...args], { env: { ...process.env, ...env }, timeout: 90_000 });
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+let root: string;
+let fx: OfficialFixture;
+
+beforeAll(async () => {
+  if (!existsSync(join(CLI, '..', 'data-worker.mjs'))) throw new Error(`dist/data-worker.mjs is missing: run 'npm run build' (npm test does it)`);
+  root = mkdtempSync(join(tmpdir(), 'nudge-data-cli-'));
+  fx = await makeOfficial(join(root, 'src'));
+});
+
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+describe('nudge data (built CLI)', () => {
+  it('prepares official-layout archives in worker threads from the bundle, then trains on them', async () => {
+    const out = join(root, 'prepared');
+    const p = await nudge(['data', 'prepare', '--src', fx.dir, '--out', out, '--size', '20', '--shard-mb', '0.004', '--workers', '2']);
+    expect(p.stderr).not.toMatch(/internal error/);
+    expect(p.code).toBe(0);
+    const trainTotal = [...fx.trainPerClass.values()].reduce((a, b) => a + b, 0);
+    expect(p.stdout).toContain(`train: ${trainTotal - 1} images, 1 corrupt, 0 rejected`);
+    expect(p.stdout).toContain(`val: ${fx.valWnids.length} images, 0 corrupt`);
+    const info = await nudge(['data', 'info', '--dir', out]);
+    expect(info.code).toBe(0);
+    expect(info.stdout).toMatch(/12 classes from a official layout/);
+    expect(info.stdout).toMatch(/train: complete, \d+ images, [2-9] shard/);
+    expect((await nudge(['data', 'info', '--dir', out, '--verify'])).stdout).toMatch(/all shards and indexes match/);
+    const t = await nudge(['train', '--data', `imagenet:${out}:16`, '--arch', 'c8p', '--train-limit', '32', '--test-limit', '16', '--batch', '8', '--K', '2', '--backend', 'reference']);
+    expect(t.stderr).not.toMatch(/nudge:|rror/);
+    expect(t.code).toBe(0);
+    expect(t.stdout).toMatch(/on imagenet:.* \(32 train \/ 16 test\)/);
+    expect(t.stdout).toMatch(/epoch 1: train loss [0-9.]+, test top-1 [0-9.]+% .*\(16 images\)/);
+    // A damaged shard is found by --verify.
+    const bin = join(out, 'train-00001.bin');
+    const bytes = readFileSync(bin);
+    bytes[100] ^= 0xff;
+    writeFileSync(bin, bytes);
+    const v = await nudge(['data', 'info', '--dir', out, '--verify']);
+    expect(v.code).toBe(1);
+    expect(v.stderr).toMatch(/1 damaged file\(s\):\s+train-00001.bin: sha256 differs/);
+  });
+
+  it('exits 1 with the numbers when counts do not match, and names bad input without a stack trace', async () => {
+    const r = await nudge(['data', 'prepare', '--src', fx.dir, '--out', join(root, 'mm'), '--split', 'val', '--size', '16', '--expect-val', '30', '--workers', '1']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/counts do not match.*val: found 24 images \(24 good \+ 0 corrupt\), expected 30/s);
+    const missing = await nudge(['data', 'prepare', '--src', join(root, 'nowhere'), '--out', join(root, 'x')]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/nowhere: not a directory/);
+    const train = await nudge(['train', '--data', `imagenet:${join(root, 'nowhere')}`]);
+    expect(train.code).toBe(1);
+    expect(train.stderr).toMatch(/manifest.json not found: prepare the data set first/);
+    for (const x of [missing, train]) expect(x.stderr).not.toMatch(/internal error|\.ts:\d+/);
+  });
+
+  it('fetch: a gated download says what to do and never prints the token', async () => {
+    const server = http.createServer((req, res) => {
+      res.writeHead(req.headers.authorization ? 403 : 401);
+      res.end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/data/train-00000-of-00257.parquet`;
+    try {
+      const r = await nudge(['data', 'fetch', '--url', url, '--out', join(root, 'dl')], { HF_TOKEN: 'hf_do_not_print_me' });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(/HTTP 403: the server refused the token/);
+      expect(r.stdout + r.stderr).not.toContain('hf_do_not_print_me');
+      const r2 = await nudge(['data', 'fetch', '--url', url, '--out', join(root, 'dl')], { HF_TOKEN: '' });
+      expect(r2.stderr).toMatch(/HTTP 401: access denied.*HF_TOKEN/);
+    } finally {
+      server.close();
+    }
+  });
+});

@@ -1,0 +1,230 @@
+// `nudge data fetch` against a local HTTP server on 127.0.0.1 that cuts connections, refuses
+// access, fails, ignores Range, redirects to another host and serves wrong bytes.
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { download, fetchHf, redact } from '../tools/data/fetch.js';
+
+const BODY = randomBytes(300_000 + Math.floor(Math.random() * 5000));
+const MD5 = createHash('md5').update(BODY).digest('hex');
+const SHA = createHash('sha256').update(BODY).digest('hex');
+const TOKEN = 'hf_secret_token_value_123';
+const SMALL = randomBytes(777);
+
+let server: http.Server;
+let port: number;
+let dir: string;
+let seen: { path: string; host: string; range?: string; auth?: string }[] = [];
+let count: Record<string, number> = {};
+
+function serveRange(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, cutAt?: number): void {
+  const m = /bytes=(\d+)-/.exec(req.headers.range ?? '');
+  const start = m ? Number(m[1]) : 0;
+  if (start >= body.length) {
+    res.writeHead(416, { 'content-range': `bytes */${body.length}` });
+    res.end();
+    return;
+  }
+  const headers: http.OutgoingHttpHeaders = { 'content-length': body.length - start, 'accept-ranges': 'bytes' };
+  if (m) headers['content-range'] = `bytes ${start}-${body.length - 1}/${body.length}`;
+  res.writeHead(m ? 206 : 200, headers);
+  if (cutAt !== undefined && cutAt > start) {
+    // Send part of the body, then drop the connection.
+    res.write(body.subarray(start, cutAt), () => setTimeout(() => res.socket?.destroy(), 20));
+    return;
+  }
+  res.end(body.subarray(start));
+}
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'nudge-fetch-'));
+  server = http.createServer((req, res) => {
+    const path = req.url ?? '';
+    seen.push({ path, host: String(req.headers.host), range: req.headers.range, auth: req.headers.authorization });
+    const n = (count[path] = (count[path] ?? 0) + 1);
+    if (path.startsWith('/ok/')) return serveRange(req, res, BODY);
+    // Cut twice, at 100 kB and 200 kB; the third connection finishes.
+    if (path.startsWith('/cut/')) return serveRange(req, res, BODY, n <= 2 ? n * 100_000 : undefined);
+    if (path.startsWith('/norange/')) {
+      // Ignores Range: always 200 with the whole body; the first answer is cut.
+      res.writeHead(200, { 'content-length': BODY.length });
+      if (n === 1) {
+        res.write(BODY.subarray(0, 120_000), () => setTimeout(() => res.socket?.destroy(), 20));
+        return;
+      }
+      return void res.end(BODY);
+    }
+    if (path.startsWith('/forbidden/')) {
+      res.writeHead(req.headers.authorization ? 403 : 401);
+      return void res.end('no');
+    }
+    if (path.startsWith('/flaky/')) {
+      if (n <= 2) {
+        res.writeHead(503);
+        return void res.end();
+      }
+      return serveRange(req, res, BODY);
+    }
+    if (path.startsWith('/wrong/')) {
+      const bad = Buffer.from(BODY);
+      bad[12345] ^= 0xff;
+      return serveRange(req, res, bad);
+    }
+    if (path.startsWith('/linked/')) {
+      res.writeHead(302, { location: `http://localhost:${port}/ok/file.bin`, 'x-linked-etag': `"${'0'.repeat(64)}"` });
+      return void res.end();
+    }
+    if (path.startsWith('/api/datasets/ILSVRC/imagenet-1k/tree/main')) {
+      if (req.headers.authorization !== `Bearer ${TOKEN}`) {
+        res.writeHead(401);
+        return void res.end();
+      }
+      const file = (p: string, body: Buffer) => ({ type: 'file', path: p, size: body.length, oid: 'x', lfs: { oid: createHash('sha256').update(body).digest('hex'), size: body.length } });
+      // Two pages, as the hub paginates long listings.
+      if (!path.includes('cursor=')) {
+        res.writeHead(200, { 'content-type': 'application/json', link: `<http://127.0.0.1:${port}/api/datasets/ILSVRC/imagenet-1k/tree/main?recursive=true&cursor=2>; rel="next"` });
+        return void res.end(JSON.stringify([{ type: 'directory', path: 'data' }, file('README.md', SMALL), file('data/train-00001-of-00002.parquet', SMALL)]));
+      }
+      res.writeHead(200, { 'content-type': 'application/json' });
+      return void res.end(JSON.stringify([file('data/train-00000-of-00002.parquet', BODY), file('data/validation-00000-of-00001.parquet', SMALL), file('data/test-00000-of-00001.parquet', SMALL)]));
+    }
+    if (path.startsWith('/datasets/ILSVRC/imagenet-1k/resolve/main/')) {
+      if (req.headers.authorization !== `Bearer ${TOKEN}`) {
+        res.writeHead(403);
+        return void res.end();
+      }
+      // The hub redirects to storage on another host, with the file named in the path.
+      res.writeHead(302, { location: `http://localhost:${port}/cdn/${path.split('/').pop()}` });
+      return void res.end();
+    }
+    if (path.startsWith('/cdn/')) {
+      if (req.headers.authorization) {
+        res.writeHead(400);
+        return void res.end('token leaked');
+      }
+      return serveRange(req, res, path.includes('train-00000') ? BODY : SMALL);
+    }
+    if (path.startsWith('/redirect/')) {
+      // To another host name (same server): the token must not follow.
+      res.writeHead(302, { location: `http://localhost:${port}/ok/file.bin` });
+      return void res.end();
+    }
+    res.writeHead(404);
+    res.end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  port = (server.address() as AddressInfo).port;
+});
+
+afterAll(async () => {
+  await new Promise((r) => server.close(r));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+beforeEach(() => {
+  seen = [];
+  count = {};
+});
+
+const url = (p: string) => `http://127.0.0.1:${port}${p}`;
+const fast = { backoffMs: 5, idleTimeoutMs: 5000 };
+
+describe('nudge data fetch', () => {
+  it('downloads, verifies md5 and sha256, renames from .part; a second call finds it verified', async () => {
+    const out = join(dir, 'ok.bin');
+    const log: string[] = [];
+    const r = await download({ url: url('/ok/file.bin'), out, md5: MD5, sha256: SHA, ...fast, log: (l) => log.push(l) });
+    expect(r).toMatchObject({ bytes: BODY.length, md5: MD5, sha256: SHA, retries: 0, cached: false });
+    expect(readFileSync(out).equals(BODY)).toBe(true);
+    expect(existsSync(`${out}.part`)).toBe(false);
+    const again = await download({ url: url('/ok/file.bin'), out, md5: MD5, ...fast });
+    expect(again.cached).toBe(true);
+    expect(count['/ok/file.bin']).toBe(1);
+  });
+
+  it('resumes cut connections with Range requests from where the .part file ends', async () => {
+    const out = join(dir, 'cut.bin');
+    const log: string[] = [];
+    const r = await download({ url: url('/cut/file.bin'), out, md5: MD5, ...fast, log: (l) => log.push(l) });
+    expect(r.retries).toBe(2);
+    expect(readFileSync(out).equals(BODY)).toBe(true);
+    // Each retry asks for the bytes after what arrived (how much arrived before the cut is up to the network).
+    const starts = seen.map((s) => Number(/bytes=(\d+)-/.exec(s.range ?? '')?.[1] ?? 0));
+    expect(seen[0].range).toBeUndefined();
+    expect(starts.length).toBe(3);
+    expect(starts[1]).toBeGreaterThan(0);
+    expect(starts[1]).toBeLessThanOrEqual(100_000);
+    expect(starts[2]).toBeGreaterThan(starts[1]);
+    expect(starts[2]).toBeLessThanOrEqual(200_000);
+    expect(log.join('\n')).toMatch(new RegExp(`connection cut.*retry 1/8 .* from byte ${starts[1]}`));
+  });
+
+  it('restarts from zero, saying so, when the server ignores Range', async () => {
+    const out = join(dir, 'norange.bin');
+    const log: string[] = [];
+    await download({ url: url('/norange/file.bin'), out, sha256: SHA, ...fast, log: (l) => log.push(l) });
+    expect(readFileSync(out).equals(BODY)).toBe(true);
+    expect(seen[1].range).toMatch(/^bytes=[1-9]\d*-$/);
+    expect(log.join('\n')).toMatch(/does not support range requests.*restarting from zero/);
+  });
+
+  it('retries 5xx answers with backoff, and gives up after --retries', async () => {
+    const r = await download({ url: url('/flaky/file.bin'), out: join(dir, 'flaky.bin'), md5: MD5, ...fast });
+    expect(r.retries).toBe(2);
+    count = {};
+    await expect(download({ url: url('/flaky/file.bin'), out: join(dir, 'flaky2.bin'), retries: 1, ...fast })).rejects.toThrow(/giving up after 1 retries \(HTTP 503\); rerun to continue/);
+  });
+
+  it('explains 401/403: token missing, or token refused; the token is never in a message', async () => {
+    const log: string[] = [];
+    await expect(download({ url: url('/forbidden/file.bin'), out: join(dir, 'f1.bin'), ...fast })).rejects.toThrow(/HTTP 401: access denied.*gated.*HF_TOKEN/);
+    const err = await download({ url: url('/forbidden/file.bin'), out: join(dir, 'f2.bin'), token: TOKEN, ...fast, log: (l) => log.push(l) }).catch((e: Error) => e);
+    expect(String(err)).toMatch(/HTTP 403: the server refused the token.*accept its terms/);
+    expect(String(err)).not.toContain(TOKEN);
+    expect(log.join('\n')).not.toContain(TOKEN);
+    expect(seen.filter((s) => s.auth).map((s) => s.auth)).toEqual([`Bearer ${TOKEN}`]);
+    expect(existsSync(join(dir, 'f2.bin'))).toBe(false);
+  });
+
+  it('sends the token to its own host only, not to a redirect target elsewhere', async () => {
+    await download({ url: url('/redirect/file.bin'), out: join(dir, 'redir.bin'), token: TOKEN, md5: MD5, ...fast });
+    expect(seen.map((s) => [s.host.split(':')[0], s.auth])).toEqual([
+      ['127.0.0.1', `Bearer ${TOKEN}`],
+      ['localhost', undefined],
+    ]);
+  });
+
+  it('rejects wrong bytes (md5, or the hub-announced sha256) and leaves neither the file nor the .part', async () => {
+    const out = join(dir, 'wrong.bin');
+    await expect(download({ url: url('/wrong/file.bin'), out, md5: MD5, ...fast })).rejects.toThrow(/does not verify \(md5 [0-9a-f]{32}, expected [0-9a-f]{32}\).*removed/);
+    expect(existsSync(out) || existsSync(`${out}.part`)).toBe(false);
+    await expect(download({ url: url('/linked/file.bin'), out: join(dir, 'linked.bin'), ...fast })).rejects.toThrow(/sha256 [0-9a-f]{64}, expected 0{64}/);
+    // An existing file that does not verify is not overwritten.
+    writeFileSync(join(dir, 'ILSVRC2012_devkit_t12.tar.gz'), 'not the devkit');
+    await expect(download({ url: url('/ok/file.bin'), out: join(dir, 'ILSVRC2012_devkit_t12.tar.gz'), ...fast })).rejects.toThrow(/exists but does not verify \(md5 .*expected fa75699e90414af021442c21a62c3abf/);
+  });
+
+  it('keeps query strings (signed URLs) out of log lines', () => {
+    expect(redact('https://cdn.example/x/file.parquet?X-Amz-Signature=abc&token=t')).toBe('https://cdn.example/x/file.parquet?...');
+  });
+});
+
+describe('nudge data fetch --hf', () => {
+  it('lists a gated data set over pages, downloads the matching parquet files sha256-verified, token kept to the hub', async () => {
+    const out = join(dir, 'hf');
+    const log: string[] = [];
+    const endpoint = `http://127.0.0.1:${port}`;
+    await expect(fetchHf({ repo: 'ILSVRC/imagenet-1k', out, endpoint, include: /^data\/(train|validation)-/, ...fast })).rejects.toThrow(/HTTP 401: the data set is gated.*HF_TOKEN/);
+    const rs = await fetchHf({ repo: 'ILSVRC/imagenet-1k', out, endpoint, include: /^data\/(train|validation)-.*\.parquet$/, token: TOKEN, ...fast, log: (l) => log.push(l) });
+    expect(rs.map((r) => r.path)).toEqual(['train-00000-of-00002', 'train-00001-of-00002', 'validation-00000-of-00001'].map((f) => join(out, 'data', `${f}.parquet`)));
+    expect(readFileSync(join(out, 'data', 'train-00000-of-00002.parquet')).equals(BODY)).toBe(true);
+    expect(existsSync(join(out, 'data', 'test-00000-of-00001.parquet')) || existsSync(join(out, 'README.md'))).toBe(false);
+    expect(seen.filter((s) => s.path.startsWith('/cdn/')).every((s) => s.auth === undefined)).toBe(true);
+    expect(log.join('\n')).toMatch(/3 file\(s\)/);
+    expect(log.join('\n')).not.toContain(TOKEN);
+  });
+});

@@ -1,0 +1,395 @@
+// Where ImageNet images come from, each in its real layout, reduced to one stream of
+// (name, class, bytes) per split:
+//   official   ILSVRC2012_img_train.tar (1000 per-class nXXXXXXXX.tar inside),
+//              ILSVRC2012_img_val.tar (flat ILSVRC2012_val_000000NN.JPEG),
+//              ILSVRC2012_devkit_t12.tar.gz (data/meta.mat, data/ILSVRC2012_validation_ground_truth.txt)
+//   kaggle     LOC_synset_mapping.txt, LOC_val_solution.csv, ILSVRC/Data/CLS-LOC/{train/<wnid>/,val/}
+//   hf         Hugging Face ILSVRC/imagenet-1k parquet shards (image {bytes, path}, label in sorted-wnid order)
+//   folder     any class-per-folder tree: <root>/train/<class>/*, <root>/val/<class>/*
+//   idx        MNIST / Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz], t10k-...): val = t10k
+// A class's index is the position of its wnid (or folder name) in sorted order.
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
+
+import { DataError, readIdx } from './idx.js';
+import { MatValue, matNumber, matString, readMat } from './matv5.js';
+import { openArchive, readAll, tarFiles, unsafeEntryName } from './tar.js';
+import { IMAGENET_WNIDS } from './wnids.js';
+
+export type Split = 'train' | 'val';
+
+export interface SourceItem {
+  /** Where the image came from, unique within the split (for reports). */
+  name: string;
+  /** Class id (wnid, or folder name for a generic tree). */
+  cls: string;
+  bytes: Buffer;
+  /** Raw pixels (IDX sources) instead of an encoded image file. */
+  raw?: { width: number; height: number; channels: number };
+}
+
+/** An entry refused before decoding (unsafe path, unknown class). */
+export interface SourceReject {
+  name: string;
+  reason: string;
+}
+
+export interface SplitSource {
+  split: Split;
+  /** Files read, for the manifest. */
+  inputs: string[];
+  /** Images per class when the source states it (the devkit, the ground truth). */
+  expected?: Map<string, number>;
+  /** Source order, deterministic for the same input. Rejects go to the callback. */
+  items(onReject: (r: SourceReject) => void): AsyncGenerator<SourceItem>;
+}
+
+export interface Source {
+  kind: 'official' | 'kaggle' | 'hf' | 'folder' | 'idx';
+  root: string;
+  /** All classes of the source, sorted. */
+  classes: string[];
+  words?: Map<string, string>;
+  splits: Partial<Record<Split, SplitSource>>;
+}
+
+export const OFFICIAL = {
+  train: 'ILSVRC2012_img_train.tar',
+  val: 'ILSVRC2012_img_val.tar',
+  devkit: 'ILSVRC2012_devkit_t12.tar.gz',
+};
+export const FULL_COUNTS: Record<Split, number> = { train: 1_281_167, val: 50_000 };
+
+const IMAGE_EXT = /\.(jpe?g|png|webp|bmp|tiff?)$/i;
+
+// ---------- the devkit ----------
+
+export interface Devkit {
+  /** ILSVRC2012_ID (1..1000) -> wnid; NOT sorted-wnid order. */
+  idToWnid: Map<number, string>;
+  words: Map<string, string>;
+  trainCounts: Map<string, number>;
+  /** The wnid of validation image k (1-based) at index k-1. */
+  valWnids: string[];
+}
+
+/** The synsets struct of meta.mat: the 1000 leaf classes with their ILSVRC2012 ids. */
+export function parseMeta(bytes: Uint8Array, what: string): Pick<Devkit, 'idToWnid' | 'words' | 'trainCounts'> {
+  const vars = readMat(bytes, what);
+  const synsets = vars.synsets;
+  if (!synsets || synsets.kind !== 'struct') throw new DataError(`${what}: no 'synsets' struct`);
+  const idToWnid = new Map<number, string>();
+  const words = new Map<string, string>();
+  const trainCounts = new Map<string, number>();
+  for (const [i, s] of synsets.elements.entries()) {
+    const id = matNumber(s.ILSVRC2012_ID, `${what}: synsets(${i + 1}).ILSVRC2012_ID`);
+    const children = s.num_children ? matNumber(s.num_children, `${what}: synsets(${i + 1}).num_children`) : 0;
+    // Entries past 1000 are the inner nodes of the WordNet hierarchy, not classes.
+    if (id < 1 || id > 1000 || children !== 0) continue;
+    const wnid = matString(s.WNID, `${what}: synsets(${i + 1}).WNID`);
+    idToWnid.set(id, wnid);
+    if (s.words) words.set(wnid, matString(s.words as MatValue, `${what}: synsets(${i + 1}).words`));
+    if (s.num_train_images) trainCounts.set(wnid, matNumber(s.num_train_images, `${what}: synsets(${i + 1}).num_train_images`));
+  }
+  if (idToWnid.size === 0) throw new DataError(`${what}: no leaf synsets with ILSVRC2012_ID in 1..1000`);
+  return { idToWnid, words, trainCounts };
+}
+
+export function parseValGroundTruth(text: string, idToWnid: Map<number, string>, what: string): string[] {
+  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l.length > 0);
+  return lines.map((l, k) => {
+    const id = Number(l);
+    const wnid = idToWnid.get(id);
+    if (!Number.isInteger(id) || !wnid) throw new DataError(`${what}: line ${k + 1}: '${l}' is not an ILSVRC2012_ID of meta.mat`);
+    return wnid;
+  });
+}
+
+export async function readDevkit(path: string): Promise<Devkit> {
+  let meta: Buffer | undefined;
+  let gt: string | undefined;
+  for await (const f of tarFiles(openArchive(path), path)) {
+    if (f.name.endsWith('data/meta.mat')) meta = await readAll(f.stream);
+    else if (f.name.endsWith('data/ILSVRC2012_validation_ground_truth.txt')) gt = (await readAll(f.stream)).toString('utf8');
+  }
+  if (!meta) throw new DataError(`${path}: no data/meta.mat inside (is this ${OFFICIAL.devkit}?)`);
+  if (gt === undefined) throw new DataError(`${path}: no data/ILSVRC2012_validation_ground_truth.txt inside`);
+  const m = parseMeta(meta, `${path}:meta.mat`);
+  return { ...m, valWnids: parseValGroundTruth(gt, m.idToWnid, `${path}:ILSVRC2012_validation_ground_truth.txt`) };
+}
+
+/** ILSVRC2012_val_00000042.JPEG -> 42 */
+export function valNumber(name: string): number | undefined {
+  const m = /ILSVRC2012_val_(\d{8})\.JPEG$/i.exec(name);
+  return m ? Number(m[1]) : undefined;
+}
+
+function counts(wnids: Iterable<string>): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const w of wnids) m.set(w, (m.get(w) ?? 0) + 1);
+  return m;
+}
+
+// ---------- official archives ----------
+
+async function officialSource(root: string): Promise<Source> {
+  const trainTar = join(root, OFFICIAL.train);
+  const valTar = join(root, OFFICIAL.val);
+  const devkitPath = join(root, OFFICIAL.devkit);
+  const devkit = existsSync(devkitPath) ? await readDevkit(devkitPath) : undefined;
+  const classes = devkit ? [...devkit.idToWnid.values()].sort() : [...IMAGENET_WNIDS];
+  const known = new Set(classes);
+  const splits: Source['splits'] = {};
+  if (existsSync(trainTar)) {
+    splits.train = {
+      split: 'train',
+      inputs: [trainTar],
+      expected: devkit && devkit.trainCounts.size > 0 ? devkit.trainCounts : undefined,
+      async *items(onReject) {
+        for await (const outer of tarFiles(openArchive(trainTar), trainTar)) {
+          if (unsafeEntryName(outer.name)) {
+            onReject({ name: outer.name, reason: 'unsafe path (absolute or ..)' });
+            continue;
+          }
+          const wnid = basename(outer.name).replace(/\.tar$/, '');
+          if (!outer.name.endsWith('.tar') || !known.has(wnid)) {
+            onReject({ name: outer.name, reason: `not a per-class tar of a known class` });
+            continue;
+          }
+          for await (const f of tarFiles(outer.stream, `${trainTar}:${outer.name}`)) {
+            const name = `${wnid}/${f.name}`;
+            if (unsafeEntryName(f.name)) onReject({ name, reason: 'unsafe path (absolute or ..)' });
+            else if (IMAGE_EXT.test(f.name)) yield { name, cls: wnid, bytes: await readAll(f.stream) };
+          }
+        }
+      },
+    };
+  }
+  if (existsSync(valTar)) {
+    if (!devkit) throw new DataError(`${valTar} needs the labels in ${OFFICIAL.devkit}: put it next to it in ${root}`);
+    splits.val = {
+      split: 'val',
+      inputs: [valTar, devkitPath],
+      expected: counts(devkit.valWnids),
+      async *items(onReject) {
+        for await (const f of tarFiles(openArchive(valTar), valTar)) {
+          if (unsafeEntryName(f.name)) {
+            onReject({ name: f.name, reason: 'unsafe path (absolute or ..)' });
+            continue;
+          }
+          const k = valNumber(f.name);
+          const wnid = k !== undefined ? devkit.valWnids[k - 1] : undefined;
+          if (!wnid) {
+            onReject({ name: f.name, reason: 'no ground-truth label for this file name' });
+            continue;
+          }
+          yield { name: f.name, cls: wnid, bytes: await readAll(f.stream) };
+        }
+      },
+    };
+  }
+  return { kind: 'official', root, classes, words: devkit?.words, splits };
+}
+
+// ---------- directory trees (Kaggle, class-per-folder) ----------
+
+function sortedDir(dir: string): string[] {
+  return readdirSync(dir).sort();
+}
+
+function classFolderSplit(split: Split, dir: string, known: Set<string>): SplitSource {
+  return {
+    split,
+    inputs: [dir],
+    async *items(onReject) {
+      for (const cls of sortedDir(dir)) {
+        const cdir = join(dir, cls);
+        if (!statSync(cdir).isDirectory()) continue;
+        if (!known.has(cls)) {
+          onReject({ name: cls, reason: 'class folder not in the class list' });
+          continue;
+        }
+        for (const f of sortedDir(cdir)) {
+          if (IMAGE_EXT.test(f)) yield { name: `${cls}/${f}`, cls, bytes: readFileSync(join(cdir, f)) };
+        }
+      }
+    },
+  };
+}
+
+function kaggleSource(root: string): Source {
+  const mapping = readFileSync(join(root, 'LOC_synset_mapping.txt'), 'utf8');
+  const words = new Map<string, string>();
+  for (const line of mapping.split('\n')) {
+    const m = /^(n\d{8})\s+(.*)$/.exec(line.trim());
+    if (m) words.set(m[1], m[2]);
+  }
+  const classes = [...words.keys()].sort();
+  const known = new Set(classes);
+  const base = join(root, 'ILSVRC', 'Data', 'CLS-LOC');
+  const splits: Source['splits'] = {};
+  if (existsSync(join(base, 'train'))) splits.train = classFolderSplit('train', join(base, 'train'), known);
+  const solution = join(root, 'LOC_val_solution.csv');
+  const valDir = join(base, 'val');
+  if (existsSync(valDir)) {
+    if (!existsSync(solution)) throw new DataError(`${valDir} needs its labels: LOC_val_solution.csv not found in ${root}`);
+    const labels = new Map<string, string>();
+    const rows = readFileSync(solution, 'utf8').split('\n').slice(1);
+    for (const [i, row] of rows.entries()) {
+      if (!row.trim()) continue;
+      const [id, pred] = row.split(',');
+      const wnid = pred?.trim().split(/\s+/)[0];
+      if (!id || !wnid || !known.has(wnid)) throw new DataError(`${solution}: line ${i + 2}: no known wnid in '${row.trim()}'`);
+      labels.set(id.trim(), wnid);
+    }
+    splits.val = {
+      split: 'val',
+      inputs: [valDir, solution],
+      expected: counts(labels.values()),
+      async *items(onReject) {
+        for (const f of sortedDir(valDir)) {
+          if (!IMAGE_EXT.test(f)) continue;
+          const wnid = labels.get(f.replace(/\.[^.]+$/, ''));
+          if (!wnid) onReject({ name: f, reason: 'not in LOC_val_solution.csv' });
+          else yield { name: f, cls: wnid, bytes: readFileSync(join(valDir, f)) };
+        }
+      },
+    };
+  }
+  return { kind: 'kaggle', root, classes, words, splits };
+}
+
+function folderSource(root: string): Source {
+  const trainDir = join(root, 'train');
+  const valDir = ['val', 'validation'].map((d) => join(root, d)).find((d) => existsSync(d));
+  const classSet = new Set<string>();
+  for (const d of [trainDir, valDir]) {
+    if (!d || !existsSync(d)) continue;
+    for (const c of sortedDir(d)) if (statSync(join(d, c)).isDirectory()) classSet.add(c);
+  }
+  const classes = [...classSet].sort();
+  const splits: Source['splits'] = {};
+  if (existsSync(trainDir)) splits.train = classFolderSplit('train', trainDir, classSet);
+  if (valDir) splits.val = classFolderSplit('val', valDir, classSet);
+  return { kind: 'folder', root, classes, splits };
+}
+
+// ---------- Hugging Face parquet shards ----------
+
+function parquetFiles(root: string): Record<Split, string[]> {
+  const dir = existsSync(join(root, 'data')) ? join(root, 'data') : root;
+  const files = sortedDir(dir).filter((f) => f.endsWith('.parquet'));
+  return {
+    train: files.filter((f) => f.startsWith('train')).map((f) => join(dir, f)),
+    val: files.filter((f) => f.startsWith('validation') || f.startsWith('val')).map((f) => join(dir, f)),
+  };
+}
+
+function hfSplit(split: Split, files: string[]): SplitSource {
+  return {
+    split,
+    inputs: files,
+    async *items(onReject) {
+      const { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects } = await import('hyparquet');
+      for (const path of files) {
+        const file = await asyncBufferFromFile(path);
+        let meta;
+        try {
+          meta = await parquetMetadataAsync(file);
+        } catch (e) {
+          throw new DataError(`${path}: not a readable parquet file (${(e as Error).message})`);
+        }
+        // One row group at a time: a shard's images never all sit in memory together.
+        let rowStart = 0;
+        for (const rg of meta.row_groups) {
+          const rowEnd = rowStart + Number(rg.num_rows);
+          let rows: Record<string, unknown>[];
+          try {
+            rows = await parquetReadObjects({ file, metadata: meta, rowStart, rowEnd, columns: ['image', 'label'], utf8: false });
+          } catch (e) {
+            // hyparquet decodes snappy itself; gzip/zstd/brotli pages would need hyparquet-compressors.
+            throw new DataError(`${path}: cannot read rows ${rowStart}-${rowEnd - 1} (${(e as Error).message}); is it an imagenet-1k shard with image {bytes, path} and label columns?`);
+          }
+          for (const [i, row] of rows.entries()) {
+            const name = `${basename(path)}#${rowStart + i}`;
+            const image = row.image as { bytes?: Uint8Array; path?: unknown } | undefined;
+            const label = Number(row.label);
+            if (!image?.bytes || !(image.bytes instanceof Uint8Array)) onReject({ name, reason: 'no image bytes' });
+            else if (!Number.isInteger(label) || label < 0 || label >= IMAGENET_WNIDS.length) onReject({ name, reason: `label ${row.label} out of range (test split?)` });
+            else yield { name, cls: IMAGENET_WNIDS[label], bytes: Buffer.from(image.bytes.buffer, image.bytes.byteOffset, image.bytes.byteLength) };
+          }
+          rowStart = rowEnd;
+        }
+      }
+    },
+  };
+}
+
+function hfSource(root: string): Source {
+  const f = parquetFiles(root);
+  const splits: Source['splits'] = {};
+  if (f.train.length) splits.train = hfSplit('train', f.train);
+  if (f.val.length) splits.val = hfSplit('val', f.val);
+  return { kind: 'hf', root, classes: [...IMAGENET_WNIDS], splits };
+}
+
+// ---------- MNIST-format IDX files ----------
+
+function idxPaths(root: string, prefix: 'train' | 't10k'): { images: string; labels: string } | undefined {
+  const pick = (kind: string) => [`${prefix}-${kind}-ubyte`, `${prefix}-${kind}-ubyte.gz`].map((f) => join(root, f)).find((f) => existsSync(f));
+  const images = pick('images-idx3');
+  const labels = pick('labels-idx1');
+  return images && labels ? { images, labels } : undefined;
+}
+
+function idxSplit(split: Split, paths: { images: string; labels: string }): SplitSource {
+  const images = readIdx(paths.images);
+  const labels = readIdx(paths.labels);
+  if (images.dims.length !== 3 || labels.dims[0] !== images.dims[0]) throw new DataError(`${paths.images}: dims [${images.dims.join(',')}] do not match ${labels.dims[0]} labels`);
+  const [n, h, w] = images.dims;
+  return {
+    split,
+    inputs: [paths.images, paths.labels],
+    expected: counts(Array.from(labels.data, (l) => String(l))),
+    async *items(onReject) {
+      for (let i = 0; i < n; i++) {
+        const label = labels.data[i];
+        if (label > 9) {
+          onReject({ name: `${split}#${i}`, reason: `label ${label} is not a digit class` });
+          continue;
+        }
+        yield { name: `${split}#${i}`, cls: String(label), bytes: Buffer.from(images.data.subarray(i * h * w, (i + 1) * h * w)), raw: { width: w, height: h, channels: 1 } };
+      }
+    },
+  };
+}
+
+function idxSource(root: string): Source {
+  const splits: Source['splits'] = {};
+  const train = idxPaths(root, 'train');
+  const test = idxPaths(root, 't10k');
+  if (train) splits.train = idxSplit('train', train);
+  if (test) splits.val = idxSplit('val', test);
+  return { kind: 'idx', root, classes: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9'], splits };
+}
+
+// ---------- detection ----------
+
+/** Recognizes the layout under `root`. */
+export async function openSource(root: string): Promise<Source> {
+  if (!existsSync(root) || !statSync(root).isDirectory()) throw new DataError(`${root}: not a directory`);
+  let src: Source;
+  if (existsSync(join(root, OFFICIAL.train)) || existsSync(join(root, OFFICIAL.val))) src = await officialSource(root);
+  else if (existsSync(join(root, 'LOC_synset_mapping.txt'))) src = kaggleSource(root);
+  else if (parquetFiles(root).train.length || parquetFiles(root).val.length) src = hfSource(root);
+  else if (idxPaths(root, 'train') || idxPaths(root, 't10k')) src = idxSource(root);
+  else if (existsSync(join(root, 'train')) || existsSync(join(root, 'val')) || existsSync(join(root, 'validation'))) src = folderSource(root);
+  else {
+    throw new DataError(
+      `${root}: no known ImageNet layout (expected ${OFFICIAL.train}/${OFFICIAL.val} + ${OFFICIAL.devkit}, ` +
+        `Kaggle's LOC_synset_mapping.txt, Hugging Face *.parquet shards, MNIST-format IDX files, or train/<class>/ and val/<class>/ folders)`,
+    );
+  }
+  if (!src.splits.train && !src.splits.val) throw new DataError(`${root}: found a ${src.kind} layout but no train or val images`);
+  return src;
+}
