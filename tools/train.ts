@@ -283,7 +283,7 @@ export async function trainCommand(args: string[]): Promise<number> {
   }
   console.log(
     `nudge train: ${spec.name} on ${values.data} (${trainLimit ?? trainSet.count} train / ${testLimit ?? testSet.count} test), ` +
-      `${algorithm}${algorithm === 'bp' ? '' : ` beta ${cfg.beta} K ${cfg.K} ${cfg.sweep}`}, ${cfg.epochs} epoch(s), batch ${cfg.batch}, ` +
+      `${algorithm}${algorithm === 'bp' ? '' : ` beta ${cfg.beta} K ${cfg.K} ${cfg.sweep}${tol !== undefined ? ` tol ${tol}` : ''}${values['double-batch'] ? ' double-batch' : ''}${values.lazy === 'false' ? ' no-lazy' : ''}`}, ${cfg.epochs} epoch(s), batch ${cfg.batch}, ` +
       `lr ${cfg.sgd.lr} cosine to ${cfg.sgd.lrMin}, backend ${be.name}${be instanceof AnalogBackend ? ` with device model ${be.model.name}` : ''}`,
   );
   if (resume) console.log(`resuming from ${values.checkpoint}: epoch ${resume.position.epoch + 1}, step ${resume.position.step}`);
