@@ -374,8 +374,29 @@ describe('analog backend', () => {
     const s = sequenceInputs(seed);
     const got = await runSequence(analog(await gpu(), model, 9), s);
     const want = await runSequence(analog(ref, model, 9), s);
-    // A value within f32 rounding of a quantization boundary may land one level apart.
-    got.forEach((v, i) => expect(relErr(v, want[i]), `result ${i} (seed ${seed})`).toBeLessThan(3e-3));
+    // A value within f32 rounding of a quantization boundary may land one level apart, and
+    // the next op spreads that one flip over its neighbours (a few % of the elements): the
+    // median element must agree to f32 rounding, the whole tensor roughly.
+    got.forEach((v, i) => {
+      const scale = Math.max(...Array.from(want[i], Math.abs));
+      const diffs = Array.from(v, (g, k) => Math.abs(g - want[i][k]) / scale).sort((p, q) => p - q);
+      expect(diffs[Math.floor(diffs.length / 2)], `result ${i} median difference (seed ${seed})`).toBeLessThan(1e-5);
+      expect(relErr(v, want[i]), `result ${i} (seed ${seed})`).toBeLessThan(3e-2);
+    });
+  });
+
+  it('without quantization, webgpu and reference agree to f32 rounding through the whole decorator', async () => {
+    const seed = freshSeed();
+    const s = sequenceInputs(seed);
+    const io = { inNoise: 0.02, outNoise: 0.05, outBound: 12, noiseManagement: true, boundManagement: true };
+    const model = parseDeviceModel({ forward: io, backward: io, programNoise: 0.02, update: { ...RERAM.update, dwMin: 0.02 } }, 'noise-only');
+    const got = await runSequence(analog(await gpu(), model, 4), s);
+    const want = await runSequence(analog(ref, model, 4), s);
+    const ideal = await runSequence(ref, s);
+    got.forEach((v, i) => {
+      expect(relErr(v, want[i]), `result ${i} (seed ${seed})`).toBeLessThan(1e-4);
+      expect(relErr(v, ideal[i]), `result ${i} differs from ideal`).toBeGreaterThan(1e-3);
+    });
   });
 
   it('pulsed updates alone: reads stay exact, updated weights move in whole dw_min pulses', async () => {
@@ -502,6 +523,12 @@ describe('nudge train / eval with a device model', () => {
     expect(t).toMatch(/test accuracy \d+\.\d+%/);
     const e = await command(evalCommand, ['--checkpoint', ck, '--device-model', 'noisy-inference', '--test-limit', '128']);
     expect(e).toMatch(/under device model noisy-inference, test top-1 \d+\.\d+%/);
+    // The device model is part of the run's identity: resuming under another one is refused.
+    const other = await trainCommand(['--backend', 'analog', '--device-model', 'noisy-inference', '--checkpoint', ck, '--resume', ...small]).then(
+      () => null,
+      (err: Error) => err,
+    );
+    expect(other?.message).toMatch(/was written by a different run/);
   });
 
   it('bad device-model flags are user errors before any work', async () => {

@@ -238,7 +238,9 @@ export async function trainCommand(args: string[]): Promise<number> {
   const trainLimit = values['train-limit'] ? num(values['train-limit'], 'train-limit', 0) : undefined;
   const testLimit = values['test-limit'] ? num(values['test-limit'], 'test-limit', 0) : undefined;
   // What must be equal for a resumed run to continue the same run.
-  const runIdentity = JSON.stringify({ spec, cfg, data: values.data, trainLimit: trainLimit ?? null });
+  // An analog run is also identified by its device model (a plain run's identity is unchanged).
+  const analogRun = values.backend === 'analog' || values['device-model'] !== undefined;
+  const runIdentity = JSON.stringify({ spec, cfg, data: values.data, trainLimit: trainLimit ?? null, ...(analogRun ? { deviceModel: values['device-model'] } : {}) });
   let resume: { position: Position; velocity: Float32Array[]; params: Record<string, NamedArray> } | undefined;
   if (values.resume) {
     if (!values.checkpoint) throw new UserError('--resume needs --checkpoint FILE');

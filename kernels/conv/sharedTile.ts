@@ -9,8 +9,8 @@
 // one source pixel); B slots along the columns (adjacent units of one filter row).
 import { KernelSpec, ceilDiv } from '../spec.js';
 import { ConvShape, GatherGemm, GatherPhase, shapeKey } from './common.js';
-import type { ConvBackwardFilterPlan } from './backwardFilter.js';
-import { splitSumKernel } from './backwardFilter.js';
+// A cycle with backwardFilter.ts (which dispatches to this file): only functions cross it, used at call time.
+import { type ConvBackwardFilterPlan, splitSumKernel } from './backwardFilter.js';
 import {
   SharedTileConfig,
   defaultSharedTileConfig,
