@@ -35,6 +35,7 @@ export const TRAIN_USAGE = `  train      train a PCN with Equilibrium Propagatio
              --backend webgpu|reference|analog  (default webgpu)
              --device-model ideal|noisy-inference|reram-softbounds|FILE.json  (analog; see engine/analog/README.md)
              --analog-base webgpu|reference   the backend the analog one wraps (default webgpu)
+             --autotune                       tune conv/matmul kernels of new shapes on first use (webgpu; see nudge tune)
              --seed S --log FILE.jsonl
              --checkpoint FILE.safetensors  write weights, optimizer state and position (atomically)
              --checkpoint-every N           also every N steps (default: each epoch end)
@@ -90,19 +91,23 @@ export const EVAL_USAGE = `  eval       evaluate a training checkpoint on the te
              --checkpoint FILE.safetensors  (the model and data set come from it)
              --test-limit N --backend webgpu|reference|analog --data fashion-mnist[:DIR]
              --device-model P|FILE.json  evaluate under a device model (implies --backend analog)
-             --analog-base webgpu|reference --seed S (of the device noise)`;
+             --analog-base webgpu|reference --seed S (of the device noise)
+             --autotune  tune new conv/matmul shapes on first use`;
 
 /**
  * The backend named by --backend / --device-model / --analog-base (analog wraps the base):
  * the flags and the device model are checked now, the backend is created by the returned function.
  */
-function backendFromFlags(values: { backend?: string; 'device-model'?: string; 'analog-base'?: string }, seed: string): () => Promise<Backend> {
+function backendFromFlags(values: { backend?: string; 'device-model'?: string; 'analog-base'?: string; autotune?: boolean }, seed: string): () => Promise<Backend> {
+  // Tuned kernel configs come from the tune cache; --autotune also tunes new shapes on first use.
+  const tune = values.autotune ? { autotune: true } : {};
   const name = values['device-model'] !== undefined && values.backend === 'webgpu' ? 'analog' : values.backend;
   if (name !== 'webgpu' && name !== 'reference' && name !== 'analog') throw new UserError('--backend must be webgpu, reference or analog');
   if (name !== 'analog') {
     if (values['analog-base'] !== undefined) throw new UserError('--analog-base applies to --backend analog only');
     if (values['device-model'] !== undefined) throw new UserError(`--device-model needs --backend analog, not ${name} (use --analog-base ${name})`);
-    return () => createBackend(name);
+    if (values.autotune && name !== 'webgpu') throw new UserError('--autotune applies to the webgpu backend');
+    return () => createBackend(name, { tune });
   }
   if (values['device-model'] === undefined) throw new UserError('--backend analog needs --device-model PRESET|FILE.json (presets: ideal, noisy-inference, reram-softbounds)');
   const base = values['analog-base'] ?? 'webgpu';
@@ -113,7 +118,7 @@ function backendFromFlags(values: { backend?: string; 'device-model'?: string; '
   } catch (e) {
     throw new UserError((e as Error).message);
   }
-  return async () => new AnalogBackend(await createBackend(base), model, { seed: seedFromString(seed) });
+  return async () => new AnalogBackend(await createBackend(base, { tune }), model, { seed: seedFromString(seed) });
 }
 
 export async function evalCommand(args: string[]): Promise<number> {
@@ -128,6 +133,7 @@ export async function evalCommand(args: string[]): Promise<number> {
       'device-model': { type: 'string' },
       'analog-base': { type: 'string' },
       seed: { type: 'string', default: '1' },
+      autotune: { type: 'boolean', default: false },
     },
   });
   if (!values.checkpoint) throw new UserError('eval needs --checkpoint FILE');
@@ -184,6 +190,7 @@ export async function trainCommand(args: string[]): Promise<number> {
       plot: { type: 'string' },
       progress: { type: 'string', default: 'on' },
       'double-batch': { type: 'boolean', default: false },
+      autotune: { type: 'boolean', default: false },
     },
   });
   if (values['double-batch'] && values.algorithm !== 'ep-centered') throw new UserError('--double-batch applies to --algorithm ep-centered only');
