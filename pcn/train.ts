@@ -71,7 +71,12 @@ export class NonFiniteError extends Error {
 
 /** A seeded permutation of 0..n-1 for one epoch. */
 export function epochOrder(n: number, seed: string, epoch: number): Uint32Array {
-  const rng = seedrandom(`${seed}/epoch${epoch}`);
+  return seededPermutation(n, `${seed}/epoch${epoch}`);
+}
+
+/** A permutation of 0..n-1 (Fisher-Yates) drawn from a seedrandom stream named `key`. */
+export function seededPermutation(n: number, key: string): Uint32Array {
+  const rng = seedrandom(key);
   const order = new Uint32Array(n);
   for (let i = 0; i < n; i++) order[i] = i;
   for (let i = n - 1; i > 0; i--) {

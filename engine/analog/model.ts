@@ -1,6 +1,7 @@
 // Device models for the analog backend: what a tile does to the signals through it and to
 // the updates written into it, as plain data (JSON), with presets and a strict loader.
 import { existsSync, readFileSync } from 'node:fs';
+import type { PulsedUpdateOptions } from '../backend.js';
 
 /** One direction of MVMs through a tile (forward: x W; backward: d W^T). */
 export interface IOConfig {
@@ -23,20 +24,8 @@ export interface IOConfig {
   maxHalvings: number;
 }
 
-/** The pulsed update written into a tile, in units of the tile scale omega (see README). */
-export interface UpdateConfig {
-  dwMin: number;
-  dwMinDtod: number;
-  dwMinCtoc: number;
-  upDown: number;
-  upDownDtod: number;
-  wMax: number;
-  wMin: number;
-  boundsDtod: number;
-  softBounds: boolean;
-  writeNoise: number;
-  maxPulses: number;
-}
+/** The pulsed update written into a tile, in units of the tile scale omega (see README): the op's options without the per-call keys. */
+export type UpdateConfig = Omit<PulsedUpdateOptions, 'deviceKey' | 'updateKey'>;
 
 export interface DeviceModel {
   name: string;

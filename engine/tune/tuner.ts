@@ -14,6 +14,8 @@
 //    can never win; then timed: one warm-up run, then the median of up to `reps` runs
 //    measured with GPU timestamp queries (queue-completion wall time where the adapter has
 //    none).
+// 5. A winner other than the default is re-timed against the default in alternation and
+//    kept only if it still wins by the margin.
 //
 // Ops are recorded synchronously, so tuning cannot happen inside one: with autotune on, an
 // untuned shape runs the default and is queued, and the queue is tuned at the next
@@ -66,6 +68,8 @@ export interface TuneProgress {
 const PROBE_TOL = 1e-3;
 const PROBE_RANDOM_SAMPLES = 48;
 const WIN_MARGIN = 0.98;
+/** Alternating default/winner timings that confirm a winner. */
+const CONFIRM_ROUNDS = 3;
 
 function xorshift(seed: number): () => number {
   let s = seed >>> 0 || 0x9e3779b9;
@@ -290,6 +294,23 @@ export class Tuner {
         }
         opts.onProgress?.({ candidate: n, spaceSize: space.length, bestMs: best.ms, elapsedMs: performance.now() - start });
       }
+      if (best.config !== null) {
+        // Confirm the winner against the default, timed in alternation so that a slow spell
+        // of the machine hits both: on a CPU adapter one config's timings can swing by 40%
+        // between minutes, and a winner from a lucky minute would make every later run slower.
+        const winner = best.config;
+        const a: number[] = [];
+        const b: number[] = [];
+        for (let r = 0; r < CONFIRM_ROUNDS; r++) {
+          a.push(await this.time(() => top.run(be, p, inputs, null), 1));
+          b.push(await this.time(() => top.run(be, p, inputs, winner), 1));
+        }
+        const med = (xs: number[]) => xs.sort((x, y) => x - y)[Math.floor(xs.length / 2)];
+        const [dMs, wMs] = [med(a), med(b)];
+        best = wMs < dMs * WIN_MARGIN ? { config: winner, ms: wMs } : { config: null, ms: dMs };
+        defaultMs = dMs;
+        if (best.config === null) this.log(`${key}: ${configLabel(winner)} did not beat the default when re-timed side by side (${wMs.toFixed(2)} vs ${dMs.toFixed(2)} ms): keeping the default`);
+      }
     } finally {
       for (const t of inputs) t.dispose();
       this.tuning = false;
@@ -369,7 +390,7 @@ export class Tuner {
   }
 
   /** Median ms over `reps` runs after one warm-up (the probe already compiled the kernel). */
-  private async time(run: () => Tensor): Promise<number> {
+  private async time(run: () => Tensor, reps = this.reps): Promise<number> {
     const rt = this.be.rt;
     const times: number[] = [];
     {
@@ -377,7 +398,7 @@ export class Tuner {
       await rt.sync();
       out.dispose();
     }
-    for (let r = 0; r < this.reps; r++) {
+    for (let r = 0; r < reps; r++) {
       let out: Tensor | null = null;
       let ms: number;
       if (rt.hasTimestamps) {

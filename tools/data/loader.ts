@@ -10,6 +10,7 @@ import { DataError } from './idx.js';
 import { WorkerPool } from './pool.js';
 import { Manifest, decodeIndex, readManifest } from './shards.js';
 import type { Split } from './sources.js';
+import { seededPermutation } from '../../pcn/train.js';
 
 export const IMAGENET_MEAN = [0.485, 0.456, 0.406];
 export const IMAGENET_STD = [0.229, 0.224, 0.225];
@@ -65,15 +66,7 @@ export function randomResizedCropBox(width: number, height: number, rng: () => n
 /** A seeded permutation of 0..n-1 for one epoch, cut to this rank's equal share. */
 export function rankOrder(n: number, seed: string, epoch: number, rank = 0, worldSize = 1): Uint32Array {
   if (!(Number.isInteger(rank) && Number.isInteger(worldSize) && rank >= 0 && rank < worldSize)) throw new DataError(`rank ${rank} is not in 0..${worldSize - 1}`);
-  const rng = seedrandom(`${seed}/loader-epoch${epoch}`);
-  const order = new Uint32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(rng() * (i + 1));
-    const t = order[i];
-    order[i] = order[j];
-    order[j] = t;
-  }
+  const order = seededPermutation(n, `${seed}/loader-epoch${epoch}`);
   // Every rank gets the same number of examples (the tail is dropped), so steps line up.
   const per = Math.floor(n / worldSize);
   const mine = new Uint32Array(per);
