@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Problem, TunableOpName, Tuner, WebGPUBackend } from '../engine/index.js';
-import { Network } from '../pcn/network.js';
+import { ModelSpec, Network } from '../pcn/network.js';
 import { Sgd } from '../pcn/optim.js';
 import { Algorithm, trainStep } from '../pcn/train.js';
 import { modelSpec, parseDuration, trainingShapes } from '../tools/tune.js';
@@ -49,6 +49,47 @@ describe('nudge tune', () => {
         const loss = trainStep(net, sgd, x, y, { algorithm, epochs: 1, batch, beta: 0.05, K: 3, sgd: sgdCfg, seed }, 0.01, 0);
         await be.read(loss);
         // The free phase of an evaluation uses the forward shapes only: a subset.
+        expect([...rec.asked].sort(), `${algorithm} seed ${seed}`).toEqual([...want].sort());
+      } finally {
+        be.tuner = null;
+      }
+    }
+  });
+
+  it('lists the strided 1x1 skip convs of a skip net too (as VGG10Skip has)', async () => {
+    const seed = freshSeed();
+    const r = rng(seed);
+    const be = (await gpu()) as WebGPUBackend;
+    const batch = 2;
+    const spec: ModelSpec = {
+      name: 'skip-tiny',
+      input: [8, 8, 2],
+      classes: 3,
+      layers: [
+        { kind: 'conv', out: 4, pool: false },
+        { kind: 'conv', out: 5, pool: true },
+        { kind: 'conv', out: 6, pool: false },
+        { kind: 'conv', out: 6, pool: false },
+        { kind: 'conv', out: 6, pool: true },
+        { kind: 'dense', out: 3 },
+      ],
+      convFan: 'in',
+      outputGain: 1,
+      skips: [{ from: 1, to: 4 }, { from: 2, to: 5 }],
+    };
+    const want = new Set(trainingShapes(spec, batch).map((j) => Tuner.key(j.op, j.problem)));
+    expect([...want].filter((k) => k.includes('k1x1')).length).toBe(6);
+    for (const algorithm of ['ep-centered', 'bp'] as Algorithm[]) {
+      const rec = new RecordingTuner(be, { cacheFile: null });
+      be.tuner = rec;
+      try {
+        const net = new Network(be, spec);
+        net.init(seed);
+        const sgdCfg = { lr: 0.01, momentum: 0.9, weightDecay: 0, lrMin: 0 };
+        const sgd = new Sgd(be, sgdCfg, net.params());
+        const x = be.fromArray(randomValues(batch * 8 * 8 * 2, r), [batch, 8, 8, 2]);
+        const y = be.fromArray([0, 2], [batch], 'u32');
+        await be.read(trainStep(net, sgd, x, y, { algorithm, epochs: 1, batch, beta: 0.05, K: 4, sgd: sgdCfg, seed }, 0.01, 0));
         expect([...rec.asked].sort(), `${algorithm} seed ${seed}`).toEqual([...want].sort());
       } finally {
         be.tuner = null;

@@ -16,11 +16,11 @@ import {
 } from '../engine/index.js';
 import { ConvLayer, DenseLayer } from '../pcn/layers.js';
 import { ModelSpec, buildLayers } from '../pcn/network.js';
-import { smallNet, vgg10, vgg5 } from '../pcn/models.js';
+import { smallNet, vgg10, vgg10Skip, vgg5 } from '../pcn/models.js';
 import { UserError } from './errors.js';
 
 export const TUNE_USAGE = `  tune       pre-tune the conv/matmul kernels of a model's training step on this adapter
-             --model vgg5|vgg10|small  --arch c16p,c32p (small)  --batch N (default 64)
+             --model vgg5|vgg10|vgg10skip|small  --arch c16p,c32p (small)  --batch N (default 64)
              --input N        spatial input size (default: 32 vgg5, 224 vgg10, 28 small)
              --budget 30s     time budget per shape (ms, s or m; default 10s)
              --ops conv2d,conv2dBackwardData,conv2dBackwardFilter,matmul   (default all)
@@ -41,17 +41,20 @@ export function modelSpec(model: string, input: number | undefined, arch: string
       return vgg5([input ?? 32, input ?? 32, 3], 10);
     case 'vgg10':
       return vgg10([input ?? 224, input ?? 224, 3], 1000);
+    case 'vgg10skip':
+      return vgg10Skip([input ?? 224, input ?? 224, 3], 1000);
     case 'small':
       return smallNet(arch ?? 'c16p,c32p', [input ?? 28, input ?? 28, 1], 10);
     default:
-      throw new UserError(`unknown model '${model}' (vgg5, vgg10, small)`);
+      throw new UserError(`unknown model '${model}' (vgg5, vgg10, vgg10skip, small)`);
   }
 }
 
 /**
  * The conv and matmul problems one training step (EP or BP) runs: per conv layer the
  * forward, the backward-data (not for the first layer: nothing below the input needs a
- * signal) and the backward-filter; per dense layer the forward matmul, A*W^T for the
+ * signal) and the backward-filter, and the same three for a strided 1x1 skip entering the
+ * layer; per dense layer the forward matmul, A*W^T for the
  * signal below and X^T*G for the weight gradient. Shapes shared by several layers are
  * listed once.
  */
@@ -70,6 +73,14 @@ export function trainingShapes(spec: ModelSpec, batch: number): TuneJob[] {
       add('conv2d', g, name);
       if (i > 0) add('conv2dBackwardData', g, name);
       add('conv2dBackwardFilter', g, name);
+      if (layer.skip) {
+        // The strided 1x1 skip from an earlier state: its conv, its VJP to that state, its filter gradient.
+        const sg = convGeometry('conv2d', [batch, ...layer.skip.inShape], layer.skipFilterShape, { stride: layer.skip.stride as 1 | 2, pad: 0 });
+        const where = `${name}skip`;
+        add('conv2d', sg, where);
+        add('conv2dBackwardData', sg, where);
+        add('conv2dBackwardFilter', sg, where);
+      }
     } else if (layer instanceof DenseLayer) {
       const F = layer.features;
       const O = layer.outShape[0];
