@@ -54,6 +54,23 @@ describe('nudge tune', () => {
         be.tuner = null;
       }
     }
+    // Centered EP with the double batch: the free phase at N, the rest at 2N.
+    const wantDouble = new Set(trainingShapes(spec, batch, { doubleBatch: true }).map((j) => Tuner.key(j.op, j.problem)));
+    const rec = new RecordingTuner(be, { cacheFile: null });
+    be.tuner = rec;
+    try {
+      const net = new Network(be, spec);
+      net.init(seed);
+      const sgdCfg = { lr: 0.01, momentum: 0.9, weightDecay: 0, lrMin: 0 };
+      const sgd = new Sgd(be, sgdCfg, net.params());
+      const [H, W, C] = spec.input;
+      const x = be.fromArray(randomValues(batch * H * W * C, r), [batch, H, W, C]);
+      const y = be.fromArray(Array.from({ length: batch }, () => Math.floor(r() * 10)), [batch], 'u32');
+      await be.read(trainStep(net, sgd, x, y, { algorithm: 'ep-centered', doubleBatch: true, epochs: 1, batch, beta: 0.05, K: 3, sgd: sgdCfg, seed }, 0.01, 0));
+      expect([...rec.asked].sort(), `double batch, seed ${seed}`).toEqual([...wantDouble].sort());
+    } finally {
+      be.tuner = null;
+    }
   });
 
   it('lists the strided 1x1 skip convs of a skip net too (as VGG10Skip has)', async () => {

@@ -25,6 +25,7 @@ export const TUNE_USAGE = `  tune       pre-tune the conv/matmul kernels of a mo
              --budget 30s     time budget per shape (ms, s or m; default 10s)
              --ops conv2d,conv2dBackwardData,conv2dBackwardFilter,matmul   (default all)
              --force          re-tune shapes already in the cache
+             --double-batch   the shapes of training with --double-batch (centered EP, both phases as 2N)
              --cache FILE     tune cache file (default: per adapter under $XDG_CACHE_HOME/nudge/tune)
              --json FILE      also write the results as JSON`;
 
@@ -58,7 +59,17 @@ export function modelSpec(model: string, input: number | undefined, arch: string
  * signal below and X^T*G for the weight gradient. Shapes shared by several layers are
  * listed once.
  */
-export function trainingShapes(spec: ModelSpec, batch: number): TuneJob[] {
+export function trainingShapes(spec: ModelSpec, batch: number, opts: { doubleBatch?: boolean } = {}): TuneJob[] {
+  if (opts.doubleBatch) {
+    // Centered EP with both phases as one double batch: the free phase's forward at N,
+    // everything of the relaxation and the weight gradient at 2N, except the first layer's
+    // forward (its input is clamped, so its pre-activation is the free phase's, stacked).
+    const forward = (j: TuneJob) => j.op === 'conv2d' || (j.op === 'matmul' && !(j.problem as MatmulProblem).transA && !(j.problem as MatmulProblem).transB);
+    const free = trainingShapes(spec, batch).filter(forward);
+    const keys = new Set(free.map((j) => Tuner.key(j.op, j.problem)));
+    const relaxed = trainingShapes(spec, 2 * batch).filter((j) => !(forward(j) && j.where === 'L1') && !keys.has(Tuner.key(j.op, j.problem)));
+    return [...free, ...relaxed];
+  }
   const jobs = new Map<string, TuneJob>();
   const add = (op: TunableOpName, problem: Problem, where: string) => {
     const key = Tuner.key(op, problem);
@@ -132,6 +143,7 @@ export async function tuneCommand(args: string[]): Promise<number> {
       budget: { type: 'string', default: '10s' },
       ops: { type: 'string' },
       force: { type: 'boolean', default: false },
+      'double-batch': { type: 'boolean', default: false },
       cache: { type: 'string' },
       json: { type: 'string' },
       reps: { type: 'string', default: '5' },
@@ -145,7 +157,7 @@ export async function tuneCommand(args: string[]): Promise<number> {
   if (!Number.isInteger(reps) || reps < 1) throw new UserError(`--reps must be a positive integer`);
   const budgetMs = parseDuration(values.budget!);
   const spec = modelSpec(values.model!, input, values.arch);
-  let jobs = trainingShapes(spec, batch);
+  let jobs = trainingShapes(spec, batch, { doubleBatch: values['double-batch'] });
   if (values.ops) {
     const want = new Set(values.ops.split(','));
     for (const o of want) if (!['conv2d', 'conv2dBackwardData', 'conv2dBackwardFilter', 'matmul'].includes(o)) throw new UserError(`--ops: unknown op '${o}'`);
