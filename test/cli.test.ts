@@ -62,7 +62,11 @@ describe('nudge train (argument and data errors, before any GPU work)', () => {
     const zero = await nudge(['train', '--epochs', '0']);
     expect(zero.code).toBe(1);
     expect(zero.stderr).toMatch(/--epochs must be a positive integer/);
-    for (const r of [bad, missing, zero]) expect(r.stderr).not.toMatch(/internal error|\.ts:\d+/);
+    // VGG10's five pools do not fit 28x28 Fashion-MNIST: said before any GPU work.
+    const small = await nudge(['train', '--model', 'vgg10', '--backend', 'reference']);
+    expect(small.code).toBe(1);
+    expect(small.stderr).toMatch(/--model vgg10 on 28x28x1 inputs: .*empty/);
+    for (const r of [bad, missing, zero, small]) expect(r.stderr).not.toMatch(/internal error|\.ts:\d+/);
   });
 });
 

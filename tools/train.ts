@@ -3,8 +3,8 @@ import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { AnalogBackend, Backend, DeviceModel, createBackend, loadDeviceModel, seedFromString } from '../engine/index.js';
-import { PAPER_DEFAULTS, smallNet, vgg5 } from '../pcn/models.js';
-import { Network, ModelSpec } from '../pcn/network.js';
+import { PAPER_DEFAULTS, smallNet, vgg10, vgg10Skip, vgg5 } from '../pcn/models.js';
+import { Network, ModelSpec, buildLayers } from '../pcn/network.js';
 import { Algorithm, LabelledImages, NonFiniteError, Position, evaluate, train } from '../pcn/train.js';
 import { Sgd } from '../pcn/optim.js';
 import { NamedArray, encodeSafetensors, readSafetensors, writeFileAtomic } from './safetensors.js';
@@ -20,7 +20,7 @@ const ALGORITHMS: Algorithm[] = ['ep-centered', 'ep-random', 'ep-forward', 'ep-b
 export const TRAIN_USAGE = `  train      train a PCN with Equilibrium Propagation or backprop
              --data fashion-mnist[:DIR]   data set (IDX files; default dir ${FASHION_MNIST_DIR})
              --data imagenet:DIR[:CROP]   a set made by 'nudge data prepare' (crop default 224 of 256)
-             --model small|vgg5           default small (conv 16+pool, conv 32+pool, dense 10)
+             --model small|vgg5|vgg10|vgg10skip  default small (conv 16+pool, conv 32+pool, dense 10); vgg10* need >= 32x32 inputs (--data imagenet:DIR[:CROP])
              --arch c16p,c32p             layers of the small model
              --algorithm ep-centered|ep-random|ep-forward|ep-backward|bp  (default ep-centered)
              --epochs N --batch N --lr X --momentum X --weight-decay X --lr-min X
@@ -74,12 +74,28 @@ function readRunCheckpoint(path: string) {
   return ck;
 }
 
-/** Replaces the network's parameters with a checkpoint's `layerK.weight` / `layerK.bias`. */
-function loadParams(net: Network, tensors: Record<string, NamedArray>): void {
+/** Checkpoint names of a layer's parameters: `layerK.weight`, `layerK.bias`, and `layerK.skip.weight` where a skip enters. */
+const PARAM_NAMES = [['w', 'weight'], ['b', 'bias'], ['s', 'skip.weight']] as const;
+
+/** The network's parameters as named arrays (the checkpoint's weights, readable by PyTorch/numpy). */
+export async function paramArrays(net: Network): Promise<Record<string, NamedArray>> {
+  const out: Record<string, NamedArray> = {};
+  for (const [i, layer] of net.layers.entries()) {
+    for (const [key, name] of PARAM_NAMES) {
+      const t = layer.params[key];
+      if (t) out[`layer${i + 1}.${name}`] = { shape: [...t.shape], data: Float32Array.from(await net.be.read(t)) };
+    }
+  }
+  return out;
+}
+
+/** Replaces the network's parameters with a checkpoint's (see paramArrays). */
+export function loadParams(net: Network, tensors: Record<string, NamedArray>): void {
   net.layers.forEach((layer, i) => {
-    for (const [key, name] of [['w', 'weight'], ['b', 'bias']] as const) {
-      const saved = tensors[`layer${i + 1}.${name}`];
+    for (const [key, name] of PARAM_NAMES) {
       const cur = layer.params[key];
+      if (!cur) continue;
+      const saved = tensors[`layer${i + 1}.${name}`];
       if (!saved || saved.data.length !== cur.size) throw new UserError(`checkpoint lacks layer${i + 1}.${name} of shape [${cur.shape.join(',')}]`);
       layer.params[key] = net.be.fromArray(saved.data, cur.shape).keep();
       cur.dispose();
@@ -209,16 +225,21 @@ export async function trainCommand(args: string[]): Promise<number> {
   const makeBackend = backendFromFlags(values, `${values.seed}/analog`);
   const trainSet = dataSet(values.data!, 'train', values.seed);
   const testSet = dataSet(values.data!, 'test');
-  const d = PAPER_DEFAULTS.vgg5;
+  // The paper's hyperparameters per model: VGG10's for vgg10/vgg10skip, VGG5's otherwise.
+  const d = values.model === 'vgg10' || values.model === 'vgg10skip' ? PAPER_DEFAULTS.vgg10 : PAPER_DEFAULTS.vgg5;
   let spec: ModelSpec;
-  if (values.model === 'vgg5') spec = vgg5(trainSet.shape, trainSet.classes);
-  else if (values.model === 'small') {
-    try {
-      spec = smallNet(values.arch!, trainSet.shape, trainSet.classes);
-    } catch (e) {
-      throw new UserError((e as Error).message);
-    }
-  } else throw new UserError(`--model must be small or vgg5 (vgg10 needs ImageNet, not available yet)`);
+  try {
+    if (values.model === 'vgg5') spec = vgg5(trainSet.shape, trainSet.classes);
+    else if (values.model === 'vgg10') spec = vgg10(trainSet.shape, trainSet.classes);
+    else if (values.model === 'vgg10skip') spec = vgg10Skip(trainSet.shape, trainSet.classes);
+    else if (values.model === 'small') spec = smallNet(values.arch!, trainSet.shape, trainSet.classes);
+    else throw new UserError(`--model must be small, vgg5, vgg10 or vgg10skip`);
+    // Shapes are checked now (e.g. VGG10's five pools need at least 32x32 inputs), before any GPU work.
+    buildLayers(spec);
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    throw new UserError(`--model ${values.model} on ${trainSet.shape.join('x')} inputs: ${(e as Error).message}`);
+  }
   const cfg = {
     algorithm,
     epochs: num(values.epochs, 'epochs', 1),
@@ -265,11 +286,7 @@ export async function trainCommand(args: string[]): Promise<number> {
   if (resume) loadParams(net, resume.params);
   const saveCheckpoint = async (pos: Position, sgd: Sgd) => {
     if (!values.checkpoint) return;
-    const tensors: Record<string, NamedArray> = {};
-    for (const [i, layer] of net.layers.entries()) {
-      tensors[`layer${i + 1}.weight`] = { shape: [...layer.params.w.shape], data: Float32Array.from(await be.read(layer.params.w)) };
-      tensors[`layer${i + 1}.bias`] = { shape: [...layer.params.b.shape], data: Float32Array.from(await be.read(layer.params.b)) };
-    }
+    const tensors = await paramArrays(net);
     for (const [i, v] of sgd.velocity.entries()) {
       tensors[`optimizer.velocity.${i}`] = { shape: [...v.shape], data: Float32Array.from(await be.read(v)) };
     }
