@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { ReferenceBackend } from '../engine/index.js';
-import { ModelSpec, Network } from '../pcn/network.js';
+import { Network } from '../pcn/network.js';
+import { skipTinySpec } from './helpers.js';
 import { loadParams, paramArrays } from '../tools/train.js';
 import { CheckpointError, decodeSafetensors, encodeSafetensors, readSafetensors, writeFileAtomic } from '../tools/safetensors.js';
 
@@ -83,26 +84,12 @@ describe('nudge train --resume after a kill', () => {
 
 describe('checkpoints of skip models', () => {
   it('save and load the strided 1x1 skip filters as layerK.skip.weight', async () => {
-    const spec: ModelSpec = {
-      name: 'skip-ck',
-      input: [8, 8, 2],
-      classes: 3,
-      layers: [
-        { kind: 'conv', out: 4, pool: false },
-        { kind: 'conv', out: 5, pool: true },
-        { kind: 'conv', out: 6, pool: false },
-        { kind: 'conv', out: 6, pool: false },
-        { kind: 'dense', out: 3 },
-      ],
-      convFan: 'in',
-      outputGain: 1,
-      skips: [{ from: 1, to: 4 }],
-    };
+    const spec = skipTinySpec();
     const be = new ReferenceBackend();
     const a = new Network(be, spec);
     a.init(`a-${Math.random()}`);
     const saved = await paramArrays(a);
-    expect(Object.keys(saved).filter((k) => k.includes('skip'))).toEqual(['layer4.skip.weight']);
+    expect(Object.keys(saved).filter((k) => k.includes('skip'))).toEqual(['layer4.skip.weight', 'layer5.skip.weight']);
     expect(saved['layer4.skip.weight'].shape).toEqual([1, 1, 4, 6]);
     const b = new Network(be, spec);
     b.init(`b-${Math.random()}`);

@@ -1,5 +1,6 @@
 // Shared test helpers: backends, random inputs, error measures.
 import seedrandom from 'seedrandom';
+import type { ModelSpec } from '../pcn/network.js';
 import { Backend, NoAdapterError, ReferenceBackend, WebGPUBackend, openDevice, Shape, Tensor, sizeOf } from '../engine/index.js';
 
 let gpuBackend: WebGPUBackend | null | undefined;
@@ -71,4 +72,30 @@ export function shuffled<T>(xs: T[], r: () => number): T[] {
     [out[i], out[j]] = [out[j], out[i]];
   }
   return out;
+}
+
+/**
+ * A tiny conv net with two strided 1x1 skips at odd distances, as VGG10Skip has: 1 -> 4 maps
+ * 8x8 into a 4x4 conv output (stride 2), 2 -> 5 enters before a pool (stride 1).
+ */
+export function skipTinySpec(): ModelSpec {
+  return {
+    name: 'skip-tiny',
+    input: [8, 8, 2],
+    classes: 3,
+    layers: [
+      { kind: 'conv', out: 4, pool: false }, // 8x8x4
+      { kind: 'conv', out: 5, pool: true }, // 4x4x5
+      { kind: 'conv', out: 6, pool: false }, // 4x4x6
+      { kind: 'conv', out: 6, pool: false }, // 4x4x6, skip from layer 1 (stride 2)
+      { kind: 'conv', out: 6, pool: true }, // 2x2x6, skip from layer 2 (stride 1, before the pool)
+      { kind: 'dense', out: 3 },
+    ],
+    convFan: 'in',
+    outputGain: 1,
+    skips: [
+      { from: 1, to: 4 },
+      { from: 2, to: 5 },
+    ],
+  };
 }

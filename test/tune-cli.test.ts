@@ -12,7 +12,7 @@ import { ModelSpec, Network } from '../pcn/network.js';
 import { Sgd } from '../pcn/optim.js';
 import { Algorithm, trainStep } from '../pcn/train.js';
 import { modelSpec, parseDuration, trainingShapes } from '../tools/tune.js';
-import { freshSeed, gpu, randomValues, rng } from './helpers.js';
+import { freshSeed, gpu, randomValues, rng, skipTinySpec } from './helpers.js';
 
 const run = promisify(execFile);
 const dir = mkdtempSync(join(tmpdir(), 'nudge-tune-cli-'));
@@ -27,6 +27,31 @@ class RecordingTuner extends Tuner {
   }
 }
 
+/** The conv/matmul problems one real training step asks the tuner for (keys, sorted). */
+async function askedByStep(be: WebGPUBackend, spec: ModelSpec, batch: number, seed: string, step: { algorithm: Algorithm; doubleBatch?: boolean; K: number }): Promise<string[]> {
+  const r = rng(`${seed}/inputs`);
+  const rec = new RecordingTuner(be, { cacheFile: null });
+  be.tuner = rec;
+  try {
+    const net = new Network(be, spec);
+    net.init(seed);
+    const sgdCfg = { lr: 0.01, momentum: 0.9, weightDecay: 0, lrMin: 0 };
+    const sgd = new Sgd(be, sgdCfg, net.params());
+    const [H, W, C] = spec.input;
+    const x = be.fromArray(randomValues(batch * H * W * C, r), [batch, H, W, C]);
+    const y = be.fromArray(Array.from({ length: batch }, () => Math.floor(r() * spec.classes)), [batch], 'u32');
+    await be.read(trainStep(net, sgd, x, y, { ...step, epochs: 1, batch, beta: 0.05, sgd: sgdCfg, seed }, 0.01, 0));
+    return [...rec.asked].sort();
+  } finally {
+    be.tuner = null;
+  }
+}
+
+const keysOf = (spec: ModelSpec, batch: number, opts: { doubleBatch?: boolean } = {}) =>
+  trainingShapes(spec, batch, opts)
+    .map((j) => Tuner.key(j.op, j.problem))
+    .sort();
+
 describe('nudge tune', () => {
   it('lists exactly the conv and matmul shapes a training step runs', async () => {
     const seed = freshSeed();
@@ -34,83 +59,22 @@ describe('nudge tune', () => {
     const be = (await gpu()) as WebGPUBackend;
     const batch = 2 + Math.floor(r() * 3);
     const spec = modelSpec('small', 8 + 2 * Math.floor(r() * 3), 'c4p,c6,d5');
-    const want = new Set(trainingShapes(spec, batch).map((j) => Tuner.key(j.op, j.problem)));
     for (const algorithm of ['ep-centered', 'bp'] as Algorithm[]) {
-      const rec = new RecordingTuner(be, { cacheFile: null });
-      be.tuner = rec;
-      try {
-        const net = new Network(be, spec);
-        net.init(seed);
-        const sgdCfg = { lr: 0.01, momentum: 0.9, weightDecay: 0, lrMin: 0 };
-        const sgd = new Sgd(be, sgdCfg, net.params());
-        const [H, W, C] = spec.input;
-        const x = be.fromArray(randomValues(batch * H * W * C, r), [batch, H, W, C]);
-        const y = be.fromArray(Array.from({ length: batch }, () => Math.floor(r() * 10)), [batch], 'u32');
-        const loss = trainStep(net, sgd, x, y, { algorithm, epochs: 1, batch, beta: 0.05, K: 3, sgd: sgdCfg, seed }, 0.01, 0);
-        await be.read(loss);
-        // The free phase of an evaluation uses the forward shapes only: a subset.
-        expect([...rec.asked].sort(), `${algorithm} seed ${seed}`).toEqual([...want].sort());
-      } finally {
-        be.tuner = null;
-      }
+      expect(await askedByStep(be, spec, batch, seed, { algorithm, K: 3 }), `${algorithm} seed ${seed}`).toEqual(keysOf(spec, batch));
     }
     // Centered EP with the double batch: the free phase at N, the rest at 2N.
-    const wantDouble = new Set(trainingShapes(spec, batch, { doubleBatch: true }).map((j) => Tuner.key(j.op, j.problem)));
-    const rec = new RecordingTuner(be, { cacheFile: null });
-    be.tuner = rec;
-    try {
-      const net = new Network(be, spec);
-      net.init(seed);
-      const sgdCfg = { lr: 0.01, momentum: 0.9, weightDecay: 0, lrMin: 0 };
-      const sgd = new Sgd(be, sgdCfg, net.params());
-      const [H, W, C] = spec.input;
-      const x = be.fromArray(randomValues(batch * H * W * C, r), [batch, H, W, C]);
-      const y = be.fromArray(Array.from({ length: batch }, () => Math.floor(r() * 10)), [batch], 'u32');
-      await be.read(trainStep(net, sgd, x, y, { algorithm: 'ep-centered', doubleBatch: true, epochs: 1, batch, beta: 0.05, K: 3, sgd: sgdCfg, seed }, 0.01, 0));
-      expect([...rec.asked].sort(), `double batch, seed ${seed}`).toEqual([...wantDouble].sort());
-    } finally {
-      be.tuner = null;
-    }
+    expect(await askedByStep(be, spec, batch, seed, { algorithm: 'ep-centered', doubleBatch: true, K: 3 }), `double batch, seed ${seed}`).toEqual(
+      keysOf(spec, batch, { doubleBatch: true }),
+    );
   });
 
   it('lists the strided 1x1 skip convs of a skip net too (as VGG10Skip has)', async () => {
     const seed = freshSeed();
-    const r = rng(seed);
     const be = (await gpu()) as WebGPUBackend;
-    const batch = 2;
-    const spec: ModelSpec = {
-      name: 'skip-tiny',
-      input: [8, 8, 2],
-      classes: 3,
-      layers: [
-        { kind: 'conv', out: 4, pool: false },
-        { kind: 'conv', out: 5, pool: true },
-        { kind: 'conv', out: 6, pool: false },
-        { kind: 'conv', out: 6, pool: false },
-        { kind: 'conv', out: 6, pool: true },
-        { kind: 'dense', out: 3 },
-      ],
-      convFan: 'in',
-      outputGain: 1,
-      skips: [{ from: 1, to: 4 }, { from: 2, to: 5 }],
-    };
-    const want = new Set(trainingShapes(spec, batch).map((j) => Tuner.key(j.op, j.problem)));
-    expect([...want].filter((k) => k.includes('k1x1')).length).toBe(6);
+    const spec = skipTinySpec();
+    expect(keysOf(spec, 2).filter((k) => k.includes('k1x1')).length).toBe(6);
     for (const algorithm of ['ep-centered', 'bp'] as Algorithm[]) {
-      const rec = new RecordingTuner(be, { cacheFile: null });
-      be.tuner = rec;
-      try {
-        const net = new Network(be, spec);
-        net.init(seed);
-        const sgdCfg = { lr: 0.01, momentum: 0.9, weightDecay: 0, lrMin: 0 };
-        const sgd = new Sgd(be, sgdCfg, net.params());
-        const x = be.fromArray(randomValues(batch * 8 * 8 * 2, r), [batch, 8, 8, 2]);
-        const y = be.fromArray([0, 2], [batch], 'u32');
-        await be.read(trainStep(net, sgd, x, y, { algorithm, epochs: 1, batch, beta: 0.05, K: 4, sgd: sgdCfg, seed }, 0.01, 0));
-        expect([...rec.asked].sort(), `${algorithm} seed ${seed}`).toEqual([...want].sort());
-      } finally {
-        be.tuner = null;
-      }
+      expect(await askedByStep(be, spec, 2, seed, { algorithm, K: 4 }), `${algorithm} seed ${seed}`).toEqual(keysOf(spec, 2));
     }
   });
 
