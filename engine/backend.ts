@@ -3,6 +3,7 @@
 // axis of a convolution and loads along them are contiguous); conv filters are
 // [KH, KW, Cin, Cout] (HWIO), i.e. a row-major [KH*KW*Cin, Cout] GEMM operand.
 import { DType, Shape, ShapeError, Tensor, shapeStr, sizeOf } from './tensor.js';
+import type { ConvShape } from '../kernels/conv/common.js';
 
 export interface Conv2dOptions {
   stride?: 1 | 2;
@@ -207,19 +208,8 @@ export function matmulShape(a: Tensor, b: Tensor, opts: MatmulOptions = {}): { M
   return { M, K: Ka, N };
 }
 
-export interface ConvGeometry {
-  N: number;
-  H: number;
-  W: number;
-  Ci: number;
-  Co: number;
-  KH: number;
-  KW: number;
-  Ho: number;
-  Wo: number;
-  stride: number;
-  pad: number;
-}
+/** A convolution's geometry, as the kernel generators take it (one definition for both). */
+export type ConvGeometry = ConvShape;
 
 function convOpts(op: string, opts: Conv2dOptions = {}): { stride: number; pad: number } {
   const stride = opts.stride ?? 1;

@@ -82,12 +82,17 @@ export interface FreeState {
 
 export class Network {
   readonly layers: Layer[];
+  /** skipTargets[j]: the layers a skip from layer j enters. */
+  private readonly skipTargets: number[][] = [];
 
   constructor(
     readonly be: Backend,
     readonly spec: ModelSpec,
   ) {
     this.layers = buildLayers(spec);
+    this.layers.forEach((l, i) => {
+      if (l instanceof ConvLayer && l.skip) (this.skipTargets[l.skip.from] ??= []).push(i + 1);
+    });
   }
 
   get depth(): number {
@@ -100,9 +105,9 @@ export class Network {
     return l instanceof ConvLayer && l.skip ? l.skip.from : undefined;
   }
 
-  /** Layers that a skip from layer j enters. */
+  /** Layers that a skip from layer j enters (asked per layer and relaxation step: computed once). */
   skipsFrom(j: number): number[] {
-    return this.layers.flatMap((l, i) => (l instanceof ConvLayer && l.skip?.from === j ? [i + 1] : []));
+    return this.skipTargets[j] ?? [];
   }
 
   /** a_k from the states h (h[0] the input), with the skip input where one enters. */

@@ -123,6 +123,8 @@ export class Tuner {
   private entries = new Map<string, CacheEntry>();
   private pending = new Map<string, { op: TunableOpName; problem: Problem }>();
   private reportedStale = new Set<string>();
+  /** Keys whose entry passed validEntry's checks (entries this process measured are added as made). */
+  private checked = new Set<string>();
   private tuning = false;
 
   constructor(
@@ -163,17 +165,24 @@ export class Tuner {
     return undefined;
   }
 
-  /** A cache entry that may be trusted for the running code, reporting a stale one once. */
+  /**
+   * A cache entry that may be trusted for the running code, reporting a stale one once.
+   * configFor() runs on every conv/matmul an op records, so each key is checked against the
+   * kernel hash and its candidate space once (the space can hold thousands of configs).
+   */
   private validEntry(key: string, top: TunableOp, p: Problem): CacheEntry | undefined {
     const e = this.entries.get(key);
-    if (!e) return undefined;
+    if (!e || this.checked.has(key)) return e;
     let why = '';
     if (e.kernels !== kernelSetHash(top)) why = 'the kernels changed since it was tuned';
     else if (e.config !== null) {
       const want = canonicalConfig(e.config);
       if (!top.candidates(p).some((c) => canonicalConfig(c) === want)) why = `its config ${e.configKey} is no longer a candidate`;
     }
-    if (!why) return e;
+    if (!why) {
+      this.checked.add(key);
+      return e;
+    }
     if (!this.reportedStale.has(key)) {
       this.reportedStale.add(key);
       this.log(`cached entry for ${key} is stale (${why}): ignored, using the default`);
@@ -326,6 +335,7 @@ export class Tuner {
       tunedAt: new Date().toISOString(),
     };
     this.entries.set(key, entry);
+    this.checked.add(key);
     if (this.cacheFile) {
       try {
         for (const problem of saveEntries(this.cacheFile, this.adapter, { [key]: entry })) this.log(problem);

@@ -24,7 +24,7 @@
 //   compiler): 0.2 s.
 import { KernelSpec, ceilDiv, grid, linearGroupIndex } from '../spec.js';
 
-/** What a conv kernel is generated for: the fields of engine's ConvGeometry. */
+/** What a conv kernel is generated for (the engine calls it ConvGeometry). */
 export interface ConvShape {
   N: number;
   H: number;
