@@ -120,7 +120,10 @@ describe('EP gradient vs BP on a small conv PCN (reference backend)', () => {
     const bp = await gradients(be, net.backprop(x, y).grads);
     const free = net.forward(x);
     const cosAll = async (sweep: 'async' | 'sync') => {
-      const g = await gradients(be, epGradient(net, free, y, { beta: 1e-3, K: 10, scheme: 'centered', sweep }));
+      // beta 1e-4, as in the fresh-input test above: at 1e-3 a few percent of random batches
+      // cross a ReLU kink within the nudge and pull one tensor's cosine below 0.99 (seen once in
+      // ~10 full runs), whichever the sweep.
+      const g = await gradients(be, epGradient(net, free, y, { beta: 1e-4, K: 10, scheme: 'centered', sweep }));
       return Math.min(...g.map((gi, i) => cosine(gi, bp[i])));
     };
     const a = await cosAll('async');
