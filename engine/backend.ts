@@ -75,6 +75,42 @@ export interface PulsedUpdateOptions {
   updateKey: number;
 }
 
+/**
+ * A conv layer in one pass (see Backend.convBlock): a = maxPool2x2?(conv2d(x, w) + bias), then
+ * optionally h = ReLU(a + add) and the ReLU-masked residual r = (a > 0 ? h - a : 0), which is
+ * reluMask(h - ReLU(a), a): the error of a state h against the prediction ReLU(a), already
+ * masked for the VJP through the ReLU.
+ */
+export interface ConvBlockOptions extends Conv2dOptions {
+  /** A 2x2 max pool (stride 2) after the bias; odd trailing rows/columns are dropped. */
+  pool?: boolean;
+  /** Also write h = ReLU(a + add) (ReLU(a) without `add`). */
+  relu?: boolean;
+  /** Added to a before the ReLU; a's shape. Needs `relu`. */
+  add?: Tensor | null;
+  /** Also write r (needs `relu`). */
+  residual?: boolean;
+}
+
+export interface ConvBlockResult {
+  /** maxPool2x2?(conv2d(x, w) + bias). */
+  a: Tensor;
+  /** u32, the pool's winners as maxPool2x2 gives them (with `pool`). */
+  argmax: Tensor | null;
+  /** ReLU(a + add) (with `relu`). */
+  h: Tensor | null;
+  /** (a > 0 ? h - a : 0) (with `residual`). */
+  r: Tensor | null;
+}
+
+/** The gates between a conv block's output and its conv (see Backend.convBlockBackwardData). */
+export interface ConvBlockGates extends Conv2dOptions {
+  /** dy is at the pooled output: route it to the pool's winners (maxPool2x2's argmax) first. */
+  argmax?: Tensor | null;
+  /** The ReLU backward first: dy where reluAt > 0, else 0 (reluAt has dy's shape). */
+  reluAt?: Tensor | null;
+}
+
 export interface Backend {
   readonly name: string;
 
@@ -123,6 +159,16 @@ export interface Backend {
   conv2dBackwardData(dy: Tensor, w: Tensor, inputShape: Shape, opts?: Conv2dOptions): Tensor;
   /** x [N, H, W, Ci], dy [N, Ho, Wo, Co] -> dw [KH, KW, Ci, Co] of shape filterShape. */
   conv2dBackwardFilter(x: Tensor, dy: Tensor, filterShape: Shape, opts?: Conv2dOptions): Tensor;
+
+  // Fused conv layer (engine/fused.ts has the composition every backend must equal).
+  /** conv2d + bias [+ maxPool2x2] [+ h = ReLU(a + add)] [+ r = a > 0 ? h - a : 0] in one pass. */
+  convBlock(x: Tensor, w: Tensor, bias: Tensor | null, opts: ConvBlockOptions): ConvBlockResult;
+  /**
+   * conv2dBackwardData(maxPool2x2Backward(reluMask(dy, reluAt), argmax, convShape), w, inputShape):
+   * the VJP of a conv block with respect to its input, dy given at the block's output. With
+   * neither gate it is conv2dBackwardData.
+   */
+  convBlockBackwardData(dy: Tensor, w: Tensor, inputShape: Shape, gates?: ConvBlockGates): Tensor;
 
   // Pooling.
   maxPool2x2(x: Tensor): MaxPoolResult;
@@ -449,4 +495,48 @@ export function checkPulsedUpdate(w: Tensor, dw: Tensor, tileScale: Tensor, opts
   if (!Number.isInteger(opts.maxPulses) || opts.maxPulses < 1) throw new ShapeError(op, `maxPulses must be a positive integer, got ${opts.maxPulses}`);
   checkKey(op, 'deviceKey', opts.deviceKey);
   checkKey(op, 'updateKey', opts.updateKey);
+}
+
+// ---------------------------------------------------------------------------
+// Fused conv blocks.
+
+/** Checks a convBlock call; returns the conv geometry and the shape of a (pooled if pooling). */
+export function convBlockShapes(x: Tensor, w: Tensor, bias: Tensor | null, opts: ConvBlockOptions): { g: ConvGeometry; aShape: Shape } {
+  const op = 'convBlock';
+  const g = conv2dShapes(x, w, bias, opts);
+  let aShape: Shape = [g.N, g.Ho, g.Wo, g.Co];
+  if (opts.pool) {
+    const p = maxPoolShape(op, aShape);
+    aShape = [p.N, p.Ho, p.Wo, p.C];
+  }
+  if ((opts.add || opts.residual) && !opts.relu) throw new ShapeError(op, '`add` and `residual` need `relu`');
+  if (opts.add) {
+    checkDtype(op, opts.add, 'f32', 'add');
+    if (opts.add.shape.length !== 4 || opts.add.shape.some((d, i) => d !== aShape[i])) {
+      throw new ShapeError(op, `add must be ${shapeStr(aShape)} (the block's output), got ${shapeStr(opts.add.shape)}`);
+    }
+  }
+  return { g, aShape };
+}
+
+/** Checks a convBlockBackwardData call; returns the conv geometry and the shape dy must have. */
+export function convBlockBackwardDataShapes(dy: Tensor, w: Tensor, inputShape: Shape, gates: ConvBlockGates = {}): { g: ConvGeometry; dyShape: Shape } {
+  const op = 'convBlockBackwardData';
+  checkDtype(op, dy, 'f32', 'dy');
+  checkDtype(op, w, 'f32', 'filter');
+  const g = convGeometry(op, inputShape, w.shape, gates);
+  let dyShape: Shape = [g.N, g.Ho, g.Wo, g.Co];
+  if (gates.argmax) {
+    const p = maxPoolShape(op, dyShape);
+    dyShape = [p.N, p.Ho, p.Wo, p.C];
+    checkDtype(op, gates.argmax, 'u32', 'argmax');
+  }
+  const same = (t: Tensor) => t.shape.length === 4 && t.shape.every((d, i) => d === dyShape[i]);
+  if (!same(dy)) throw new ShapeError(op, `dy must be ${shapeStr(dyShape)} for input ${shapeStr(inputShape)}, filter ${shapeStr(w.shape)}${gates.argmax ? ' and a 2x2 pool' : ''}, got ${shapeStr(dy.shape)}`);
+  if (gates.argmax && !same(gates.argmax)) throw new ShapeError(op, `argmax must be ${shapeStr(dyShape)}, got ${shapeStr(gates.argmax.shape)}`);
+  if (gates.reluAt) {
+    checkDtype(op, gates.reluAt, 'f32', 'reluAt');
+    if (!same(gates.reluAt)) throw new ShapeError(op, `reluAt must be ${shapeStr(dyShape)} (dy's shape), got ${shapeStr(gates.reluAt.shape)}`);
+  }
+  return { g, dyShape };
 }

@@ -3,6 +3,7 @@ export * from './tensor.js';
 export * from './backend.js';
 export { uniformValues } from './random.js';
 export { writeFileAtomic } from './files.js';
+export { composeConvBlock, composeConvBlockBackwardData } from './fused.js';
 export {
   openDevice,
   closeDevice,

@@ -15,6 +15,9 @@ import {
   AnalogIOOptions,
   Backend,
   Conv2dOptions,
+  ConvBlockGates,
+  ConvBlockOptions,
+  ConvBlockResult,
   MatmulOptions,
   MaxPoolResult,
   PulsedUpdateOptions,
@@ -23,6 +26,7 @@ import {
 } from '../backend.js';
 import { DType, Shape, Tensor } from '../tensor.js';
 import { streamKey } from '../../kernels/analog.js';
+import { composeConvBlock, composeConvBlockBackwardData } from '../fused.js';
 import { DeviceModel, IOConfig, inputStageActive, ioIsIdeal, outputStageActive } from './model.js';
 
 /** What each stream key is for (the third coordinate of streamKey). */
@@ -284,6 +288,13 @@ export class AnalogBackend implements Backend {
   }
   biasGrad(g: Tensor): Tensor {
     return this.inner.biasGrad(g);
+  }
+  // Composed from this backend's own conv (so the tile model applies to the conv inside).
+  convBlock(x: Tensor, w: Tensor, bias: Tensor | null, opts: ConvBlockOptions): ConvBlockResult {
+    return composeConvBlock(this, x, w, bias, opts);
+  }
+  convBlockBackwardData(dy: Tensor, w: Tensor, inputShape: Shape, gates?: ConvBlockGates): Tensor {
+    return composeConvBlockBackwardData(this, dy, w, inputShape, gates);
   }
   maxPool2x2(x: Tensor): MaxPoolResult {
     return this.inner.maxPool2x2(x);

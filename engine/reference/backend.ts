@@ -5,6 +5,9 @@
 // are kept in float64 (outputs are not rounded to f32) so that a kernel compared against
 // this backend is compared against the exact answer for its f32 inputs.
 import {
+  ConvBlockGates,
+  ConvBlockOptions,
+  ConvBlockResult,
   AnalogIOOptions,
   Backend,
   Conv2dOptions,
@@ -37,6 +40,7 @@ import {
   sumShape,
 } from '../backend.js';
 import { DType, Shape, ShapeError, Storage, Tensor, shapeStr, sizeOf } from '../tensor.js';
+import { composeConvBlock, composeConvBlockBackwardData } from '../fused.js';
 import { uniformValues } from '../random.js';
 import { SOFT_BOUND_MAX_RATE, drawGaussian, drawUniform } from '../../kernels/analog.js';
 
@@ -282,6 +286,14 @@ export class ReferenceBackend implements Backend {
                 out[wIdxBase + ci * Co + co] += dx[n * H * W * Ci + xIdxBase + ci] * ddy[((n * Ho + oy) * Wo + ox) * Co + co];
           });
     return this.make(filterShape, 'f32', out);
+  }
+
+  // The fused conv block is defined by its composition (engine/fused.ts); here it runs as that.
+  convBlock(x: Tensor, w: Tensor, bias: Tensor | null, opts: ConvBlockOptions): ConvBlockResult {
+    return composeConvBlock(this, x, w, bias, opts);
+  }
+  convBlockBackwardData(dy: Tensor, w: Tensor, inputShape: Shape, gates?: ConvBlockGates): Tensor {
+    return composeConvBlockBackwardData(this, dy, w, inputShape, gates);
   }
 
   // -------------------------------------------------------------------------

@@ -2,6 +2,9 @@
 import {
   AnalogIOOptions,
   Backend,
+  ConvBlockGates,
+  ConvBlockOptions,
+  ConvBlockResult,
   Conv2dOptions,
   PulsedUpdateOptions,
   MatmulOptions,
@@ -24,6 +27,7 @@ import {
   matmulShape,
 } from '../backend.js';
 import type { Tuner } from '../tune/tuner.js';
+import { composeConvBlock, composeConvBlockBackwardData } from '../fused.js';
 import type { ConvForwardConfig } from '../../kernels/conv/forward.js';
 import type { ConvBackwardDataConfig } from '../../kernels/conv/backwardData.js';
 import type { ConvBackwardFilterConfig } from '../../kernels/conv/backwardFilter.js';
@@ -196,6 +200,12 @@ export class WebGPUBackend implements Backend {
   conv2dBackwardFilter(x: Tensor, dy: Tensor, filterShape: Shape, opts?: Conv2dOptions): Tensor {
     const cfg = this.tuner?.configFor('conv2dBackwardFilter', conv2dBackwardFilterShapes(x, dy, filterShape, opts));
     return convOps.conv2dBackwardFilter(this, x, dy, filterShape, opts, cfg as ConvBackwardFilterConfig | undefined);
+  }
+  convBlock(x: Tensor, w: Tensor, bias: Tensor | null, opts: ConvBlockOptions): ConvBlockResult {
+    return composeConvBlock(this, x, w, bias, opts);
+  }
+  convBlockBackwardData(dy: Tensor, w: Tensor, inputShape: Shape, gates?: ConvBlockGates): Tensor {
+    return composeConvBlockBackwardData(this, dy, w, inputShape, gates);
   }
   maxPool2x2(x: Tensor): MaxPoolResult {
     return miscOps.maxPool2x2(this, x);
