@@ -34,7 +34,8 @@ export interface PhaseCounts {
  * The schedule of one nudged phase, simulated on versions instead of tensors: h_k gets a new
  * version each time it is updated; a pre-activation is recomputed when needed and computed
  * from an older version of its input; with `lazy`, a hidden layer is updated only once it or a
- * neighbour holds a non-free version.
+ * neighbour holds a non-free version. A top-down signal D_k is computed only once e_{k+1} can
+ * be non-zero (h_k or h_{k+1} has moved), whether or not the updates are lazy.
  */
 export function phaseCounts(L: number, K: number, opts: { sweep?: Sweep; lazy?: boolean } = {}): PhaseCounts {
   const lazy = opts.lazy ?? true;
@@ -60,7 +61,8 @@ export function phaseCounts(L: number, K: number, opts: { sweep?: Sweep; lazy?: 
       c.skipped += group.length - active.length;
       for (const k of active) {
         need(k);
-        if (k < L) {
+        // e_{k+1} is exactly zero until h_k or h_{k+1} leaves the free state: no D_k to compute.
+        if (k < L && (version[k] > 0 || version[k + 1] > 0)) {
           need(k + 1);
           c.vjp[k + 1]++;
         }

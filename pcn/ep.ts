@@ -1,7 +1,7 @@
 // Equilibrium Propagation on a PCN: the nudged phase by mod-PGD and the gradient estimators.
 import seedrandom from 'seedrandom';
 import { Backend, Tensor } from '../engine/index.js';
-import { ConvLayer, Params, PreActivation, mapParams, paramTensors } from './layers.js';
+import { ConvLayer, LayerStep, Params, PreActivation, hiddenState, mapParams, paramTensors } from './layers.js';
 import { FreeState, Network } from './network.js';
 
 /**
@@ -108,6 +108,12 @@ export function layerError(net: Network, k: number, h: Tensor[], pre: (PreActiva
  *   output L:  h_L <- a_L - beta * (softmax(h_L) - onehot(y))
  * iterate() records one iteration; finish() hands over the state. nudge() and nudgeAsync()
  * drive it.
+ *
+ * How the work is laid out (the fused relaxation): a hidden layer's update is one
+ * transposed conv for D_k (Layer.vjpMasked, the pool routing fused into its loads) and one
+ * fused conv pass (Layer.block: conv + bias + pool + D + ReLU) that also writes the masked
+ * residual r_k = reluMask(e_k, a_k). r_k stays valid until h_{k-1} moves, which in the
+ * parity sweep is after layer k-1 has used it, so e_k is never recomputed on its own.
  */
 export class Relaxation {
   readonly h: Tensor[];
@@ -117,7 +123,13 @@ export class Relaxation {
   iterations = 0;
   /** Per updated layer, max |h_new - h_old| per example ([N]) of the last iteration (with tol). */
   private changes: Tensor[] = [];
+  /** Layers whose pre-activation is out of date (a state it reads has moved). */
   private readonly stale = new Set<number>();
+  /**
+   * The masked residual r_k for the current h_k and a_k; 'zero' where it is exactly zero
+   * (the free state: h_k = f_k(h_{k-1})); undefined where it must be computed.
+   */
+  private readonly resid: (Tensor | 'zero' | undefined)[];
   private readonly L: number;
   private readonly lazy: boolean;
   private readonly stats: NudgeStats;
@@ -134,6 +146,7 @@ export class Relaxation {
     this.L = net.depth;
     this.h = [...free.h];
     this.pre = [...free.pre];
+    this.resid = new Array(this.L + 1).fill('zero');
     this.lazy = opts.lazy ?? true;
     this.stats = opts.stats ?? newNudgeStats(this.L);
     this.all = Array.from({ length: this.L }, (_, i) => i + 1);
@@ -144,52 +157,91 @@ export class Relaxation {
 
   private refreshPre(k: number): void {
     if (!this.stale.has(k)) return;
+    this.setPre(k, this.net.preAt(k, this.h));
+    this.stats.pre[k]++;
+  }
+
+  private setPre(k: number, p: PreActivation): void {
+    if (p === this.pre[k]) return;
     disposePre(this.owned, this.pre[k]);
-    const p = this.net.preAt(k, this.h);
     this.owned.add(p.a);
     if (p.argmax) this.owned.add(p.argmax);
     this.pre[k] = p;
     this.stale.delete(k);
-    this.stats.pre[k]++;
   }
 
-  private newState(k: number): Tensor {
-    const be = this.net.be;
-    const { h, pre, L } = this;
+  private setResid(k: number, r: Tensor | 'zero' | undefined): void {
+    const old = this.resid[k];
+    if (old !== undefined && old !== 'zero') disposeOwned(this.owned, old);
+    if (r !== undefined && r !== 'zero') this.owned.add(r);
+    this.resid[k] = r;
+  }
+
+  /** A state layer k reads has moved: its a_k and r_k are out of date. */
+  private invalidate(k: number): void {
+    this.stale.add(k);
+    this.setResid(k, undefined);
+  }
+
+  /** r_k for the current states, computed if out of date. */
+  private residAt(k: number): Tensor | 'zero' {
+    const r = this.resid[k];
+    if (r !== undefined) return r;
     this.refreshPre(k);
-    const a = pre[k]!.a;
-    if (k === L) {
-      // Only the gradient of the cost drives the dynamics: no loss reduction here.
-      const grad = be.softmaxCrossEntropyGrad(h[L], this.labels, 1);
-      let out: Tensor;
-      if (this.opts.betaRows) {
-        const push = be.scaleRows(grad, this.opts.betaRows);
-        out = be.sub(a, push);
-        push.dispose();
-      } else out = be.axpy(-this.opts.beta, grad, a);
-      grad.dispose();
-      return out;
+    const be = this.net.be;
+    const a = this.pre[k]!.a;
+    let out: Tensor;
+    if (this.net.layers[k - 1].relu) {
+      const e = layerError(this.net, k, this.h, this.pre);
+      out = be.reluMask(e, a);
+      e.dispose();
+    } else out = be.sub(this.h[k], a);
+    this.setResid(k, out);
+    return out;
+  }
+
+  /** D_k: the top-down signal into hidden layer k (null where it is exactly zero). */
+  private topDown(k: number): Tensor | null {
+    const be = this.net.be;
+    const { h, pre } = this;
+    let D: Tensor | null = null;
+    const accumulate = (t: Tensor) => {
+      if (!D) D = t;
+      else {
+        const sum = be.add(D, t);
+        D.dispose();
+        t.dispose();
+        D = sum;
+      }
+    };
+    const r = this.residAt(k + 1);
+    if (r !== 'zero') {
+      accumulate(this.net.layers[k].vjpMasked(be, r, pre[k + 1]!, h[k].shape));
+      this.stats.vjp[k + 1]++;
     }
-    this.refreshPre(k + 1);
-    const e = layerError(this.net, k + 1, h, pre);
-    let D = this.net.layers[k].vjp(be, e, pre[k + 1]!, h[k].shape);
-    this.stats.vjp[k + 1]++;
-    e.dispose();
     // A skip from k: its target's error reaches h_k through the skip conv too.
     for (const t of this.net.skipsFrom(k)) {
-      this.refreshPre(t);
-      const et = layerError(this.net, t, h, pre);
-      const Ds = (this.net.layers[t - 1] as ConvLayer).skipVjp(be, et, pre[t]!, h[k].shape);
-      et.dispose();
-      const both = be.add(D, Ds);
-      D.dispose();
-      Ds.dispose();
-      D = both;
+      const rt = this.residAt(t);
+      if (rt !== 'zero') accumulate((this.net.layers[t - 1] as ConvLayer).skipVjpMasked(be, rt, pre[t]!, h[k].shape));
     }
-    const sum = be.add(a, D);
-    D.dispose();
-    const out = be.relu(sum);
-    sum.dispose();
+    return D;
+  }
+
+  /** The output layer's new state (its residual is left to residAt). */
+  private outputState(): Tensor {
+    const be = this.net.be;
+    const { h, L } = this;
+    this.refreshPre(L);
+    const a = this.pre[L]!.a;
+    // Only the gradient of the cost drives the dynamics: no loss reduction here.
+    const grad = be.softmaxCrossEntropyGrad(h[L], this.labels, 1);
+    let out: Tensor;
+    if (this.opts.betaRows) {
+      const push = be.scaleRows(grad, this.opts.betaRows);
+      out = be.sub(a, push);
+      push.dispose();
+    } else out = be.axpy(-this.opts.beta, grad, a);
+    grad.dispose();
     return out;
   }
 
@@ -210,21 +262,42 @@ export class Relaxation {
     const active = group.filter((k) => this.reached(k));
     this.stats.updates += active.length;
     this.stats.skipped += group.length - active.length;
-    // Layers in one group are never adjacent, so all new states come from the old ones.
-    const fresh = active.map((k) => this.newState(k));
+    // Every new state of a group comes from the old states (layers in one parity group are
+    // never adjacent; the synchronous sweep asks for exactly that): first every D_k, then
+    // every layer's step, and only then are the states replaced.
+    const Ds = active.map((k) => (k < this.L ? this.topDown(k) : null));
+    const steps = active.map((k, i): { pre: PreActivation | null; h: Tensor; r: Tensor | null } => {
+      if (k === this.L) return { pre: null, h: this.outputState(), r: null };
+      const D = Ds[i];
+      let st: LayerStep;
+      if (this.stale.has(k)) {
+        st = this.net.blockAt(k, this.h, D, true);
+        this.stats.pre[k]++;
+      } else {
+        // a_k is current (h_{k-1} has not moved since): only the elementwise part is left.
+        st = { pre: this.pre[k]!, ...hiddenState(this.net.be, this.pre[k]!.a, D, true) };
+      }
+      D?.dispose();
+      return st;
+    });
     active.forEach((k, i) => {
+      const st = steps[i];
+      if (st.pre) this.setPre(k, st.pre);
       if (this.opts.tol !== undefined) {
-        const d = this.net.be.sub(fresh[i], this.h[k]);
+        const d = this.net.be.sub(st.h, this.h[k]);
         this.changes.push(this.net.be.rowAbsMax(d));
         d.dispose();
       }
       disposeOwned(this.owned, this.h[k]);
-      this.h[k] = fresh[i];
-      this.owned.add(fresh[i]);
+      this.h[k] = st.h;
+      this.owned.add(st.h);
       this.moved.add(k);
-      if (k < this.L) this.stale.add(k + 1);
-      for (const t of this.net.skipsFrom(k)) this.stale.add(t);
+      this.setResid(k, st.r ?? undefined);
     });
+    for (const k of active) {
+      if (k < this.L) this.invalidate(k + 1);
+      for (const t of this.net.skipsFrom(k)) this.invalidate(t);
+    }
   }
 
   /** Records one iteration of the sweep. */

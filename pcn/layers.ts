@@ -50,6 +50,34 @@ export interface SkipInput {
   stride: 1 | 2;
 }
 
+/** What a relaxation step of a hidden layer gives (see Layer.block). */
+export interface LayerStep {
+  pre: PreActivation;
+  h: Tensor;
+  /** The masked residual, when asked for. */
+  r: Tensor | null;
+}
+
+/**
+ * h = ReLU(a + D) and r = reluMask(h - ReLU(a), a) from a known a, as separate ops: the
+ * composition Backend.convBlock fuses, for layers or steps that have no fused pass.
+ */
+export function hiddenState(be: Backend, a: Tensor, D: Tensor | null, residual: boolean): { h: Tensor; r: Tensor | null } {
+  let h: Tensor;
+  if (D) {
+    const s = be.add(a, D);
+    h = be.relu(s);
+    s.dispose();
+  } else h = be.relu(a);
+  if (!residual) return { h, r: null };
+  const fa = be.relu(a);
+  const d = be.sub(h, fa);
+  fa.dispose();
+  const r = be.reluMask(d, a);
+  d.dispose();
+  return { h, r };
+}
+
 export abstract class Layer {
   params!: Params;
   constructor(
@@ -69,6 +97,23 @@ export abstract class Layer {
   predict(be: Backend, p: PreActivation): Tensor {
     return this.relu ? be.relu(p.a) : be.clone(p.a);
   }
+
+  /**
+   * A hidden layer's relaxation step from scratch: a_k from the state below, then
+   * h_k = ReLU(a_k + D) (D null: ReLU(a_k), the free phase) and, with `residual`, the masked
+   * residual r_k = reluMask(h_k - ReLU(a_k), a_k), i.e. e_k already through the ReLU backward.
+   * A conv layer without a skip does all of it in one fused pass (Backend.convBlock).
+   */
+  block(be: Backend, below: Tensor, D: Tensor | null, residual: boolean, skipIn?: Tensor): LayerStep {
+    const pre = this.pre(be, below, skipIn);
+    return { pre, ...hiddenState(be, pre.a, D, residual) };
+  }
+
+  /**
+   * D for the layer below from this layer's masked residual r (see block): the VJP with the
+   * ReLU mask already applied. r is zero where a_k <= 0, so masking again would change nothing.
+   */
+  abstract vjpMasked(be: Backend, r: Tensor, p: PreActivation, belowShape: Shape): Tensor;
 
   /**
    * The error routed back to the pre-pool conv (or dense) output: ReLU mask at a_k, then
@@ -126,10 +171,12 @@ export class ConvLayer extends Layer {
 
   /** J^T v with respect to the skip's source state h_from: the error through the 1x1 skip conv. */
   skipVjp(be: Backend, v: Tensor, p: PreActivation, fromShape: Shape): Tensor {
-    const g = this.backToLinear(be, v, p);
-    const out = be.conv2dBackwardData(g, this.params.s!, fromShape, this.skipOpts);
-    if (g !== v) g.dispose();
-    return out;
+    return be.convBlockBackwardData(v, this.params.s!, fromShape, { ...this.skipOpts, argmax: p.argmax, reluAt: this.relu ? p.a : null });
+  }
+
+  /** skipVjp from the masked residual (see Layer.block). */
+  skipVjpMasked(be: Backend, r: Tensor, p: PreActivation, fromShape: Shape): Tensor {
+    return be.convBlockBackwardData(r, this.params.s!, fromShape, { ...this.skipOpts, argmax: p.argmax });
   }
 
   get filterShape(): Shape {
@@ -141,14 +188,17 @@ export class ConvLayer extends Layer {
   }
 
   pre(be: Backend, below: Tensor, skipIn?: Tensor): PreActivation {
-    let y = be.conv2d(below, this.params.w, this.params.b, this.opts);
-    if (this.skip) {
-      const sk = be.conv2d(this.needSkip(skipIn), this.params.s!, null, this.skipOpts);
-      const sum = be.add(y, sk);
-      y.dispose();
-      sk.dispose();
-      y = sum;
+    if (!this.skip) {
+      // conv + bias + pool in one pass: the unpooled conv output is never stored.
+      const { a, argmax } = be.convBlock(below, this.params.w, this.params.b, { ...this.opts, pool: this.pool });
+      return { a, argmax, convShape: this.pool ? this.convShape(below) : null };
     }
+    // A skip adds its 1x1 conv before the pool, which the fused pass has no input for.
+    const y0 = be.conv2d(below, this.params.w, this.params.b, this.opts);
+    const sk = be.conv2d(this.needSkip(skipIn), this.params.s!, null, this.skipOpts);
+    const y = be.add(y0, sk);
+    y0.dispose();
+    sk.dispose();
     if (!this.pool) return { a: y, argmax: null, convShape: null };
     const { y: pooled, argmax } = be.maxPool2x2(y);
     const convShape = y.shape;
@@ -156,11 +206,24 @@ export class ConvLayer extends Layer {
     return { a: pooled, argmax, convShape };
   }
 
+  /** The conv output's shape (before pooling) for a batch of `below`. */
+  private convShape(below: Tensor): Shape {
+    const [H, W] = this.inShape;
+    return [below.shape[0], H, W, this.out];
+  }
+
+  override block(be: Backend, below: Tensor, D: Tensor | null, residual: boolean, skipIn?: Tensor): LayerStep {
+    if (this.skip || !this.relu) return super.block(be, below, D, residual, skipIn);
+    const { a, argmax, h, r } = be.convBlock(below, this.params.w, this.params.b, { ...this.opts, pool: this.pool, relu: true, add: D, residual });
+    return { pre: { a, argmax, convShape: this.pool ? this.convShape(below) : null }, h: h!, r };
+  }
+
   vjp(be: Backend, v: Tensor, p: PreActivation, belowShape: Shape): Tensor {
-    const g = this.backToLinear(be, v, p);
-    const out = be.conv2dBackwardData(g, this.params.w, belowShape, this.opts);
-    if (g !== v) g.dispose();
-    return out;
+    return be.convBlockBackwardData(v, this.params.w, belowShape, { ...this.opts, argmax: p.argmax, reluAt: this.relu ? p.a : null });
+  }
+
+  vjpMasked(be: Backend, r: Tensor, p: PreActivation, belowShape: Shape): Tensor {
+    return be.convBlockBackwardData(r, this.params.w, belowShape, { ...this.opts, argmax: p.argmax });
   }
 
   paramVjp(be: Backend, below: Tensor, v: Tensor, p: PreActivation, skipIn?: Tensor): Params {
@@ -203,8 +266,13 @@ export class DenseLayer extends Layer {
 
   vjp(be: Backend, v: Tensor, p: PreActivation, belowShape: Shape): Tensor {
     const g = this.backToLinear(be, v, p);
-    const flat = be.matmul(g, this.params.w, { transB: true });
+    const out = this.vjpMasked(be, g, p, belowShape);
     if (g !== v) g.dispose();
+    return out;
+  }
+
+  vjpMasked(be: Backend, r: Tensor, _p: PreActivation, belowShape: Shape): Tensor {
+    const flat = be.matmul(r, this.params.w, { transB: true });
     if (belowShape.length === 2) return flat;
     const out = be.reshape(flat, belowShape);
     flat.dispose();

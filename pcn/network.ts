@@ -1,7 +1,7 @@
 // A predictive coding network: layers built from a model description, the paper's
 // initialization, the free phase (a forward pass) and the backprop gradient on the same layers.
 import { Backend, Shape, ShapeError, Tensor, shapeStr } from '../engine/index.js';
-import { ConvLayer, DenseLayer, Layer, LayerSpec, Params, PreActivation } from './layers.js';
+import { ConvLayer, DenseLayer, Layer, LayerSpec, LayerStep, Params, PreActivation } from './layers.js';
 
 export interface ModelSpec {
   name: string;
@@ -116,6 +116,12 @@ export class Network {
     return this.layers[k - 1].pre(this.be, h[k - 1], from === undefined ? undefined : h[from]);
   }
 
+  /** A hidden layer's relaxation step (Layer.block) at states h. */
+  blockAt(k: number, h: Tensor[], D: Tensor | null, residual: boolean): LayerStep {
+    const from = this.skipFrom(k);
+    return this.layers[k - 1].block(this.be, h[k - 1], D, residual, from === undefined ? undefined : h[from]);
+  }
+
   /** Parameter VJP of layer k at states h. */
   paramVjpAt(k: number, h: Tensor[], v: Tensor, p: PreActivation): Params {
     const from = this.skipFrom(k);
@@ -166,6 +172,13 @@ export class Network {
     const h: Tensor[] = [x];
     const pre: (PreActivation | null)[] = [null];
     for (const layer of this.layers) {
+      if (layer.relu) {
+        // Hidden layers: a_k and h_k = ReLU(a_k) in one fused pass where the layer has one.
+        const st = this.blockAt(layer.index, h, null, false);
+        pre.push(st.pre);
+        h.push(st.h);
+        continue;
+      }
       const p = this.preAt(layer.index, h);
       pre.push(p);
       h.push(layer.predict(this.be, p));
