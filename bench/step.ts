@@ -12,7 +12,7 @@
 // (use --input 16 / 32 there); on a GPU use e.g. --batch 128 --reps 5.
 import { parseArgs } from 'node:util';
 import { Backend, Tensor, WebGPUBackend, createBackend, scope } from '../engine/index.js';
-import { disposeNudged, errorParamVjps, newNudgeStats, nudgeAsync, planPhases, NudgeStats, Scheme, Sweep } from '../pcn/ep.js';
+import { disposeNudged, eachErrorParamVjp, newNudgeStats, nudgeAsync, planPhases, NudgeStats, Scheme, Sweep } from '../pcn/ep.js';
 import { Params } from '../pcn/layers.js';
 import { PAPER_DEFAULTS, vgg10, vgg5 } from '../pcn/models.js';
 import { ModelSpec, Network, disposeState } from '../pcn/network.js';
@@ -64,17 +64,16 @@ async function stagedStep(net: Network, sgd: Sgd, x: Tensor, y: Tensor, cfg: Tra
     const scheme = cfg.algorithm.slice(3) as Scheme;
     const doubleBatch = cfg.doubleBatch && scheme === 'centered';
     const plan = planPhases(net, free, { beta: cfg.beta, K: cfg.K, scheme, sweep: cfg.sweep, lazy: cfg.lazy, tol: cfg.tol, stats, signSeed: 'bench', doubleBatch }, y);
-    const gs: Params[][] = [];
-    for (const ph of plan.phases) {
+    for (const [p, ph] of plan.phases.entries()) {
       await be.sync();
       const t0 = performance.now();
       const s = await nudgeAsync(net, ph.free ?? free, ph.labels ?? y, ph.opts);
       await be.sync();
       st.relax += performance.now() - t0;
-      st.wgrad += await wall(be, () => gs.push(errorParamVjps(net, s, ph.rowScale)));
+      st.wgrad += await wall(be, () => eachErrorParamVjp(net, s, ph.rowScale, (i, g) => plan.take(p, i, g)));
       disposeNudged(s);
     }
-    st.wgrad += await wall(be, () => (grads = plan.combine(gs)));
+    grads = plan.result();
     plan.dispose();
   }
   disposeState(free);

@@ -262,25 +262,40 @@ export class Relaxation {
     const active = group.filter((k) => this.reached(k));
     this.stats.updates += active.length;
     this.stats.skipped += group.length - active.length;
-    // Every new state of a group comes from the old states (layers in one parity group are
-    // never adjacent; the synchronous sweep asks for exactly that): first every D_k, then
-    // every layer's step, and only then are the states replaced.
+    // Every new state of a group comes from the old states. In a chain net the layers of one
+    // parity group never read each other's state, D or residual, so each layer can be stepped
+    // and replaced in turn (one layer's temporaries alive at a time). The synchronous sweep,
+    // and a skip (whose target's residual a same-group layer reads), need the whole group's
+    // D_k first, then every step, and only then the states replaced.
+    if (this.opts.sweep !== 'sync' && !this.net.spec.skips?.length) {
+      for (const k of active) this.replace([k], [this.step(k, k < this.L ? this.topDown(k) : null)]);
+      return;
+    }
     const Ds = active.map((k) => (k < this.L ? this.topDown(k) : null));
-    const steps = active.map((k, i): { pre: PreActivation | null; h: Tensor; r: Tensor | null } => {
-      if (k === this.L) return { pre: null, h: this.outputState(), r: null };
-      const D = Ds[i];
-      let st: LayerStep;
-      if (this.stale.has(k)) {
-        st = this.net.blockAt(k, this.h, D, true);
-        this.stats.pre[k]++;
-      } else {
-        // a_k is current (h_{k-1} has not moved since): only the elementwise part is left.
-        st = { pre: this.pre[k]!, ...hiddenState(this.net.be, this.pre[k]!.a, D, true) };
-      }
-      D?.dispose();
-      return st;
-    });
-    active.forEach((k, i) => {
+    this.replace(
+      active,
+      active.map((k, i) => this.step(k, Ds[i])),
+    );
+  }
+
+  /** Layer k's new state (and pre-activation and residual) given D_k; consumes D. */
+  private step(k: number, D: Tensor | null): { pre: PreActivation | null; h: Tensor; r: Tensor | null } {
+    if (k === this.L) return { pre: null, h: this.outputState(), r: null };
+    let st: LayerStep;
+    if (this.stale.has(k)) {
+      st = this.net.blockAt(k, this.h, D, true);
+      this.stats.pre[k]++;
+    } else {
+      // a_k is current (h_{k-1} has not moved since): only the elementwise part is left.
+      st = { pre: this.pre[k]!, ...hiddenState(this.net.be, this.pre[k]!.a, D, true) };
+    }
+    D?.dispose();
+    return st;
+  }
+
+  /** Installs new states of layers `ks`, then marks what read the old ones as out of date. */
+  private replace(ks: number[], steps: { pre: PreActivation | null; h: Tensor; r: Tensor | null }[]): void {
+    ks.forEach((k, i) => {
       const st = steps[i];
       if (st.pre) this.setPre(k, st.pre);
       if (this.opts.tol !== undefined) {
@@ -294,7 +309,7 @@ export class Relaxation {
       this.moved.add(k);
       this.setResid(k, st.r ?? undefined);
     });
-    for (const k of active) {
+    for (const k of ks) {
       if (k < this.L) this.invalidate(k + 1);
       for (const t of this.net.skipsFrom(k)) this.invalidate(t);
     }
@@ -381,24 +396,33 @@ export function disposeNudged(s: NudgedState): void {
  * a weight-gradient pass.
  */
 export function errorParamVjps(net: Network, s: NudgedState, rowScale?: Tensor): Params[] {
+  const out: Params[] = [];
+  eachErrorParamVjp(net, s, rowScale, (i, g) => (out[i] = g));
+  return out;
+}
+
+/** errorParamVjps one layer at a time: `take(i, g)` gets layer i+1's and owns it. */
+export function eachErrorParamVjp(net: Network, s: NudgedState, rowScale: Tensor | undefined, take: (i: number, g: Params) => void): void {
+  for (let k = 1; k <= net.depth; k++) take(k - 1, layerErrorParamVjp(net, s, rowScale, k));
+}
+
+/** (df_k/dtheta)^T e_k of layer k at a nudged state, each example's e scaled by rowScale. */
+function layerErrorParamVjp(net: Network, s: NudgedState, rowScale: Tensor | undefined, k: number): Params {
   const be = net.be;
-  return net.layers.map((layer, i) => {
-    const k = i + 1;
-    const from = net.skipFrom(k);
-    if (!s.moved.has(k) && !s.moved.has(k - 1) && (from === undefined || !s.moved.has(from))) {
-      return mapParams([layer.params], ([t]) => be.zeros(t.shape));
-    }
-    let e = layerError(net, k, s.h, s.pre);
-    if (rowScale) {
-      // paramVjp is linear in e, so a per-example factor can be applied to e first.
-      const scaled = be.scaleRows(e, rowScale);
-      e.dispose();
-      e = scaled;
-    }
-    const g = net.paramVjpAt(k, s.h, e, s.pre[k]!);
+  const from = net.skipFrom(k);
+  if (!s.moved.has(k) && !s.moved.has(k - 1) && (from === undefined || !s.moved.has(from))) {
+    return mapParams([net.layers[k - 1].params], ([t]) => be.zeros(t.shape));
+  }
+  let e = layerError(net, k, s.h, s.pre);
+  if (rowScale) {
+    // paramVjp is linear in e, so a per-example factor can be applied to e first.
+    const scaled = be.scaleRows(e, rowScale);
     e.dispose();
-    return g;
-  });
+    e = scaled;
+  }
+  const g = net.paramVjpAt(k, s.h, e, s.pre[k]!);
+  e.dispose();
+  return g;
 }
 
 export interface EpOptions {
@@ -432,8 +456,34 @@ export function exampleSigns(seed: string, n: number): number[] {
 export interface PhasePlan {
   /** Each nudged phase; `free` and `labels` replace the step's own where given (double batch). */
   phases: { opts: NudgeOptions; rowScale?: Tensor; free?: FreeState; labels?: Tensor }[];
-  combine(gs: Params[][]): Params[];
+  /**
+   * Takes phase p's -dF/dtheta of layer index i as soon as it is made, and owns it. The
+   * centered plan folds the -beta phase's layer into the gradient at once, so only the +beta
+   * phase's gradients wait, never two full sets.
+   */
+  take(p: number, i: number, g: Params): void;
+  /** The gradient, once every phase's layers were taken. */
+  result(): Params[];
   dispose(): void;
+}
+
+/** A plan's take/result from how its last phase's layer gradients become the gradient. */
+function folding(last: number, fold: (earlier: Params[], g: Params) => Params): Pick<PhasePlan, 'take' | 'result'> {
+  const kept: Params[][] = [];
+  const out: Params[] = [];
+  return {
+    take: (p, i, g) => {
+      if (p < last) {
+        (kept[p] ??= [])[i] = g;
+        return;
+      }
+      out[i] = fold(
+        kept.map((ps) => ps[i]),
+        g,
+      );
+    },
+    result: () => out,
+  };
 }
 
 /** The free state stacked twice along the batch (pre-activations too), and the labels. */
@@ -461,12 +511,12 @@ export function planPhases(net: Network, free: FreeState, opts: EpOptions, label
     if (trace) opts.traces!.push(trace);
     return { beta: b, K: opts.K, sweep: opts.sweep, lazy: opts.lazy, tol: opts.tol, stats: opts.stats, trace };
   };
-  const scaleAll = (ps: Params[], c: number): Params[] =>
-    ps.map((p) => {
-      const out = mapParams([p], ([t]) => be.scale(t, c));
-      for (const t of paramTensors(p)) t.dispose();
-      return out;
-    });
+  const scaled = (c: number) => (_: Params[], p: Params): Params => {
+    const out = mapParams([p], ([t]) => be.scale(t, c));
+    for (const t of paramTensors(p)) t.dispose();
+    return out;
+  };
+  const asIs = (_: Params[], g: Params) => g;
   const none = () => {};
   if (opts.doubleBatch && opts.scheme !== 'centered') throw new Error(`doubleBatch applies to the centered scheme, not ${opts.scheme}`);
   if (opts.doubleBatch) {
@@ -478,7 +528,7 @@ export function planPhases(net: Network, free: FreeState, opts: EpOptions, label
     const inv = be.fromArray([...new Array(N).fill(-1 / (2 * beta * N)), ...new Array(N).fill(1 / (2 * beta * N))], [2 * N]);
     return {
       phases: [{ opts: { ...base(beta), betaRows }, rowScale: inv, free: d.free, labels: d.labels }],
-      combine: ([g]) => g,
+      ...folding(0, asIs),
       dispose: () => {
         d.dispose();
         betaRows.dispose();
@@ -491,24 +541,19 @@ export function planPhases(net: Network, free: FreeState, opts: EpOptions, label
       return {
         phases: [{ opts: base(beta) }, { opts: base(-beta) }],
         // (-plus - (-minus)) / 2b / N = (minus - plus) / (2bN)
-        combine: ([plus, minus]) =>
-          plus.map((p, i) => {
-            const m = minus[i];
-            const out = mapParams([m, p], ([tm, tp]) => {
-              const d = be.sub(tm, tp);
-              const g = be.scale(d, 1 / (2 * beta * N));
-              d.dispose();
-              return g;
-            });
-            for (const t of [...paramTensors(p), ...paramTensors(m)]) t.dispose();
-            return out;
-          }),
+        ...folding(1, ([p], m) => {
+          const out = mapParams([m, p], ([tm, tp]) => be.sub(tm, tp));
+          for (const t of [...paramTensors(p), ...paramTensors(m)]) t.dispose();
+          const g = mapParams([out], ([t]) => be.scale(t, 1 / (2 * beta * N)));
+          for (const t of paramTensors(out)) t.dispose();
+          return g;
+        }),
         dispose: none,
       };
     case 'forward':
-      return { phases: [{ opts: base(beta) }], combine: ([g]) => scaleAll(g, -1 / (beta * N)), dispose: none };
+      return { phases: [{ opts: base(beta) }], ...folding(0, scaled(-1 / (beta * N))), dispose: none };
     case 'backward':
-      return { phases: [{ opts: base(-beta) }], combine: ([g]) => scaleAll(g, 1 / (beta * N)), dispose: none };
+      return { phases: [{ opts: base(-beta) }], ...folding(0, scaled(1 / (beta * N))), dispose: none };
     case 'random': {
       // A sign per example: b_n = +-beta; g = sum_n dF_n/dtheta(h^b, b_n) / (b_n N).
       const signs = exampleSigns(opts.signSeed ?? 'random', N);
@@ -516,7 +561,7 @@ export function planPhases(net: Network, free: FreeState, opts: EpOptions, label
       const inv = be.fromArray(signs.map((s) => -1 / (s * beta * N)), [N]);
       return {
         phases: [{ opts: { ...base(beta), betaRows }, rowScale: inv }],
-        combine: ([g]) => g,
+        ...folding(0, asIs),
         dispose: () => {
           betaRows.dispose();
           inv.dispose();
@@ -535,13 +580,12 @@ export function planPhases(net: Network, free: FreeState, opts: EpOptions, label
 export function epGradient(net: Network, free: FreeState, labels: Tensor, opts: EpOptions): Params[] {
   const plan = planPhases(net, free, opts, labels);
   try {
-    const gs = plan.phases.map((ph) => {
+    plan.phases.forEach((ph, p) => {
       const s = nudge(net, ph.free ?? free, ph.labels ?? labels, ph.opts);
-      const g = errorParamVjps(net, s, ph.rowScale);
+      eachErrorParamVjp(net, s, ph.rowScale, (i, g) => plan.take(p, i, g));
       disposeNudged(s);
-      return g;
     });
-    return plan.combine(gs);
+    return plan.result();
   } finally {
     plan.dispose();
   }
@@ -551,13 +595,12 @@ export function epGradient(net: Network, free: FreeState, labels: Tensor, opts: 
 export async function epGradientAsync(net: Network, free: FreeState, labels: Tensor, opts: EpOptions): Promise<Params[]> {
   const plan = planPhases(net, free, opts, labels);
   try {
-    const gs: Params[][] = [];
-    for (const ph of plan.phases) {
+    for (const [p, ph] of plan.phases.entries()) {
       const s = await nudgeAsync(net, ph.free ?? free, ph.labels ?? labels, ph.opts);
-      gs.push(errorParamVjps(net, s, ph.rowScale));
+      eachErrorParamVjp(net, s, ph.rowScale, (i, g) => plan.take(p, i, g));
       disposeNudged(s);
     }
-    return plan.combine(gs);
+    return plan.result();
   } finally {
     plan.dispose();
   }
