@@ -139,6 +139,9 @@ export interface Backend {
   /** g where x > 0, else 0: the ReLU backward. */
   reluMask(g: Tensor, x: Tensor): Tensor;
 
+  /** In place: acc += x (same shapes, different tensors); sums gradients without a new tensor. */
+  accumulate(acc: Tensor, x: Tensor): void;
+
   /** x + bias broadcast over every axis but the last (bias [C], x [..., C]). */
   addBias(x: Tensor, bias: Tensor): Tensor;
   /** x[n, ...] * s[n]: a per-example scale (x [N, ...], s [N]). */
@@ -229,6 +232,12 @@ export function checkSameShape(op: string, ...ts: Tensor[]): Shape {
   }
   for (const t of ts) checkDtype(op, t, 'f32', 'operand');
   return s;
+}
+
+/** Checks an in-place accumulate: same shape, f32, not the same tensor. */
+export function checkAccumulate(acc: Tensor, x: Tensor): void {
+  checkSameShape('accumulate', acc, x);
+  if (acc === x) throw new ShapeError('accumulate', 'acc and x must be different tensors');
 }
 
 export function checkRank(op: string, t: Tensor, rank: number, what: string): void {

@@ -81,6 +81,27 @@ export function unaryKernel(op: UnaryOp, n: number, cfg: ElementwiseConfig = ele
 }
 
 /**
+ * In place: out[i] += a[i]; bindings: a, out (the accumulator). One item per invocation:
+ * generate()'s strided items may be visited twice by the last workgroup's spare invocations,
+ * harmless for out = f(inputs) but not for a read-modify-write.
+ */
+export function accumulateKernel(n: number): KernelSpec {
+  const vec = n % 4 === 0 ? 4 : 1;
+  const ty = vec === 4 ? 'vec4<f32>' : 'f32';
+  const count = n / vec;
+  const wg = 64;
+  const wgsl = `@group(0) @binding(0) var<storage, read> a: array<${ty}>;
+@group(0) @binding(1) var<storage, read_write> out: array<${ty}>;
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let i = ${linearGroupIndex} * ${wg}u + li;
+  if (i >= ${count}u) { return; }
+  out[i] = out[i] + a[i];
+}`;
+  return { name: 'accumulate', wgsl, bindings: ['read', 'rw'], workgroups: grid(Math.ceil(count / wg)) };
+}
+
+/**
  * out[i] = x[i] + bias[i % C]: a bias broadcast over every axis but the last.
  * Bindings: x, bias, out. vec4 when C % 4 == 0 (then every vec4 lies inside one row).
  */

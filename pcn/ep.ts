@@ -537,19 +537,29 @@ export function planPhases(net: Network, free: FreeState, opts: EpOptions, label
     };
   }
   switch (opts.scheme) {
-    case 'centered':
+    case 'centered': {
+      // (dF(+) - dF(-)) / (2bN) = (-dF(-)) c - (-dF(+)) c with c = 1/(2bN): scaling each
+      // phase's e by its sign times c (paramVjp is linear in e) leaves one add per tensor.
+      const c = 1 / (2 * beta * N);
+      const plusScale = be.fromArray(new Array(N).fill(-c), [N]);
+      const minusScale = be.fromArray(new Array(N).fill(c), [N]);
       return {
-        phases: [{ opts: base(beta) }, { opts: base(-beta) }],
-        // (-plus - (-minus)) / 2b / N = (minus - plus) / (2bN)
+        phases: [
+          { opts: base(beta), rowScale: plusScale },
+          { opts: base(-beta), rowScale: minusScale },
+        ],
         ...folding(1, ([p], m) => {
-          const out = mapParams([m, p], ([tm, tp]) => be.sub(tm, tp));
-          for (const t of [...paramTensors(p), ...paramTensors(m)]) t.dispose();
-          const g = mapParams([out], ([t]) => be.scale(t, 1 / (2 * beta * N)));
-          for (const t of paramTensors(out)) t.dispose();
-          return g;
+          // In place: the sum needs no third layer-sized tensor.
+          paramTensors(p).forEach((tp, j) => be.accumulate(tp, paramTensors(m)[j]));
+          for (const t of paramTensors(m)) t.dispose();
+          return p;
         }),
-        dispose: none,
+        dispose: () => {
+          plusScale.dispose();
+          minusScale.dispose();
+        },
       };
+    }
     case 'forward':
       return { phases: [{ opts: base(beta) }], ...folding(0, scaled(-1 / (beta * N))), dispose: none };
     case 'backward':

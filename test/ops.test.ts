@@ -147,6 +147,8 @@ run(
     op(`axpy ${s(sh)}`, [f32(sh), f32(sh)], (be, [x, y]) => be.axpy(0.3, x, y)),
     op(`relu ${s(sh)}`, [f32(sh)], (be, [a]) => be.relu(a)),
     op(`reluMask ${s(sh)}`, [f32(sh), f32(sh)], (be, [g, x]) => be.reluMask(g, x)),
+    // In place: the result is the first operand itself.
+    op(`accumulate ${s(sh)}`, [f32(sh), f32(sh)], (be, [acc, x]) => (be.accumulate(acc, x), acc)),
   ]),
 );
 

@@ -296,6 +296,10 @@ export class AnalogBackend implements Backend {
   convBlockBackwardData(dy: Tensor, w: Tensor, inputShape: Shape, gates?: ConvBlockGates): Tensor {
     return composeConvBlockBackwardData(this, dy, w, inputShape, gates);
   }
+  // Gradient sums are digital (the optimizer's side), as biasGrad is.
+  accumulate(acc: Tensor, x: Tensor): void {
+    this.inner.accumulate(acc, x);
+  }
   maxPool2x2(x: Tensor): MaxPoolResult {
     return this.inner.maxPool2x2(x);
   }

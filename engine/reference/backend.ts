@@ -21,6 +21,7 @@ import {
   SgdOptions,
   SoftmaxCrossEntropyResult,
   checkAddBias,
+  checkAccumulate,
   checkScaleRows,
   checkBackend,
   checkDtype,
@@ -161,6 +162,12 @@ export class ReferenceBackend implements Backend {
   }
 
   /** x + bias broadcast along the last axis (not in the Backend interface; webgpu has it too). */
+  accumulate(acc: Tensor, x: Tensor): void {
+    checkAccumulate(acc, x);
+    const [da, dx] = this.data('accumulate', acc, x);
+    for (let i = 0; i < da.length; i++) da[i] += dx[i];
+  }
+
   addBias(x: Tensor, bias: Tensor): Tensor {
     const C = checkAddBias(x, bias);
     const [dx, db] = this.data('addBias', x, bias);

@@ -19,6 +19,7 @@ import {
   checkReshape,
   checkSameShape,
   checkAddBias,
+  checkAccumulate,
   checkScaleRows,
   checkU32Values,
   conv2dBackwardDataShapes,
@@ -34,7 +35,7 @@ import type { ConvBackwardFilterConfig } from '../../kernels/conv/backwardFilter
 import type { MatmulConfig } from '../../kernels/matmul/matmul.js';
 import { DType, Shape, Tensor, sizeOf } from '../tensor.js';
 import { uniformValues } from '../random.js';
-import { addBiasKernel, scaleRowsKernel, binaryKernel, unaryKernel, BinaryOp, UnaryOp } from '../../kernels/elementwise.js';
+import { accumulateKernel, addBiasKernel, scaleRowsKernel, binaryKernel, unaryKernel, BinaryOp, UnaryOp } from '../../kernels/elementwise.js';
 import { GpuStorage, GpuTensor, Runtime, RuntimeOptions } from './runtime.js';
 import { Gpu } from '../device.js';
 import * as convOps from './ops/conv.js';
@@ -161,6 +162,12 @@ export class WebGPUBackend implements Backend {
   }
   reluMask(g: Tensor, x: Tensor): Tensor {
     return this.binary('reluMask', g, x);
+  }
+
+  accumulate(acc: Tensor, x: Tensor): void {
+    checkAccumulate(acc, x);
+    const [ba, bx] = this.buffers('accumulate', acc, x);
+    if (acc.size > 0) this.rt.dispatch(accumulateKernel(acc.size), [bx, ba]);
   }
 
   addBias(x: Tensor, bias: Tensor): Tensor {
