@@ -188,6 +188,8 @@ export interface Backend {
   softmaxCrossEntropyGrad(logits: Tensor, labels: Tensor, scale: number): Tensor;
   /** f32 [1]: how many rows have their label among the k largest logits (ties count against). */
   topkCorrect(logits: Tensor, labels: Tensor, k: number): Tensor;
+  /** f32 [N, classes]: 1 at each row's label, else 0; a row whose label is >= classes is all NaN. */
+  oneHot(labels: Tensor, classes: number): Tensor;
 
   // Optimizer, in place on param and velocity.
   sgdNesterov(param: Tensor, grad: Tensor, velocity: Tensor, opts: SgdOptions): void;
@@ -364,6 +366,14 @@ export function lossShapes(op: string, logits: Tensor, labels: Tensor): { N: num
     throw new ShapeError(op, `labels must be [${N}] for logits ${shapeStr(logits.shape)}, got ${shapeStr(labels.shape)}`);
   }
   return { N, C };
+}
+
+export function checkOneHot(labels: Tensor, classes: number): number {
+  const op = 'oneHot';
+  checkDtype(op, labels, 'u32', 'labels');
+  checkRank(op, labels, 1, 'labels');
+  if (!Number.isInteger(classes) || classes < 1) throw new ShapeError(op, `classes must be a positive integer, got ${classes}`);
+  return labels.shape[0];
 }
 
 export function sumShape(op: string, shape: Shape, axes: number[]): { outShape: number[]; axes: number[] } {

@@ -22,6 +22,27 @@ function treeReduce(op: (a: string, b: string) => string, arr: string, wg: numbe
   }`;
 }
 
+/**
+ * out[n, j] = 1 where j == labels[n], else 0; a label >= C makes its row NaN (as the losses
+ * flag it). Bindings: labels (u32), out.
+ */
+export function oneHotKernel(N: number, C: number): KernelSpec {
+  const wg = 64;
+  const total = N * C;
+  const wgsl = `// oneHot [${N},${C}]
+@group(0) @binding(0) var<storage, read> labels: array<u32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
+  let i = ${linearGroupIndex} * ${wg}u + li;
+  if (i >= ${total}u) { return; }
+  let label = labels[i / ${C}u];
+  let nan = ${runtimeNaN('(label & 0u)')};
+  out[i] = select(select(0.0, 1.0, i % ${C}u == label), nan, label >= ${C}u);
+}`;
+  return { name: 'oneHot', wgsl, bindings: ['read', 'rw'], workgroups: grid(Math.ceil(total / wg)) };
+}
+
 /** The uniform block of softmaxCrossEntropyKernel: the scale, 1/N for a mean or 1 for a sum. */
 export function lossUniforms(scale: number): Float32Array {
   return new Float32Array([scale, 0, 0, 0]);

@@ -3,6 +3,7 @@ import seedrandom from 'seedrandom';
 import { Backend, Tensor } from '../engine/index.js';
 import { ConvLayer, LayerStep, Params, PreActivation, hiddenState, mapParams, paramTensors } from './layers.js';
 import { FreeState, Network } from './network.js';
+import { Cost, costGrad, costWithGrad } from './loss.js';
 
 /**
  * 'async': the paper's parity sweep, one group then the other (the group holding L first).
@@ -35,6 +36,15 @@ export interface NudgeOptions {
    * a gradient error of about tol.
    */
   tol?: number;
+  /** The cost the output layer is nudged with (default 'ce', cross-entropy). */
+  cost?: Cost;
+  /**
+   * The clamping alternative of traditional PCNs (instead of nudging): h_L is set once to
+   * (1 - beta) h_L^0 + beta onehot(y), h_L^0 the free output, and held while the hidden layers
+   * relax. Its beta -> 0 limit is not BP's MSE gradient (the relaxed hidden layers take up part
+   * of the clamped output error; test/pcn-cost.test.ts: cosine > 0.95 with it, shorter).
+   */
+  clamp?: boolean;
   /** Counts of the work done, added to (for the FLOP model and the bench). */
   stats?: NudgeStats;
   /** Collects the energy after every iteration (iteration 0 is the free state). */
@@ -132,6 +142,9 @@ export class Relaxation {
   private readonly resid: (Tensor | 'zero' | undefined)[];
   private readonly L: number;
   private readonly lazy: boolean;
+  private readonly cost: Cost;
+  /** onehot(labels), made when the cost or the clamp needs it. */
+  private onehot: Tensor | null = null;
   private readonly stats: NudgeStats;
   private readonly first: number[];
   private readonly second: number[];
@@ -148,6 +161,7 @@ export class Relaxation {
     this.pre = [...free.pre];
     this.resid = new Array(this.L + 1).fill('zero');
     this.lazy = opts.lazy ?? true;
+    this.cost = opts.cost ?? 'ce';
     this.stats = opts.stats ?? newNudgeStats(this.L);
     this.all = Array.from({ length: this.L }, (_, i) => i + 1);
     this.first = this.all.filter((k) => k % 2 === this.L % 2);
@@ -227,14 +241,31 @@ export class Relaxation {
     return D;
   }
 
+  private targets(): Tensor {
+    if (!this.onehot) {
+      this.onehot = this.net.be.oneHot(this.labels, this.h[this.L].shape[1]);
+      this.owned.add(this.onehot);
+    }
+    return this.onehot;
+  }
+
   /** The output layer's new state (its residual is left to residAt). */
   private outputState(): Tensor {
     const be = this.net.be;
     const { h, L } = this;
+    if (this.opts.clamp) {
+      // h_L^0 + beta (y - h_L^0), once (update() never comes back to a clamped layer).
+      const d = be.sub(this.targets(), h[L]);
+      const push = this.opts.betaRows ? be.scaleRows(d, this.opts.betaRows) : be.scale(d, this.opts.beta);
+      d.dispose();
+      const out = be.add(h[L], push);
+      push.dispose();
+      return out;
+    }
     this.refreshPre(L);
     const a = this.pre[L]!.a;
     // Only the gradient of the cost drives the dynamics: no loss reduction here.
-    const grad = be.softmaxCrossEntropyGrad(h[L], this.labels, 1);
+    const grad = costGrad(be, h[L], this.labels, this.cost, this.cost === 'mse' ? this.targets() : undefined);
     let out: Tensor;
     if (this.opts.betaRows) {
       const push = be.scaleRows(grad, this.opts.betaRows);
@@ -247,7 +278,9 @@ export class Relaxation {
 
   /** Whether layer k's update can differ from its current (free) state. */
   private reached(k: number): boolean {
-    if (!this.lazy || k === this.L) return true;
+    // A clamped output is set once and then held.
+    if (k === this.L) return !(this.opts.clamp && this.moved.has(k));
+    if (!this.lazy) return true;
     const from = this.net.skipFrom(k);
     return (
       this.moved.has(k - 1) ||
@@ -355,7 +388,9 @@ export class Relaxation {
       sq.dispose();
     }
     trace.layers.push(row);
-    trace.cost.push(be.softmaxCrossEntropy(this.h[this.L], this.labels, 'sum').loss.keep());
+    const c = costWithGrad(be, this.h[this.L], this.labels, this.cost, 'sum');
+    c.grad.dispose();
+    trace.cost.push(c.loss.keep());
   }
 
   /** The nudged state; pre-activations made current. The relaxation is spent afterwards. */
@@ -438,6 +473,9 @@ export interface EpOptions {
   stats?: NudgeStats;
   /** One trace per phase run (centered: +beta then -beta). */
   traces?: EnergyTrace[];
+  /** See NudgeOptions (default 'ce' and no clamping). */
+  cost?: Cost;
+  clamp?: boolean;
   /**
    * Centered only: run the +beta and -beta phases as one relaxation of a double batch (the
    * free state stacked twice, beta per example), one weight gradient per layer over 2N rows.
@@ -509,7 +547,7 @@ export function planPhases(net: Network, free: FreeState, opts: EpOptions, label
   const base = (b: number): NudgeOptions => {
     const trace = opts.traces ? { layers: [], cost: [] } : undefined;
     if (trace) opts.traces!.push(trace);
-    return { beta: b, K: opts.K, sweep: opts.sweep, lazy: opts.lazy, tol: opts.tol, stats: opts.stats, trace };
+    return { beta: b, K: opts.K, sweep: opts.sweep, lazy: opts.lazy, tol: opts.tol, stats: opts.stats, trace, cost: opts.cost, clamp: opts.clamp };
   };
   const scaled = (c: number) => (_: Params[], p: Params): Params => {
     const out = mapParams([p], ([t]) => be.scale(t, c));

@@ -1,6 +1,7 @@
 // A predictive coding network: layers built from a model description, the paper's
 // initialization, the free phase (a forward pass) and the backprop gradient on the same layers.
 import { Backend, Shape, ShapeError, Tensor, shapeStr } from '../engine/index.js';
+import { Cost, costWithGrad } from './loss.js';
 import { ConvLayer, DenseLayer, Layer, LayerSpec, LayerStep, Params, PreActivation } from './layers.js';
 
 export interface ModelSpec {
@@ -195,20 +196,20 @@ export class Network {
   }
 
   /**
-   * Backprop gradient of the mean cross-entropy on the feedforward net (the free phase):
+   * Backprop gradient of the mean cost (cross-entropy by default) on the feedforward net (the free phase):
    * the baseline that EP must match as beta -> 0.
    */
-  backprop(x: Tensor, labels: Tensor): { grads: Params[]; loss: Tensor } {
+  backprop(x: Tensor, labels: Tensor, cost: Cost = 'ce'): { grads: Params[]; loss: Tensor } {
     const s = this.forward(x);
-    const r = this.backward(s, labels);
+    const r = this.backward(s, labels, cost);
     disposeState(s);
     return r;
   }
 
   /** The backward pass of backprop from a free state (which the caller still owns). */
-  backward(s: FreeState, labels: Tensor): { grads: Params[]; loss: Tensor } {
+  backward(s: FreeState, labels: Tensor, cost: Cost = 'ce'): { grads: Params[]; loss: Tensor } {
     const L = this.layers.length;
-    const { loss, grad } = this.be.softmaxCrossEntropy(s.h[L], labels, 'mean');
+    const { loss, grad } = costWithGrad(this.be, s.h[L], labels, cost, 'mean');
     const grads: Params[] = new Array(L);
     // Gradients reaching a state through skips, added when the sweep gets there.
     const viaSkip = new Map<number, Tensor>();

@@ -340,6 +340,7 @@ run('softmaxCrossEntropy and topkCorrect', [
       exact: true,
     }),
   ]),
+  ...lossShapesList.map(([N, C]) => op(`oneHot N=${N} C=${C}`, [u32([N], C)], (be, [l]) => be.oneHot(l, C), { exact: true })),
 ]);
 
 const sgdOptions: [string, SgdOptions][] = [

@@ -315,6 +315,9 @@ export class AnalogBackend implements Backend {
   topkCorrect(logits: Tensor, labels: Tensor, k: number): Tensor {
     return this.inner.topkCorrect(logits, labels, k);
   }
+  oneHot(labels: Tensor, classes: number): Tensor {
+    return this.inner.oneHot(labels, classes);
+  }
   analogIO(x: Tensor, opts: AnalogIOOptions, rowScale?: Tensor | null, tileScale?: Tensor | null): Tensor {
     return this.inner.analogIO(x, opts, rowScale, tileScale);
   }

@@ -22,6 +22,7 @@ import {
   SoftmaxCrossEntropyResult,
   checkAddBias,
   checkAccumulate,
+  checkOneHot,
   checkScaleRows,
   checkBackend,
   checkDtype,
@@ -405,6 +406,17 @@ export class ReferenceBackend implements Backend {
       loss: this.make([1], 'f32', Float64Array.of(loss / div)),
       grad: this.make([N, C], 'f32', grad),
     };
+  }
+
+  oneHot(labels: Tensor, classes: number): Tensor {
+    const N = checkOneHot(labels, classes);
+    const [dl] = this.data('oneHot', labels);
+    const out = new Float64Array(N * classes);
+    for (let n = 0; n < N; n++) {
+      if (dl[n] < classes) out[n * classes + dl[n]] = 1;
+      else out.fill(NaN, n * classes, (n + 1) * classes);
+    }
+    return this.make([N, classes], 'f32', out);
   }
 
   topkCorrect(logits: Tensor, labels: Tensor, k: number): Tensor {

@@ -20,6 +20,7 @@ import {
   checkSameShape,
   checkAddBias,
   checkAccumulate,
+  checkOneHot,
   checkScaleRows,
   checkU32Values,
   conv2dBackwardDataShapes,
@@ -37,6 +38,7 @@ import { DType, Shape, Tensor, sizeOf } from '../tensor.js';
 import { uniformValues } from '../random.js';
 import { accumulateKernel, addBiasKernel, scaleRowsKernel, binaryKernel, unaryKernel, BinaryOp, UnaryOp } from '../../kernels/elementwise.js';
 import { GpuStorage, GpuTensor, Runtime, RuntimeOptions } from './runtime.js';
+import { oneHotKernel } from '../../kernels/loss.js';
 import { Gpu } from '../device.js';
 import * as convOps from './ops/conv.js';
 import * as linalgOps from './ops/linalg.js';
@@ -228,6 +230,13 @@ export class WebGPUBackend implements Backend {
   }
   topkCorrect(logits: Tensor, labels: Tensor, k: number): Tensor {
     return miscOps.topkCorrect(this, logits, labels, k);
+  }
+  oneHot(labels: Tensor, classes: number): Tensor {
+    const N = checkOneHot(labels, classes);
+    const [bl] = this.buffers('oneHot', labels);
+    const out = this.newTensor([N, classes]);
+    if (N > 0) this.rt.dispatch(oneHotKernel(N, classes), [bl, out.storage('oneHot').buffer]);
+    return out;
   }
   sgdNesterov(param: Tensor, grad: Tensor, velocity: Tensor, opts: SgdOptions): void {
     checkDtype('sgdNesterov', param, 'f32', 'param');
