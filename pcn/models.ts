@@ -70,5 +70,7 @@ export function smallNet(desc: string, input: [number, number, number], classes:
 /** The paper's hyperparameters per model (VGG5 with cross-entropy; VGG10 on ImageNet). */
 export const PAPER_DEFAULTS = {
   vgg5: { beta: 0.02, K: 5, lr: 0.01, momentum: 0.9, weightDecay: 3e-4, batch: 64, epochs: 100, lrMin: 1e-6 },
+  /** VGG5 trained on the MSE cost (output gain 0.2 as well, set with the model). */
+  vgg5Mse: { beta: 0.02, K: 5, lr: 0.04, momentum: 0.9, weightDecay: 3e-4, batch: 16, epochs: 100, lrMin: 1e-6 },
   vgg10: { beta: 0.05, K: 10, lr: 0.02, momentum: 0.9, weightDecay: 2e-4, batch: 256, epochs: 50, lrMin: 2e-6 },
 } as const;

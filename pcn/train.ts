@@ -5,6 +5,7 @@ import { EnergyPoint, EnergyTrace, Scheme, Sweep, epGradient, epGradientAsync, r
 import { Params } from './layers.js';
 import { Network, disposeState } from './network.js';
 import { Sgd, SgdConfig, cosineLr } from './optim.js';
+import { Cost, costWithGrad } from './loss.js';
 
 /** What training needs from a data set: the tools/ data loaders implement it. */
 export interface LabelledImages {
@@ -43,6 +44,10 @@ export interface TrainConfig {
   tol?: number;
   /** ep-centered: both phases as one double batch (see EpOptions.doubleBatch). */
   doubleBatch?: boolean;
+  /** The cost trained on (default 'ce'); EP nudges with it, BP descends it. */
+  cost?: Cost;
+  /** EP: clamp the output instead of nudging it (see NudgeOptions.clamp). */
+  clamp?: boolean;
   sgd: SgdConfig;
   seed: string;
 }
@@ -89,7 +94,7 @@ export function seededPermutation(n: number, key: string): Uint32Array {
 }
 
 /**
- * One optimizer step; returns the mean cross-entropy of the free phase (a tensor [1]).
+ * One optimizer step; returns the mean cost (cfg.cost) of the free phase (a tensor [1]).
  * `traces` collects the energy of every nudged phase (see EnergyTrace). A convergence stop
  * (cfg.tol) needs trainStepAsync.
  */
@@ -141,17 +146,19 @@ function stepParts(net: Network, cfg: TrainConfig, y: Tensor, globalStep: number
     doubleBatch: cfg.doubleBatch,
     signSeed: `${cfg.seed}/sign/${globalStep}`,
     traces,
+    cost: cfg.cost,
+    clamp: cfg.clamp,
   });
   const freeLoss = (free: { h: Tensor[] }) => {
-    const ce = be.softmaxCrossEntropy(free.h[net.depth], y, 'mean');
-    ce.grad.dispose();
-    return ce.loss;
+    const c = costWithGrad(be, free.h[net.depth], y, cfg.cost ?? 'ce', 'mean');
+    c.grad.dispose();
+    return c.loss;
   };
   const sync = (sgd: Sgd, x: Tensor, lr: number): Tensor => scope(() => {
     let grads: Params[];
     let loss: Tensor;
     if (cfg.algorithm === 'bp') {
-      const r = net.backprop(x, y);
+      const r = net.backprop(x, y, cfg.cost);
       grads = r.grads;
       loss = r.loss;
     } else {
@@ -166,7 +173,8 @@ function stepParts(net: Network, cfg: TrainConfig, y: Tensor, globalStep: number
   return { epOpts, freeLoss, sync };
 }
 
-export async function evaluate(net: Network, data: LabelledImages, batch: number, limit = data.count): Promise<EvalMetrics> {
+/** Top-1, top-5 and the mean cost (cross-entropy unless `cost` says otherwise) of the free phase. */
+export async function evaluate(net: Network, data: LabelledImages, batch: number, limit = data.count, cost: Cost = 'ce'): Promise<EvalMetrics> {
   const be = net.be;
   const n = Math.min(limit, data.count);
   let top1 = 0;
@@ -179,8 +187,8 @@ export async function evaluate(net: Network, data: LabelledImages, batch: number
       const tx = be.fromArray(x, [idx.length, ...data.shape]);
       const ty = be.fromArray(y, [idx.length], 'u32');
       const logits = net.logits(tx);
-      const ce = be.softmaxCrossEntropy(logits, ty, 'sum');
-      return [be.topkCorrect(logits, ty, 1), be.topkCorrect(logits, ty, Math.min(5, data.classes)), ce.loss];
+      const c = costWithGrad(be, logits, ty, cost, 'sum');
+      return [be.topkCorrect(logits, ty, 1), be.topkCorrect(logits, ty, Math.min(5, data.classes)), c.loss];
     });
     top1 += (await be.read(t1))[0];
     top5 += (await be.read(t5))[0];
@@ -298,7 +306,7 @@ export async function train(
         hooks.onProgress?.({ epoch, done: (s + 1) * cfg.batch, total: stepsPerEpoch * cfg.batch, lastLoss: lossCount > 0 ? lastLoss : null });
         if (checkpointNow) await hooks.onCheckpoint?.({ epoch, step: s + 1, lossSum, lossCount }, sgd);
       }
-      test = await evaluate(net, testSet, 256, opts.testLimit);
+      test = await evaluate(net, testSet, 256, opts.testLimit, cfg.cost);
       hooks.onEpoch?.(epoch, test, { loss: lossSum / Math.max(1, lossCount), seconds: (performance.now() - te) / 1000 });
       await hooks.onCheckpoint?.({ epoch: epoch + 1, step: 0 }, sgd);
     }

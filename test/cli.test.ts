@@ -1,6 +1,8 @@
 // The built command line (npm test builds dist/ before running vitest).
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 
@@ -76,5 +78,26 @@ describe('nudge train stops on a non-finite loss', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/loss became NaN at epoch 1, step \d+.*lower the learning rate/);
     expect(r.stderr).not.toMatch(/internal error/);
+  });
+});
+
+describe('nudge train --cost mse and --clamp', () => {
+  it('trains with the MSE cost and a clamped output, checkpoints it, and eval reports the MSE', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nudge-mse-'));
+    const ck = join(dir, 'run.safetensors');
+    const r = await nudge(['train', '--cost', 'mse', '--clamp', '--train-limit', '128', '--test-limit', '64', '--K', '2', '--checkpoint', ck, '--progress', 'off']);
+    expect(r.code, r.stderr).toBe(0);
+    // VGG5's MSE defaults apply to the small model's optimizer too: lr 0.04, batch 16.
+    expect(r.stdout).toMatch(/clamped.*MSE cost.*batch 16.*lr 0\.04/s);
+    expect(r.stdout).toMatch(/test top-1 \d+\.\d+%/);
+    const e = await nudge(['eval', '--checkpoint', ck, '--test-limit', '64']);
+    expect(e.code, e.stderr).toBe(0);
+    expect(e.stdout).toMatch(/MSE \d+\.\d+/);
+    const bad = await nudge(['train', '--cost', 'hinge']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/--cost must be ce or mse/);
+    const bp = await nudge(['train', '--clamp', '--algorithm', 'bp']);
+    expect(bp.code).toBe(1);
+    expect(bp.stderr).toMatch(/--clamp applies to the EP algorithms/);
   });
 });

@@ -7,6 +7,7 @@ import { PAPER_DEFAULTS, smallNet, vgg10, vgg10Skip, vgg5 } from '../pcn/models.
 import { Network, ModelSpec, buildLayers } from '../pcn/network.js';
 import { Algorithm, LabelledImages, NonFiniteError, Position, evaluate, train } from '../pcn/train.js';
 import { Sgd } from '../pcn/optim.js';
+import { COSTS, Cost } from '../pcn/loss.js';
 import { NamedArray, encodeSafetensors, readSafetensors, writeFileAtomic } from './safetensors.js';
 import { FASHION_MNIST_DIR, ImageSet, gather, loadIdxImageSet } from './data/dataset.js';
 import { UserError } from './errors.js';
@@ -28,6 +29,8 @@ export const TRAIN_USAGE = `  train      train a PCN with Equilibrium Propagatio
              --lazy true|false              skip layers the nudge has not reached (exact; default true)
              --tol X                        stop a relaxation once no state moves by more than X*beta (default off)
              --double-batch                 ep-centered: both phases as one relaxation of a 2N batch (same gradient)
+             --cost ce|mse                  cross-entropy (default) or squared error to the one-hot label (VGG5 MSE defaults: lr 0.04, batch 16, output gain 0.2)
+             --clamp                        EP: clamp h_L to (1-beta) h_L^0 + beta y instead of nudging (traditional PCN)
              --energy-trace FILE.json       energy per relaxation iteration (first step of each epoch), plot in FILE.svg
              --plot FILE.svg                training curves (loss, top-1/top-5 per epoch)
              --progress on|off              progress bar with images/s and ETA on stderr (default on)
@@ -156,18 +159,19 @@ export async function evalCommand(args: string[]): Promise<number> {
   if (!['webgpu', 'reference', 'analog'].includes(values.backend!)) throw new UserError('--backend must be webgpu, reference or analog');
   const makeBackend = backendFromFlags(values, values.seed!);
   const ck = readRunCheckpoint(values.checkpoint);
-  const run = JSON.parse(ck.metadata.run) as { spec: ModelSpec; data: string };
+  const run = JSON.parse(ck.metadata.run) as { spec: ModelSpec; data: string; cfg?: { cost?: Cost } };
   const testSet = dataSet(values.data ?? run.data, 'test');
   const be: Backend = await makeBackend();
   const net = new Network(be, run.spec);
   net.init('eval'); // allocates parameters of the right shapes; overwritten below
   loadParams(net, ck.tensors);
   const limit = values['test-limit'] ? num(values['test-limit'], 'test-limit', 0) : undefined;
-  const m = await evaluate(net, testSet, 256, limit);
+  const cost = run.cfg?.cost ?? 'ce';
+  const m = await evaluate(net, testSet, 256, limit, cost);
   const pos = JSON.parse(ck.metadata.position);
   console.log(
     `${run.spec.name} from ${values.checkpoint} (after ${pos.epoch} epoch(s) + ${pos.step} step(s)) on ${values.data ?? run.data}: ` +
-      `${be instanceof AnalogBackend ? `under device model ${be.model.name}, ` : ''}test top-1 ${(100 * m.top1).toFixed(2)}% top-5 ${(100 * m.top5).toFixed(2)}% loss ${m.loss.toFixed(4)} (${m.count} images)`,
+      `${be instanceof AnalogBackend ? `under device model ${be.model.name}, ` : ''}test top-1 ${(100 * m.top1).toFixed(2)}% top-5 ${(100 * m.top5).toFixed(2)}% ${cost === 'mse' ? 'MSE' : 'loss'} ${m.loss.toFixed(4)} (${m.count} images)`,
   );
   return 0;
 }
@@ -206,9 +210,14 @@ export async function trainCommand(args: string[]): Promise<number> {
       plot: { type: 'string' },
       progress: { type: 'string', default: 'on' },
       'double-batch': { type: 'boolean', default: false },
+      cost: { type: 'string', default: 'ce' },
+      clamp: { type: 'boolean', default: false },
       autotune: { type: 'boolean', default: false },
     },
   });
+  if (!COSTS.includes(values.cost as Cost)) throw new UserError(`--cost must be ${COSTS.join(' or ')}`);
+  const cost = values.cost as Cost;
+  if (values.clamp && values.algorithm === 'bp') throw new UserError('--clamp applies to the EP algorithms (it replaces the nudge of the output layer)');
   if (values['double-batch'] && values.algorithm !== 'ep-centered') throw new UserError('--double-batch applies to --algorithm ep-centered only');
   if (values['double-batch'] && values['energy-trace']) throw new UserError('--energy-trace traces each phase on its own; drop --double-batch for it');
   const algorithm = values.algorithm as Algorithm;
@@ -226,7 +235,9 @@ export async function trainCommand(args: string[]): Promise<number> {
   const trainSet = dataSet(values.data!, 'train', values.seed);
   const testSet = dataSet(values.data!, 'test');
   // The paper's hyperparameters per model: VGG10's for vgg10/vgg10skip, VGG5's otherwise.
-  const d = values.model === 'vgg10' || values.model === 'vgg10skip' ? PAPER_DEFAULTS.vgg10 : PAPER_DEFAULTS.vgg5;
+  const vgg10ish = values.model === 'vgg10' || values.model === 'vgg10skip';
+  // VGG5's MSE runs have their own learning rate and batch in the paper.
+  const d = vgg10ish ? PAPER_DEFAULTS.vgg10 : cost === 'mse' ? PAPER_DEFAULTS.vgg5Mse : PAPER_DEFAULTS.vgg5;
   let spec: ModelSpec;
   try {
     if (values.model === 'vgg5') spec = vgg5(trainSet.shape, trainSet.classes);
@@ -234,6 +245,8 @@ export async function trainCommand(args: string[]): Promise<number> {
     else if (values.model === 'vgg10skip') spec = vgg10Skip(trainSet.shape, trainSet.classes);
     else if (values.model === 'small') spec = smallNet(values.arch!, trainSet.shape, trainSet.classes);
     else throw new UserError(`--model must be small, vgg5, vgg10 or vgg10skip`);
+    // The paper's output gain for VGG5 with MSE.
+    if (values.model === 'vgg5' && cost === 'mse') spec = { ...spec, outputGain: 0.2 };
     // Shapes are checked now (e.g. VGG10's five pools need at least 32x32 inputs), before any GPU work.
     buildLayers(spec);
   } catch (e) {
@@ -251,6 +264,8 @@ export async function trainCommand(args: string[]): Promise<number> {
     ...(values.lazy === 'false' ? { lazy: false } : {}),
     ...(tol !== undefined ? { tol } : {}),
     ...(values['double-batch'] ? { doubleBatch: true } : {}),
+    ...(cost !== 'ce' ? { cost } : {}),
+    ...(values.clamp ? { clamp: true } : {}),
     seed: values.seed!,
     sgd: {
       lr: num(values.lr, 'lr', d.lr),
@@ -309,7 +324,7 @@ export async function trainCommand(args: string[]): Promise<number> {
   }
   console.log(
     `nudge train: ${spec.name} on ${values.data} (${trainLimit ?? trainSet.count} train / ${testLimit ?? testSet.count} test), ` +
-      `${algorithm}${algorithm === 'bp' ? '' : ` beta ${cfg.beta} K ${cfg.K} ${cfg.sweep}${tol !== undefined ? ` tol ${tol}` : ''}${values['double-batch'] ? ' double-batch' : ''}${values.lazy === 'false' ? ' no-lazy' : ''}`}, ${cfg.epochs} epoch(s), batch ${cfg.batch}, ` +
+      `${algorithm}${algorithm === 'bp' ? '' : ` beta ${cfg.beta} K ${cfg.K} ${cfg.sweep}${tol !== undefined ? ` tol ${tol}` : ''}${values['double-batch'] ? ' double-batch' : ''}${values.lazy === 'false' ? ' no-lazy' : ''}${values.clamp ? ' clamped' : ''}`}${cost === 'mse' ? ', MSE cost' : ''}, ${cfg.epochs} epoch(s), batch ${cfg.batch}, ` +
       `lr ${cfg.sgd.lr} cosine to ${cfg.sgd.lrMin}, backend ${be.name}${be instanceof AnalogBackend ? ` with device model ${be.model.name}` : ''}`,
   );
   if (resume) console.log(`resuming from ${values.checkpoint}: epoch ${resume.position.epoch + 1}, step ${resume.position.step}`);
