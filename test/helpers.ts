@@ -1,6 +1,6 @@
 // Shared test helpers: backends, random inputs, error measures.
 import seedrandom from 'seedrandom';
-import type { ModelSpec } from '../pcn/network.js';
+import { ModelSpec, Network } from '../pcn/network.js';
 import { Backend, NoAdapterError, ReferenceBackend, WebGPUBackend, openDevice, Shape, Tensor, sizeOf } from '../engine/index.js';
 
 let gpuBackend: WebGPUBackend | null | undefined;
@@ -98,4 +98,42 @@ export function skipTinySpec(): ModelSpec {
       { from: 2, to: 5 },
     ],
   };
+}
+
+/**
+ * The 5-layer PCN the gradient tests share: conv+pool, conv, conv+pool, dense, linear output,
+ * on 6x6x2 inputs, 4 classes. Wide enough that one unit crossing a ReLU kink under the nudge
+ * is a small part of a tensor's gradient (with 3 channels it could swing a cosine to 0.8).
+ */
+export function tinyPcnSpec(name = 'tiny'): ModelSpec {
+  return {
+    name,
+    input: [6, 6, 2],
+    classes: 4,
+    layers: [
+      { kind: 'conv', out: 8, pool: true },
+      { kind: 'conv', out: 8, pool: false },
+      { kind: 'conv', out: 8, pool: true },
+      { kind: 'dense', out: 16 },
+      { kind: 'dense', out: 4 },
+    ],
+    convFan: 'in',
+    outputGain: 1,
+  };
+}
+
+/** tinyPcnSpec() on the float64 reference backend, initialized from `seed`, with a batch of N. */
+export function tinyPcnSetup(seed: string, N = 8, name = 'tiny') {
+  const be = new ReferenceBackend() as unknown as Backend;
+  const net = new Network(be, tinyPcnSpec(name));
+  net.init(seed);
+  const r = rng(seed);
+  const x = be.fromArray(randomValues(N * 72, r), [N, 6, 6, 2]);
+  const y = be.fromArray(Array.from({ length: N }, () => Math.floor(r() * 4)), [N], 'u32');
+  return { be, net, x, y };
+}
+
+/** Host copies of every w and b, in layer order. */
+export async function readGrads(be: Backend, ps: { w: Tensor; b: Tensor }[]): Promise<Float64Array[]> {
+  return Promise.all(ps.flatMap((p) => [p.w, p.b]).map((t) => be.read(t)));
 }

@@ -2,40 +2,14 @@
 // differences, EP nudged with MSE and EP with a clamped output against BP on MSE as beta -> 0,
 // on the float64 reference backend; the one-hot op's bad-label rows on webgpu.
 import { describe, expect, it } from 'vitest';
-import { Backend, ReferenceBackend, Tensor } from '../engine/index.js';
+import { Backend, ReferenceBackend } from '../engine/index.js';
 import { epGradient, nudge, disposeNudged } from '../pcn/ep.js';
 import { costWithGrad } from '../pcn/loss.js';
-import { ModelSpec, Network, disposeState } from '../pcn/network.js';
-import { freshSeed, gpu, randomValues, relErr, rng } from './helpers.js';
+import { disposeState } from '../pcn/network.js';
+import { freshSeed, gpu, randomValues, relErr, rng, readGrads, tinyPcnSetup } from './helpers.js';
 
-const spec: ModelSpec = {
-  name: 'tiny-mse',
-  input: [6, 6, 2],
-  classes: 4,
-  layers: [
-    { kind: 'conv', out: 8, pool: true },
-    { kind: 'conv', out: 8, pool: false },
-    { kind: 'conv', out: 8, pool: true },
-    { kind: 'dense', out: 16 },
-    { kind: 'dense', out: 4 },
-  ],
-  convFan: 'in',
-  outputGain: 1,
-};
-
-function setup(seed: string, N = 8) {
-  const be = new ReferenceBackend() as unknown as Backend;
-  const net = new Network(be, spec);
-  net.init(seed);
-  const r = rng(seed);
-  const x = be.fromArray(randomValues(N * 72, r), [N, 6, 6, 2]);
-  const y = be.fromArray(Array.from({ length: N }, () => Math.floor(r() * 4)), [N], 'u32');
-  return { be, net, x, y };
-}
-
-async function gradients(be: Backend, ps: { w: Tensor; b: Tensor }[]): Promise<Float64Array[]> {
-  return Promise.all(ps.flatMap((p) => [p.w, p.b]).map((t) => be.read(t)));
-}
+const setup = (seed: string, N = 8) => tinyPcnSetup(seed, N, 'tiny-mse');
+const gradients = readGrads;
 
 /** ||g - want|| / ||want|| over all tensors together. */
 function totalRelErr(g: Float64Array[], want: Float64Array[]): number {

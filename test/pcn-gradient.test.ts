@@ -1,31 +1,12 @@
 // EP against BP on a small conv PCN with pooling and a dense head, on the float64 reference
 // backend: catches a wrong sign, a wrong index or a wrong sweep order.
 import { describe, expect, it } from 'vitest';
-import { Backend, ReferenceBackend, Tensor } from '../engine/index.js';
+import { Backend, ReferenceBackend } from '../engine/index.js';
 import { epGradient, exampleSigns, nudge, disposeNudged } from '../pcn/ep.js';
 import { ModelSpec, Network, disposeState } from '../pcn/network.js';
-import { freshSeed, randomValues, relErr, rng } from './helpers.js';
+import { freshSeed, randomValues, relErr, rng, readGrads, tinyPcnSetup, tinyPcnSpec } from './helpers.js';
 
-const spec: ModelSpec = {
-  name: 'tiny',
-  input: [6, 6, 2],
-  classes: 4,
-  // Wide enough that one unit crossing a ReLU kink under the nudge is a small part of a
-  // tensor's gradient (with 3 channels it could swing a cosine to 0.8).
-  layers: [
-    { kind: 'conv', out: 8, pool: true },
-    { kind: 'conv', out: 8, pool: false },
-    { kind: 'conv', out: 8, pool: true },
-    { kind: 'dense', out: 16 },
-    { kind: 'dense', out: 4 },
-  ],
-  convFan: 'in',
-  outputGain: 1,
-};
-
-async function flat(be: Backend, ts: Tensor[]): Promise<Float64Array[]> {
-  return Promise.all(ts.map((t) => be.read(t)));
-}
+const spec: ModelSpec = tinyPcnSpec();
 
 function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let ab = 0, aa = 0, bb = 0;
@@ -40,19 +21,8 @@ function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return aa === 0 || bb === 0 ? 0 : ab / Math.sqrt(aa * bb);
 }
 
-async function setup(seed: string, N = 8) {
-  const be = new ReferenceBackend() as unknown as Backend;
-  const net = new Network(be, spec);
-  net.init(seed);
-  const r = rng(seed);
-  const x = be.fromArray(randomValues(N * 72, r), [N, 6, 6, 2]);
-  const y = be.fromArray(Array.from({ length: N }, () => Math.floor(r() * 4)), [N], 'u32');
-  return { be, net, x, y };
-}
-
-async function gradients(be: Backend, ps: { w: Tensor; b: Tensor }[]): Promise<Float64Array[]> {
-  return flat(be, ps.flatMap((p) => [p.w, p.b]));
-}
+const setup = async (seed: string, N = 8) => tinyPcnSetup(seed, N);
+const gradients = readGrads;
 
 describe('EP gradient vs BP on a small conv PCN (reference backend)', () => {
   const matchesBp = async (seed: string, beta: number) => {

@@ -16,7 +16,7 @@ import {
 import { lazySkippedUpdates, phaseCounts, stepFlops } from '../pcn/cost.js';
 import { smallNet, vgg10, vgg5 } from '../pcn/models.js';
 import { ModelSpec, Network, disposeState } from '../pcn/network.js';
-import { freshSeed, gpu, randomValues, relErr, rng } from './helpers.js';
+import { freshSeed, gpu, randomValues, relErr, rng, tinyPcnSpec } from './helpers.js';
 
 // Seven layers so that a short schedule leaves the lower ones unreached.
 const spec: ModelSpec = {
@@ -194,21 +194,7 @@ describe('energy trace and the gradient-only loss', () => {
 });
 
 describe('top-down sweep (a faster schedule option)', () => {
-  // The 5-layer net of pcn-gradient.test.ts.
-  const tiny: ModelSpec = {
-    name: 'tiny',
-    input: [6, 6, 2],
-    classes: 4,
-    layers: [
-      { kind: 'conv', out: 8, pool: true },
-      { kind: 'conv', out: 8, pool: false },
-      { kind: 'conv', out: 8, pool: true },
-      { kind: 'dense', out: 16 },
-      { kind: 'dense', out: 4 },
-    ],
-    convFan: 'in',
-    outputGain: 1,
-  };
+  const tiny: ModelSpec = tinyPcnSpec();
   const cosine = (a: ArrayLike<number>, b: ArrayLike<number>) => {
     let ab = 0, aa = 0, bb = 0;
     for (let i = 0; i < a.length; i++) {
