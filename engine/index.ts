@@ -44,6 +44,8 @@ export interface BackendOptions extends DeviceOptions, RuntimeOptions {
    * first use. `false` turns the tuner off.
    */
   tune?: TunerOptions | false;
+  /** webgpu: fused conv-block kernels (default true; NUDGE_FUSE=0 turns them off). */
+  fuse?: boolean;
 }
 
 /** The tuner options the environment asks for, merged under explicit ones. */
@@ -63,6 +65,7 @@ export async function createBackend(name: BackendName, opts: BackendOptions = {}
     case 'webgpu': {
       const be = new WebGPUBackend(await openDevice(opts), opts);
       if (opts.tune !== false) be.tuner = new Tuner(be, tunerOptionsFromEnv(opts.tune ?? {}));
+      be.fuse = opts.fuse ?? process.env.NUDGE_FUSE !== '0';
       return be;
     }
     default:

@@ -50,6 +50,11 @@ export class WebGPUBackend implements Backend {
   readonly rt: Runtime;
   /** Chooses conv/matmul kernel configs (cached winners; with autotune, tunes on first use). */
   tuner: Tuner | null = null;
+  /**
+   * Run convBlock / convBlockBackwardData as fused kernels (default) or as their composition
+   * of separate ops (engine/fused.ts), for comparison (NUDGE_FUSE=0 through createBackend).
+   */
+  fuse = true;
 
   constructor(readonly gpu: Gpu, opts: RuntimeOptions = {}) {
     this.rt = new Runtime(gpu, opts);
@@ -211,9 +216,11 @@ export class WebGPUBackend implements Backend {
     return convOps.conv2dBackwardFilter(this, x, dy, filterShape, opts, cfg as ConvBackwardFilterConfig | undefined);
   }
   convBlock(x: Tensor, w: Tensor, bias: Tensor | null, opts: ConvBlockOptions): ConvBlockResult {
+    if (!this.fuse) return composeConvBlock(this, x, w, bias, opts);
     return composeConvBlock(this, x, w, bias, opts);
   }
   convBlockBackwardData(dy: Tensor, w: Tensor, inputShape: Shape, gates?: ConvBlockGates): Tensor {
+    if (!this.fuse) return composeConvBlockBackwardData(this, dy, w, inputShape, gates);
     return composeConvBlockBackwardData(this, dy, w, inputShape, gates);
   }
   maxPool2x2(x: Tensor): MaxPoolResult {
