@@ -6,7 +6,7 @@
 //   npm run bench -- step [--model vgg5|vgg10|both] [--batch 1] [--input 32|64] [--reps 2]
 //                         [--K N] [--beta X] [--algorithms ep-centered,ep-random,bp]
 //                         [--sweep async|sync|topdown] [--lazy true|false] [--tol X] [--double-batch true|false]
-//                         [--per-layer true|false] [--adapter NAME]
+//                         [--per-layer true|false] [--fuse true|false|both] [--adapter NAME]
 //
 // Inputs default to 32 (VGG5) and 64 (VGG10); batch 1 and 2 reps keep a lavapipe run short
 // (use --input 16 / 32 there); on a GPU use e.g. --batch 128 --reps 5.
@@ -83,6 +83,8 @@ async function stagedStep(net: Network, sgd: Sgd, x: Tensor, y: Tensor, cfg: Tra
 
 interface AlgoResult {
   algorithm: Algorithm;
+  /** The algorithm, marked when it ran on the unfused conv-block ops. */
+  label: string;
   stepMs: number;
   stages: Stages;
   peakBytes: number | null;
@@ -92,7 +94,7 @@ interface AlgoResult {
   rows: number;
 }
 
-async function benchModel(be: Backend, spec: ModelSpec, o: { batch: number; reps: number; K: number; beta: number; algorithms: Algorithm[]; lazy: boolean; sweep: Sweep; doubleBatch: boolean; tol?: number; perLayer: boolean }): Promise<void> {
+async function benchModel(be: Backend, spec: ModelSpec, o: { batch: number; reps: number; K: number; beta: number; algorithms: Algorithm[]; lazy: boolean; sweep: Sweep; doubleBatch: boolean; tol?: number; perLayer: boolean; fuse: boolean[] }): Promise<void> {
   const net = new Network(be, spec);
   net.init('bench-step');
   const [H, W, C] = spec.input;
@@ -103,7 +105,9 @@ async function benchModel(be: Backend, spec: ModelSpec, o: { batch: number; reps
   const sgdCfg = { lr: 1e-3, momentum: 0.9, weightDecay: 3e-4, lrMin: 0 };
   const results: AlgoResult[] = [];
   const gpu = be instanceof WebGPUBackend ? be : null;
-  for (const algorithm of o.algorithms) {
+  const variants = o.algorithms.flatMap((algorithm) => o.fuse.map((fuse) => ({ algorithm, fuse })));
+  for (const { algorithm, fuse } of variants) {
+    if (gpu) gpu.fuse = fuse;
     const cfg: TrainConfig = { algorithm, epochs: 1, batch: N, beta: o.beta, K: o.K, sweep: o.sweep, lazy: o.lazy, tol: o.tol, doubleBatch: o.doubleBatch && algorithm === 'ep-centered', sgd: sgdCfg, seed: 'bench' };
     const sgd = new Sgd(be, sgdCfg, net.params());
     // Warm-up (pipelines compile, the pool grows), measuring the peak memory of the step on
@@ -133,15 +137,18 @@ async function benchModel(be: Backend, spec: ModelSpec, o: { batch: number; reps
       wgrad: median(staged.map((s) => s.wgrad)),
       opt: median(staged.map((s) => s.opt)),
     };
-    results.push({ algorithm, stepMs: median(steps), stages, peakBytes, extraBytes, stats, rows: cfg.doubleBatch ? 2 : 1 });
+    results.push({ algorithm, label: fuse ? algorithm : `${algorithm} unfused`, stepMs: median(steps), stages, peakBytes, extraBytes, stats, rows: cfg.doubleBatch ? 2 : 1 });
     sgd.dispose();
   }
-  const bp = results.find((r) => r.algorithm === 'bp');
+  if (gpu) gpu.fuse = true;
+  // Ratios against BP as it ran with the same fusion setting.
+  const bpOf = (r: AlgoResult) => results.find((b) => b.algorithm === 'bp' && b.label.endsWith('unfused') === r.label.endsWith('unfused'));
   const rows = results.map((r) => {
+    const bp = bpOf(r);
     const model = r.algorithm === 'bp' ? 1 : stepFlops(spec, o.K, r.algorithm.slice(3) as Scheme, { lazy: o.lazy, sweep: o.sweep }).ratio;
     const s = r.stages;
     return [
-      r.algorithm,
+      r.label,
       r.stepMs,
       bp ? (r.stepMs / bp.stepMs).toFixed(2) + 'x' : '',
       model.toFixed(2) + 'x',
@@ -195,7 +202,7 @@ async function perLayer(net: Network, x: Tensor, y: Tensor, results: AlgoResult[
     // can be non-zero. A double batch's ops carry 2N rows: counted as two ops at N.
     return u.pre * (1 + r.rows * r.stats.pre[k]) + u.vjp * r.rows * r.stats.vjp[k] + u.grad * phases;
   };
-  const headers = ['layer', 'state', 'GFLOP/img', 'fwd ms', 'vjp ms', 'wgrad ms', ...results.map((r) => `${r.algorithm} ms`)];
+  const headers = ['layer', 'state', 'GFLOP/img', 'fwd ms', 'vjp ms', 'wgrad ms', ...results.map((r) => `${r.label} ms`)];
   const rows = net.layers.map((layer, i) => {
     const k = i + 1;
     return [`${k} ${layer.constructor.name.replace('Layer', '').toLowerCase()}`, layer.outShape.join('x'), F[i] / 1e9, unit[i].pre, unit[i].vjp, unit[i].grad, ...results.map((r) => modelled(r, k))];
@@ -225,8 +232,11 @@ export async function benchStep(args: string[]): Promise<void> {
       tol: { type: 'string' },
       'per-layer': { type: 'string', default: 'true' },
       adapter: { type: 'string' },
+      fuse: { type: 'string', default: 'true' },
     },
   });
+  if (!['true', 'false', 'both'].includes(values.fuse!)) throw new Error(`--fuse must be true, false or both, got '${values.fuse}'`);
+  const fuse = values.fuse === 'both' ? [true, false] : [values.fuse === 'true'];
   const int = (v: string | undefined, what: string, min = 1): number | undefined => {
     if (v === undefined) return undefined;
     const n = Number(v);
@@ -265,6 +275,7 @@ export async function benchStep(args: string[]): Promise<void> {
       doubleBatch: values['double-batch'] === 'true',
       tol,
       perLayer: values['per-layer'] !== 'false',
+      fuse,
     });
   }
 }
