@@ -5,7 +5,8 @@
 #      machine has none, find NVIDIA's Vulkan ICD or write a manifest for its driver library;
 #   3. nudge doctor; nudge tune of the VGG10 convs at batch 64; bench conv (default, tuned,
 #      tfjs-webgpu) on the same shapes; cuDNN fp32/fp16 on the same shapes with PyTorch;
-#      the ratio table.
+#      the ratio table; 4. bench step (EP vs BP per training step: fused and unfused conv
+#      blocks, the faster schedules). NUDGE_GPU_ONLY=step runs 1, 2 and 4 only.
 # Everything goes to $OUT (the device tool brings it back). Each stage runs even if an
 # earlier optional one failed, and says what failed.
 set -u
@@ -67,7 +68,9 @@ if [ $rc -eq 0 ]; then
   timeout 60 $NG doctor --json --toggle vulkan_enable_f16_on_nvidia --toggle allow_unsafe_apis | grep -E '"(shader-f16|chromium-experimental-subgroup-matrix|subgroups)"|subgroupMatrix|"ok"'
 fi
 
-if [ $rc -eq 0 ]; then
+# NUDGE_GPU_ONLY=step: skip the conv tuning and the cuDNN comparison (issue 6's step timings only).
+ONLY=${NUDGE_GPU_ONLY:-}
+if [ $rc -eq 0 ] && [ "$ONLY" != step ]; then
   echo "== tune VGG10 convs, batch $BATCH, budget $BUDGET per shape"
   timeout 240 $NG tune --model vgg10 --batch "$BATCH" --input "$INPUT" --ops conv2d,conv2dBackwardData,conv2dBackwardFilter \
     --budget "$BUDGET" --json "$OUT/tune.json" || echo "tune failed or timed out (exit $?)"
@@ -76,8 +79,10 @@ if [ $rc -eq 0 ]; then
     --budget 1s --reps "${NUDGE_GPU_REPS:-10}" --json "$OUT/bench-conv.json" || echo "bench conv failed (exit $?)"
 fi
 
-echo "== PyTorch cuDNN on the same shapes"
-PYTHONUNBUFFERED=1 timeout 90 python3 bench/gpu/torch_conv.py --batch "$BATCH" --input "$INPUT" --json "$OUT/cudnn.json"
+if [ "$ONLY" != step ]; then
+  echo "== PyTorch cuDNN on the same shapes"
+  PYTHONUNBUFFERED=1 timeout 90 python3 bench/gpu/torch_conv.py --batch "$BATCH" --input "$INPUT" --json "$OUT/cudnn.json"
+fi
 
 if [ -f "$OUT/bench-conv.json" ] && [ -f "$OUT/cudnn.json" ]; then
   echo "== nudge vs cuDNN"
@@ -85,8 +90,13 @@ if [ -f "$OUT/bench-conv.json" ] && [ -f "$OUT/cudnn.json" ]; then
 fi
 cp "$W"/cache/nudge/tune/*.json "$OUT/tune-cache.json" 2>/dev/null
 if [ $rc -eq 0 ] && [ "${NUDGE_GPU_STEP:-1}" = 1 ]; then
-  echo "== bench step: EP-centered, EP-random, BP per training step (default kernels)"
-  timeout 100 $NG bench step --model vgg5 --batch "${NUDGE_GPU_STEP_BATCH:-64}" --input 32 --reps 5 || echo "bench step vgg5 failed (exit $?)"
-  timeout 100 $NG bench step --model vgg10 --batch "${NUDGE_GPU_STEP_BATCH:-64}" --input "${NUDGE_GPU_STEP_INPUT:-64}" --reps 3 || echo "bench step vgg10 failed (exit $?)"
+  SB=${NUDGE_GPU_STEP_BATCH:-64}
+  echo "== bench step: EP-centered, EP-random, BP per training step, fused and unfused conv blocks"
+  timeout 150 $NG bench step --model vgg5 --batch "$SB" --input 32 --reps 5 --fuse both || echo "bench step vgg5 failed (exit $?)"
+  echo "== bench step: faster schedules (goal c): top-down K 3 and K 2, the double batch"
+  for opt in "--sweep topdown --K 3" "--sweep topdown --K 2" "--double-batch true"; do
+    timeout 60 $NG bench step --model vgg5 --batch "$SB" --input 32 --reps 5 --algorithms ep-centered,bp --per-layer false $opt || echo "bench step vgg5 $opt failed (exit $?)"
+  done
+  timeout 100 $NG bench step --model vgg10 --batch "$SB" --input "${NUDGE_GPU_STEP_INPUT:-64}" --reps 3 || echo "bench step vgg10 failed (exit $?)"
 fi
 echo "== done $(date -u +%FT%TZ)"
