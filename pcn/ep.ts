@@ -85,6 +85,12 @@ export interface NudgedState {
   owned: Set<Tensor>;
   /** Layers whose state was replaced; every other layer still holds its free state. */
   moved: Set<number>;
+  /**
+   * Masked residuals reluMask(e_k, a_k) still valid for the final h_k and a_k (owned, like
+   * every tensor of the phase), where the relaxation has them; the weight gradient uses them
+   * instead of recomputing e_k (it masks e_k anyway).
+   */
+  resid?: (Tensor | 'zero' | undefined)[];
 }
 
 function disposeOwned(owned: Set<Tensor>, t: Tensor | null | undefined): void {
@@ -397,7 +403,7 @@ export class Relaxation {
   finish(): NudgedState {
     this.disposeChanges();
     for (let k = 1; k <= this.L; k++) this.refreshPre(k);
-    return { h: this.h, pre: this.pre, owned: this.owned, moved: this.moved };
+    return { h: this.h, pre: this.pre, owned: this.owned, moved: this.moved, resid: [...this.resid] };
   }
 }
 
@@ -448,15 +454,17 @@ function layerErrorParamVjp(net: Network, s: NudgedState, rowScale: Tensor | und
   if (!s.moved.has(k) && !s.moved.has(k - 1) && (from === undefined || !s.moved.has(from))) {
     return mapParams([net.layers[k - 1].params], ([t]) => be.zeros(t.shape));
   }
-  let e = layerError(net, k, s.h, s.pre);
+  const cached = s.resid?.[k];
+  let e = cached !== undefined && cached !== 'zero' ? cached : layerError(net, k, s.h, s.pre);
+  const own = (t: Tensor) => t !== cached && t.dispose();
   if (rowScale) {
     // paramVjp is linear in e, so a per-example factor can be applied to e first.
     const scaled = be.scaleRows(e, rowScale);
-    e.dispose();
+    own(e);
     e = scaled;
   }
   const g = net.paramVjpAt(k, s.h, e, s.pre[k]!);
-  e.dispose();
+  own(e);
   return g;
 }
 
