@@ -2,7 +2,9 @@
 // kernel config, the tuned one (from the tune cache, or tuned now within --budget), and
 // @tensorflow/tfjs-backend-webgpu's conv2d on the same Dawn adapter, all measured in this
 // run, the same way: GPU timestamp queries (tfjs: tf.time's kernelMs, which uses them too),
-// median of --reps runs after a warm-up.
+// median of --reps runs after a warm-up. Where the adapter has shader-f16 (and unless
+// --no-f16), also the shape tuned with precision 'f16' (f16 configs compete with the f32
+// ones; cached apart): the f16 column.
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import {
@@ -96,6 +98,7 @@ export async function benchConv(args: string[]): Promise<void> {
       reps: { type: 'string', default: '3' },
       tfjs: { type: 'boolean', default: true },
       'no-tfjs': { type: 'boolean', default: false },
+      'no-f16': { type: 'boolean', default: false },
       cache: { type: 'string' },
       adapter: { type: 'string' },
       json: { type: 'string' },
@@ -108,11 +111,13 @@ export async function benchConv(args: string[]): Promise<void> {
   const be = new WebGPUBackend(gpu);
   const tuner = new Tuner(be, tunerOptionsFromEnv({ budgetMs, reps, ...(values.cache ? { cacheFile: values.cache } : {}) }));
   const tfjs = values.tfjs && !values['no-tfjs'] ? await loadTfjs() : { tf: null, why: 'disabled (--no-tfjs)' };
+  const f16 = !values['no-f16'] && gpu.features.has('shader-f16');
   const date = new Date().toISOString().slice(0, 10);
   console.log(
     `# nudge bench conv, ${date}, adapter ${gpu.info.name} (${gpu.info.driver}); median of ${reps} after warm-up, ` +
       `${gpu.features.has('timestamp-query') ? 'GPU timestamp queries' : 'wall clock'}; tuning budget ${budgetMs / 1000} s/shape; ` +
-      `tfjs-webgpu: ${tfjs.tf ? `${tfjs.tf.version_core}` : `not measured (${tfjs.why})`}`,
+      `tfjs-webgpu: ${tfjs.tf ? `${tfjs.tf.version_core}` : `not measured (${tfjs.why})`}; ` +
+      `f16: ${f16 ? 'tuned with precision f16 (f16 operands, tensors f32)' : values['no-f16'] ? 'disabled (--no-f16)' : 'not measured (no shader-f16)'}`,
   );
 
   const rows: (string | number)[][] = [];
@@ -133,6 +138,18 @@ export async function benchConv(args: string[]): Promise<void> {
         const tun = tuned.config === null ? def : await timeOp(be, () => top.run(be, g, inputs, tuned.config).dispose(), { reps });
         let tfMs = NaN;
         if (tfjs.tf && job.op === 'conv2d') tfMs = await timeTfjsConv(tfjs.tf, g, reps);
+        // The same shape tuned in f16 mode: a separate cache entry; the winner may still be an f32 config.
+        let half: { ms: number; config: unknown; label: string } | null = null;
+        if (f16) {
+          be.precision = 'f16';
+          try {
+            const t = await tuner.tune(job.op, job.problem as Problem);
+            const ms = t.config === null ? def.medianMs : (await timeOp(be, () => top.run(be, g, inputs, t.config).dispose(), { reps })).medianMs;
+            half = { ms, config: t.config, label: configLabel(t.config) + (t.fromCache ? ' (cached)' : '') };
+          } finally {
+            be.precision = 'f32';
+          }
+        }
         const gf = (ms: number) => flops / (ms * 1e6);
         rows.push([
           `${spec.name} ${job.where}`,
@@ -142,17 +159,20 @@ export async function benchConv(args: string[]): Promise<void> {
           Number.isFinite(tfMs) ? gf(tfMs) : '',
           Number.isFinite(tfMs) ? `${(tfMs / tun.medianMs).toFixed(2)}x` : '',
           configLabel(tuned.config) + (tuned.fromCache ? ' (cached)' : ''),
+          half ? gf(half.ms) : '',
+          half ? half.label : '',
         ]);
         records.push({
           model: spec.name, layers: job.where, op: job.op, geometry: g, shape: top.key(g), flops,
           defaultMs: def.medianMs, tunedMs: tun.medianMs, tfjsMs: Number.isFinite(tfMs) ? tfMs : null, tunedConfig: tuned.config, timing: def.method,
+          f16Ms: half ? half.ms : null, f16Config: half ? half.config : null,
         });
-        console.error(`${spec.name} ${job.where} ${job.op}: default ${gf(def.medianMs).toFixed(2)}, tuned ${gf(tun.medianMs).toFixed(2)}${Number.isFinite(tfMs) ? `, tfjs ${gf(tfMs).toFixed(2)}` : ''} GFLOP/s`);
+        console.error(`${spec.name} ${job.where} ${job.op}: default ${gf(def.medianMs).toFixed(2)}, tuned ${gf(tun.medianMs).toFixed(2)}${Number.isFinite(tfMs) ? `, tfjs ${gf(tfMs).toFixed(2)}` : ''}${half ? `, f16 ${gf(half.ms).toFixed(2)}` : ''} GFLOP/s`);
       } finally {
         for (const t of inputs) t.dispose();
       }
     }
   }
   if (values.json) writeFileSync(values.json, JSON.stringify({ date, adapter: gpu.info, reps, budgetMs, tfjs: tfjs.tf ? tfjs.tf.version_core : null, results: records }, null, 1) + '\n');
-  printTable(['layer', 'op shape (NxHxWxCi->Co)', 'default GFLOP/s', 'tuned GFLOP/s', 'tfjs GFLOP/s', 'tuned/tfjs', 'tuned config'], rows);
+  printTable(['layer', 'op shape (NxHxWxCi->Co)', 'default GFLOP/s', 'tuned GFLOP/s', 'tfjs GFLOP/s', 'tuned/tfjs', 'tuned config', 'f16 GFLOP/s', 'f16 config'], rows);
 }

@@ -1,14 +1,19 @@
-// `npm run bench -- data [--images 400] [--workers 1,2]`
+// `npm run bench -- data [--images 400] [--workers 1,2] [--repeat 3]`
 // Prepare throughput (photo-like ~500x375 JPEGs in, shorter side 256 JPEG q90 out) and loader
-// throughput (256-px JPEG shards in, RandomResizedCrop 224 + flip + normalize out), per
-// worker count, on generated images. Worker start-up is included (it is part of a run).
+// throughput (256-px JPEG shards in, RandomResizedCrop 224 + flip out as bytes; normalization
+// is the GPU's, Backend.imagesFromU8), per worker count, on generated images. Prepare includes
+// worker start-up (it is part of a run); the loader is timed over a second epoch, the median
+// of --repeat epochs. CPU ms/img is the whole process's CPU time per image (main thread and
+// workers): on a shared machine it moves less than wall-clock rates. Then a one-thread
+// profile of the loader's stages on the same shards.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import seedrandom from 'seedrandom';
 import sharp from 'sharp';
-import { ImageLoader } from '../tools/data/loader.js';
+import { IMAGENET_MEAN, IMAGENET_STD, ImageLoader, ShardReader, normalizeU8 } from '../tools/data/loader.js';
+import { resampleCrop } from '../tools/data/resample.mjs';
 import { relaunchWithThreadpool } from '../tools/data/pool.js';
 import { prepare } from '../tools/data/prepare.js';
 import { printTable } from './timing.js';
@@ -46,11 +51,13 @@ export async function benchData(args: string[]): Promise<void> {
       images: { type: 'string', default: '400' },
       workers: { type: 'string', default: [...new Set([1, Math.max(1, availableParallelism() - 1)])].join(',') },
       batch: { type: 'string', default: '64' },
+      repeat: { type: 'string', default: '3' },
     },
   });
   const n = Number(values.images);
   const workerCounts = String(values.workers).split(',').map(Number);
   const batch = Number(values.batch);
+  const repeat = Math.max(1, Number(values.repeat));
   const root = mkdtempSync(join(tmpdir(), 'nudge-bench-data-'));
   try {
     const classes = 10;
@@ -70,27 +77,77 @@ export async function benchData(args: string[]): Promise<void> {
     console.log(`data: ${n} generated JPEGs, mean ${(inBytes / n / 1024).toFixed(0)} kB, ${availableParallelism()} cores (machine may be shared: numbers are noisy)\n`);
     const rows: (string | number)[][] = [];
     let prepared = '';
+    const cpuMs = () => {
+      const u = process.cpuUsage();
+      return (u.user + u.system) / 1000;
+    };
     for (const w of workerCounts) {
       const out = join(root, `out-${w}`);
       const t0 = performance.now();
+      const c0 = cpuMs();
       await prepare({ src: join(root, 'src'), out, splits: ['train'], workers: w, size: 256, shardBytes: 64 << 20 });
       const s = (performance.now() - t0) / 1000;
-      rows.push(['prepare 256 q90', String(w), n / s, n / s / w]);
+      rows.push(['prepare 256 q90', String(w), n / s, n / s / w, (cpuMs() - c0) / n]);
       prepared = out;
     }
     for (const w of workerCounts) {
       const loader = new ImageLoader(prepared, { split: 'train', crop: 224, augment: true, seed: 'bench', workers: w });
       // Warm-up: start the workers and page the shards in.
       for await (const b of loader.epoch(0, batch, { depth: 2 })) void b;
-      const t0 = performance.now();
-      let count = 0;
-      for await (const b of loader.epoch(1, batch, { depth: 2 })) count += b.n;
-      const s = (performance.now() - t0) / 1000;
-      rows.push(['load rrc224+flip', String(w), count / s, count / s / w]);
+      const runs: { rate: number; cpu: number }[] = [];
+      for (let r = 0; r < repeat; r++) {
+        const t0 = performance.now();
+        const c0 = cpuMs();
+        let count = 0;
+        for await (const b of loader.epoch(1 + r, batch, { depth: 2 })) count += b.n;
+        runs.push({ rate: count / ((performance.now() - t0) / 1000), cpu: (cpuMs() - c0) / count });
+      }
+      runs.sort((a, b) => a.rate - b.rate);
+      const med = runs[runs.length >> 1];
+      rows.push([`load rrc224+flip (median of ${repeat}: ${runs.map((x) => x.rate.toFixed(0)).join(', ')})`, String(w), med.rate, med.rate / w, med.cpu]);
       await loader.close();
     }
-    printTable(['stage', 'workers', 'img/s', 'img/s/worker'], rows);
+    printTable(['stage', 'workers', 'img/s', 'img/s/worker', 'CPU ms/img'], rows);
+    console.log('');
+    await profileStages(prepared, Math.min(n, 200));
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+}
+
+/** Where one image's time goes, each stage alone on the main thread (median ms of 3 passes). */
+async function profileStages(dir: string, count: number): Promise<void> {
+  sharp.concurrency(1);
+  const reader = new ShardReader(dir, 'train');
+  const loader = new ImageLoader(dir, { split: 'train', crop: 224, augment: true, seed: 'bench', workers: 1 });
+  const ids = Array.from({ length: count }, (_, i) => i);
+  const files = ids.map((i) => reader.read(i));
+  const decoded = await Promise.all(files.map((f) => sharp(f).raw().toBuffer({ resolveWithObject: true })));
+  const pixels = decoded.map((d) => new Uint8Array(d.data.buffer, d.data.byteOffset, d.data.length));
+  const crops = ids.map((i) => loader.augmentation(i, 1));
+  const out = new Uint8Array(224 * 224 * 3);
+  const stage = async (name: string, f: (k: number) => unknown) => {
+    const passes: number[] = [];
+    for (let p = 0; p < 3; p++) {
+      const t0 = performance.now();
+      for (let k = 0; k < count; k++) await f(k);
+      passes.push((performance.now() - t0) / count);
+    }
+    passes.sort((a, b) => a - b);
+    return [name, passes[1], 1000 / passes[1]];
+  };
+  const rows = [
+    await stage('read from shard', (k) => reader.read(k)),
+    await stage('sharp metadata (per-call floor)', (k) => sharp(files[k]).metadata()),
+    await stage('decode 256-px JPEG (sharp .raw())', (k) => sharp(files[k]).raw().toBuffer()),
+    await stage('resample 224 + flip (JS, to bytes)', (k) => resampleCrop(pixels[k], decoded[k].info.width, crops[k].box, 224, crops[k].flip, out)),
+    await stage('libvips extract+resize+flop (not used)', (k) =>
+      sharp(files[k]).extract(crops[k].box).resize(224, 224, { fit: 'fill', kernel: 'linear' }).flop(crops[k].flip).raw().toBuffer(),
+    ),
+    await stage('normalize to float32 on the host (now on GPU)', () => normalizeU8(out, IMAGENET_MEAN, IMAGENET_STD)),
+    await stage('copy 224x224x3 bytes', () => out.slice()),
+  ];
+  printTable(['one-thread stage', 'ms/img', 'img/s'], rows);
+  reader.close();
+  await loader.close();
 }

@@ -5,8 +5,9 @@ import { benchData } from './data.js';
 import { benchConv } from './conv.js';
 import { benchStep } from './step.js';
 import { benchAnalogStudy } from './analog-study.js';
+import { benchFused } from './fused.js';
 
-const suites: Record<string, (args: string[]) => Promise<void>> = { ops: benchOps, data: benchData, conv: benchConv, 'analog-study': benchAnalogStudy, step: benchStep };
+const suites: Record<string, (args: string[]) => Promise<void>> = { ops: benchOps, data: benchData, conv: benchConv, 'analog-study': benchAnalogStudy, step: benchStep, fused: benchFused };
 
 async function main(): Promise<number> {
   const [name, ...rest] = process.argv.slice(2);

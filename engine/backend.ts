@@ -202,6 +202,13 @@ export interface Backend {
   /** In place on w: moves w toward w + dw by device pulses; tileScale [1] is omega. */
   pulsedUpdate(w: Tensor, dw: Tensor, tileScale: Tensor, opts: PulsedUpdateOptions): void;
 
+  /**
+   * Images uploaded as bytes and normalized on the device: data holds N*H*W*C uint8 values
+   * (NHWC, channels last); out = (byte / 255 - mean[c]) / std[c] as f32 [N, H, W, C]. A
+   * quarter of the bytes of a float32 upload.
+   */
+  imagesFromU8(data: Uint8Array, shape: Shape, mean: readonly number[], std: readonly number[]): Tensor;
+
   /** Waits until all recorded work has finished. */
   sync(): Promise<void>;
 }
@@ -366,6 +373,21 @@ export function lossShapes(op: string, logits: Tensor, labels: Tensor): { N: num
     throw new ShapeError(op, `labels must be [${N}] for logits ${shapeStr(logits.shape)}, got ${shapeStr(labels.shape)}`);
   }
   return { N, C };
+}
+
+/** imagesFromU8's rules; returns the channel count. */
+export function checkImagesFromU8(data: Uint8Array, shape: Shape, mean: readonly number[], std: readonly number[]): number {
+  const op = 'imagesFromU8';
+  if (!(data instanceof Uint8Array)) throw new ShapeError(op, 'data must be a Uint8Array');
+  if (shape.length !== 4) throw new ShapeError(op, `shape must be [N, H, W, C] (rank 4), got ${shapeStr(shape)}`);
+  if (data.length !== sizeOf(shape)) throw new ShapeError(op, `${data.length} bytes given for shape ${shapeStr(shape)} (${sizeOf(shape)} elements)`);
+  const C = shape[3];
+  if (mean.length !== C || std.length !== C) throw new ShapeError(op, `mean and std need one value per channel (${C}), got ${mean.length} and ${std.length}`);
+  for (let c = 0; c < C; c++) {
+    if (!Number.isFinite(mean[c])) throw new ShapeError(op, `mean[${c}] must be finite, got ${mean[c]}`);
+    if (!(std[c] > 0) || !Number.isFinite(std[c])) throw new ShapeError(op, `std[${c}] must be positive and finite, got ${std[c]}`);
+  }
+  return C;
 }
 
 export function checkOneHot(labels: Tensor, classes: number): number {

@@ -46,6 +46,11 @@ export interface BackendOptions extends DeviceOptions, RuntimeOptions {
   tune?: TunerOptions | false;
   /** webgpu: fused conv-block kernels (default true; NUDGE_FUSE=0 turns them off). */
   fuse?: boolean;
+  /**
+   * webgpu: 'f16' lets tuned conv/matmul kernels compute in f16 (opt-in, changes results;
+   * needs shader-f16). Default 'f32', or NUDGE_PRECISION.
+   */
+  precision?: 'f32' | 'f16';
 }
 
 /** The tuner options the environment asks for, merged under explicit ones. */
@@ -63,9 +68,11 @@ export async function createBackend(name: BackendName, opts: BackendOptions = {}
     case 'reference':
       return new ReferenceBackend();
     case 'webgpu': {
-      const be = new WebGPUBackend(await openDevice(opts), opts);
+      const precision = opts.precision ?? (process.env.NUDGE_PRECISION as 'f32' | 'f16' | undefined) ?? 'f32';
+      const be = new WebGPUBackend(await openDevice(opts), { ...opts, precision });
       if (opts.tune !== false) be.tuner = new Tuner(be, tunerOptionsFromEnv(opts.tune ?? {}));
       be.fuse = opts.fuse ?? process.env.NUDGE_FUSE !== '0';
+      if (process.env.NUDGE_GATED_LOADS) be.gatedLoads = process.env.NUDGE_GATED_LOADS !== '0';
       return be;
     }
     default:

@@ -2,6 +2,11 @@
 // register-blocked spaces (won on lavapipe), the workgroup-memory tiled ones (meant for
 // discrete GPUs) and, for a 1x1 stride-1 unpadded conv, the conv run as a matmul. Each
 // candidate is correct for its shape; configKey names it stably (cache files keep it).
+//
+// Precision is the caller's choice, never a default: the f16 variants of the shared-tile
+// configs (f16 staging and multiply, kernels/matmul/sharedTile.ts) are candidates only with
+// `precision: 'f16'`. Conv candidates stay within the portable 16 KB of workgroup memory,
+// since the conv generators (kernels/conv) check that limit; matmul may use the device's.
 import { ConvShape, tileConfigKey } from './conv/common.js';
 import {
   ConvForwardConfig,
@@ -21,9 +26,11 @@ import {
   anyBackwardFilterConfigKey,
   convBackwardFilterConfigSpace,
 } from './conv/backwardFilter.js';
-import { sharedBackwardFilterConfigSpace } from './conv/sharedTile.js';
+import { SharedBackwardFilterConfig, sharedBackwardFilterConfigSpace } from './conv/sharedTile.js';
 import { AnyMatmulConfig, MatmulShape, anyMatmulConfigKey, matmulConfigSpace } from './matmul/matmul.js';
-import { sharedMatmulConfigSpace, sharedTileConfigKey } from './matmul/sharedTile.js';
+import { SharedTileConfig, TileSpaceOptions, sharedMatmulConfigSpace, sharedTileConfigKey, sharedTileConfigs } from './matmul/sharedTile.js';
+
+export type { KernelPrecision, TileSpaceOptions } from './matmul/sharedTile.js';
 
 export type AnyKernelConfig = ConvForwardConfig | ConvBackwardDataConfig | AnyConvBackwardFilterConfig | AnyMatmulConfig;
 
@@ -39,20 +46,38 @@ export function configKey(c: AnyKernelConfig): string {
   return anyMatmulConfigKey(c);
 }
 
-export function matmulCandidates(s: MatmulShape): AnyMatmulConfig[] {
-  return [...matmulConfigSpace(s), ...sharedMatmulConfigSpace(s)];
+/** `opts.maxStorageBytes` lets the shared-tile matmul space use the device's workgroup memory. */
+export function matmulCandidates(s: MatmulShape, opts: TileSpaceOptions = {}): AnyMatmulConfig[] {
+  return [...matmulConfigSpace(s), ...sharedMatmulConfigSpace(s, opts)];
 }
 
-export function convForwardCandidates(s: ConvShape): ConvForwardConfig[] {
+/** The f16 shared-tile configs of a rows x cols GEMM within the portable 16 KB (what the conv generators accept). */
+function f16TileConfigs(rows: number, cols: number): SharedTileConfig[] {
+  return sharedTileConfigs(rows, cols, { precision: 'f16' }).filter((c) => c.f16 !== undefined);
+}
+
+export function convForwardCandidates(s: ConvShape, opts: TileSpaceOptions = {}): ConvForwardConfig[] {
   const out: ConvForwardConfig[] = [...convForwardConfigSpace(s), ...sharedConvForwardConfigSpace(s)];
-  if (convIsMatmul(s)) for (const matmul of matmulCandidates(convAsMatmulShape(s))) out.push({ algo: 'matmul', matmul });
+  if (opts.precision === 'f16') out.push(...f16TileConfigs(s.N * s.Ho * s.Wo, s.Co));
+  // The conv op runs its matmul kernel with the portable limit: pass the precision only.
+  if (convIsMatmul(s)) for (const matmul of matmulCandidates(convAsMatmulShape(s), { precision: opts.precision })) out.push({ algo: 'matmul', matmul });
   return out;
 }
 
-export function convBackwardDataCandidates(s: ConvShape): ConvBackwardDataConfig[] {
-  return [...convBackwardDataConfigSpace(s), ...sharedConvBackwardDataConfigSpace(s)];
+export function convBackwardDataCandidates(s: ConvShape, opts: TileSpaceOptions = {}): ConvBackwardDataConfig[] {
+  const out: ConvBackwardDataConfig[] = [...convBackwardDataConfigSpace(s), ...sharedConvBackwardDataConfigSpace(s)];
+  if (opts.precision === 'f16') out.push(...f16TileConfigs(s.N * Math.ceil(s.H / s.stride) * Math.ceil(s.W / s.stride), s.Ci));
+  return out;
 }
 
-export function convBackwardFilterCandidates(s: ConvShape): AnyConvBackwardFilterConfig[] {
-  return [...convBackwardFilterConfigSpace(s), ...sharedBackwardFilterConfigSpace(s)];
+/**
+ * With f16, backward-filter gets only the 'mul' variants: its reduction runs over every
+ * output pixel of the batch (thousands of terms per split chunk), far past what an f16
+ * accumulator (11 significant bits) can sum.
+ */
+export function convBackwardFilterCandidates(s: ConvShape, opts: TileSpaceOptions = {}): AnyConvBackwardFilterConfig[] {
+  const shared = sharedBackwardFilterConfigSpace(s);
+  const out: AnyConvBackwardFilterConfig[] = [...convBackwardFilterConfigSpace(s), ...shared];
+  if (opts.precision === 'f16') for (const c of shared) out.push({ ...c, f16: 'mul' } as SharedBackwardFilterConfig);
+  return out;
 }

@@ -15,18 +15,43 @@ export interface LabelledImages {
   count: number;
   /** Normalized float32 NHWC images and u32 labels of the given examples. */
   batch(indices: ArrayLike<number>): { x: Float32Array; y: Uint32Array };
-  /** Optional asynchronous form (images decoded off the main thread); used when present. */
-  loadBatch?(indices: ArrayLike<number>): Promise<{ x: Float32Array; y: Uint32Array }>;
+  /**
+   * Optional asynchronous form (images decoded off the main thread); used when present.
+   * `epoch` (training only) lets augmentation depend on (epoch, example) alone.
+   */
+  loadBatch?(indices: ArrayLike<number>, epoch?: number): Promise<{ x: Float32Array; y: Uint32Array }>;
   /** Optional hint: these examples are asked for next, so decoding can start now. */
-  prefetch?(indices: ArrayLike<number>): void;
+  prefetch?(indices: ArrayLike<number>, epoch?: number): void;
+  /**
+   * Optional: the images as NHWC bytes, normalized on the device with `normalization`
+   * (Backend.imagesFromU8; a quarter of a float32 upload). Used instead of loadBatch when
+   * both are present.
+   */
+  loadBatchU8?(indices: ArrayLike<number>, epoch?: number): Promise<{ x: Uint8Array; y: Uint32Array }>;
+  normalization?: { mean: number[]; std: number[] };
+}
+
+/** A host batch: normalized float32 images, or bytes that imagesTensor normalizes on the device. */
+export interface HostBatch {
+  x: Float32Array | Uint8Array;
+  y: Uint32Array;
 }
 
 /** A batch from either kind of data set; `next` lets an asynchronous loader decode ahead. */
-export async function loadBatch(data: LabelledImages, indices: ArrayLike<number>, next?: ArrayLike<number>): Promise<{ x: Float32Array; y: Uint32Array }> {
-  if (!data.loadBatch) return data.batch(indices);
-  const b = data.loadBatch(indices);
-  if (next && next.length > 0) data.prefetch?.(next);
+export async function loadBatch(data: LabelledImages, indices: ArrayLike<number>, next?: ArrayLike<number>, epoch?: number): Promise<HostBatch> {
+  const u8 = data.loadBatchU8 && data.normalization ? data.loadBatchU8.bind(data) : undefined;
+  if (!u8 && !data.loadBatch) return data.batch(indices);
+  const b = u8 ? u8(indices, epoch) : data.loadBatch!(indices, epoch);
+  if (next && next.length > 0) data.prefetch?.(next, epoch);
   return b;
+}
+
+/** The device tensor [N, ...data.shape] of a host batch's images. */
+export function imagesTensor(be: Backend, data: LabelledImages, x: Float32Array | Uint8Array, n: number): Tensor {
+  const shape = [n, ...data.shape];
+  if (!(x instanceof Uint8Array)) return be.fromArray(x, shape);
+  if (!data.normalization) throw new Error('a data set that returns bytes must give their normalization');
+  return be.imagesFromU8(x, shape, data.normalization.mean, data.normalization.std);
 }
 
 export type Algorithm = 'ep-centered' | 'ep-forward' | 'ep-backward' | 'ep-random' | 'bp';
@@ -184,7 +209,7 @@ export async function evaluate(net: Network, data: LabelledImages, batch: number
     const idx = Array.from({ length: Math.min(batch, n - start) }, (_, i) => start + i);
     const { x, y } = await loadBatch(data, idx, Array.from({ length: Math.max(0, Math.min(batch, n - start - batch)) }, (_, i) => start + batch + i));
     const [t1, t5, l] = scope(() => {
-      const tx = be.fromArray(x, [idx.length, ...data.shape]);
+      const tx = imagesTensor(be, data, x, idx.length);
       const ty = be.fromArray(y, [idx.length], 'u32');
       const logits = net.logits(tx);
       const c = costWithGrad(be, logits, ty, cost, 'sum');
@@ -269,9 +294,9 @@ export async function train(
       const firstStep = epoch === start.epoch ? start.step : 0;
       hooks.onProgress?.({ epoch, done: firstStep * cfg.batch, total: stepsPerEpoch * cfg.batch, lastLoss: null });
       for (let s = firstStep; s < stepsPerEpoch; s++, step++) {
-        const { x, y } = await loadBatch(trainSet, order.subarray(s * cfg.batch, (s + 1) * cfg.batch), s + 1 < stepsPerEpoch ? order.subarray((s + 1) * cfg.batch, (s + 2) * cfg.batch) : undefined);
+        const { x, y } = await loadBatch(trainSet, order.subarray(s * cfg.batch, (s + 1) * cfg.batch), s + 1 < stepsPerEpoch ? order.subarray((s + 1) * cfg.batch, (s + 2) * cfg.batch) : undefined, epoch);
         const lr = cosineLr(cfg.sgd, step, total);
-        const tx = be.fromArray(x, [cfg.batch, ...trainSet.shape]);
+        const tx = imagesTensor(be, trainSet, x, cfg.batch);
         const ty = be.fromArray(y, [cfg.batch], 'u32');
         const traces: EnergyTrace[] | undefined = opts.energyTrace && s === 0 && cfg.algorithm !== 'bp' && !cfg.doubleBatch ? [] : undefined;
         let loss: Tensor;

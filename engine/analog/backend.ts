@@ -241,6 +241,9 @@ export class AnalogBackend implements Backend {
   fromArray(data: ArrayLike<number>, shape: Shape, dtype?: DType): Tensor {
     return this.inner.fromArray(data, shape, dtype);
   }
+  imagesFromU8(data: Uint8Array, shape: Shape, mean: readonly number[], std: readonly number[]): Tensor {
+    return this.inner.imagesFromU8(data, shape, mean, std);
+  }
   zeros(shape: Shape): Tensor {
     return this.inner.zeros(shape);
   }

@@ -23,6 +23,7 @@ import {
   checkAddBias,
   checkAccumulate,
   checkOneHot,
+  checkImagesFromU8,
   checkScaleRows,
   checkBackend,
   checkDtype,
@@ -406,6 +407,13 @@ export class ReferenceBackend implements Backend {
       loss: this.make([1], 'f32', Float64Array.of(loss / div)),
       grad: this.make([N, C], 'f32', grad),
     };
+  }
+
+  imagesFromU8(data: Uint8Array, shape: Shape, mean: readonly number[], std: readonly number[]): Tensor {
+    const C = checkImagesFromU8(data, shape, mean, std);
+    const out = new Float64Array(data.length);
+    for (let i = 0; i < data.length; i++) out[i] = (data[i] / 255 - mean[i % C]) / std[i % C];
+    return this.make([...shape], 'f32', out);
   }
 
   oneHot(labels: Tensor, classes: number): Tensor {

@@ -36,8 +36,12 @@ const KERNEL_SET_VERSION = 1;
 export interface TunableOp {
   name: TunableOpName;
   key(p: Problem): string;
-  /** Every config the tuner may try (the op's default path is tried separately, as `null`). */
-  candidates(p: Problem): unknown[];
+  /**
+   * Every config the tuner may try (the op's default path is tried separately, as `null`).
+   * `opts.precision` 'f16' adds the f16 configs (never by default); `opts.maxStorageBytes`
+   * is the device's workgroup memory (default: the portable 16 KB).
+   */
+  candidates(p: Problem, opts?: cand.TileSpaceOptions): unknown[];
   /** The config the op's default path uses, when that path is one candidate kernel (skipped as a duplicate). */
   defaultConfig(p: Problem): unknown | null;
   /**
@@ -45,7 +49,7 @@ export interface TunableOp {
    * defaults): measured right after the default, whatever the budget, so a search that
    * climbs from the default cannot miss a whole algorithm.
    */
-  seeds(p: Problem): unknown[];
+  seeds(p: Problem, precision?: cand.KernelPrecision): unknown[];
   flops(p: Problem): number;
   /** Input shapes, in the order run() takes them. */
   inputShapes(p: Problem): number[][];
@@ -65,6 +69,11 @@ export function matmulKey(p: MatmulProblem): string {
   return `${p.M}x${p.K}x${p.N}${p.transA ? ' A^T' : ''}${p.transB ? ' B^T' : ''}`;
 }
 
+/** The shared-tile GPU default, and with f16 its f16 variants (so the search reaches them whatever the budget). */
+function tileSeeds(tile: (f16?: 'mul' | 'acc') => mmShared.SharedTileConfig, precision?: cand.KernelPrecision): unknown[] {
+  return precision === 'f16' ? [tile(), tile('mul'), tile('acc')] : [tile()];
+}
+
 const convFlops = (p: Problem) => {
   const g = p as ConvGeometry;
   return 2 * g.N * g.Ho * g.Wo * g.Co * g.KH * g.KW * g.Ci;
@@ -79,11 +88,11 @@ function xAt(g: ConvGeometry, x: Float32Array, n: number, iy: number, ix: number
 const conv2dOp: TunableOp = {
   name: 'conv2d',
   key: (p) => convKey(p as ConvGeometry),
-  candidates: (p) => cand.convForwardCandidates(p as ConvGeometry),
+  candidates: (p, opts) => cand.convForwardCandidates(p as ConvGeometry, opts),
   defaultConfig: (p) => conv.defaultConvForwardConfig(p as ConvGeometry),
-  seeds: (p) => {
+  seeds: (p, precision) => {
     const g = p as ConvGeometry;
-    return [mmShared.defaultSharedTileConfig(g.N * g.Ho * g.Wo, g.Co)];
+    return tileSeeds((f16) => mmShared.defaultSharedTileConfig(g.N * g.Ho * g.Wo, g.Co, f16), precision);
   },
   flops: convFlops,
   inputShapes: (p) => {
@@ -114,11 +123,11 @@ const conv2dOp: TunableOp = {
 const conv2dBackwardDataOp: TunableOp = {
   name: 'conv2dBackwardData',
   key: (p) => convKey(p as ConvGeometry),
-  candidates: (p) => cand.convBackwardDataCandidates(p as ConvGeometry),
+  candidates: (p, opts) => cand.convBackwardDataCandidates(p as ConvGeometry, opts),
   defaultConfig: (p) => convData.defaultConvBackwardDataConfig(p as ConvGeometry),
-  seeds: (p) => {
+  seeds: (p, precision) => {
     const g = p as ConvGeometry;
-    return [mmShared.defaultSharedTileConfig(g.N * Math.ceil(g.H / g.stride) * Math.ceil(g.W / g.stride), g.Ci)];
+    return tileSeeds((f16) => mmShared.defaultSharedTileConfig(g.N * Math.ceil(g.H / g.stride) * Math.ceil(g.W / g.stride), g.Ci, f16), precision);
   },
   flops: convFlops,
   inputShapes: (p) => {
@@ -157,9 +166,12 @@ const conv2dBackwardDataOp: TunableOp = {
 const conv2dBackwardFilterOp: TunableOp = {
   name: 'conv2dBackwardFilter',
   key: (p) => convKey(p as ConvGeometry),
-  candidates: (p) => cand.convBackwardFilterCandidates(p as ConvGeometry),
+  candidates: (p, opts) => cand.convBackwardFilterCandidates(p as ConvGeometry, opts),
   defaultConfig: (p) => convFilter.defaultConvBackwardFilterConfig(p as ConvGeometry),
-  seeds: (p) => [convShared.defaultSharedBackwardFilterConfig(p as ConvGeometry)],
+  seeds: (p, precision) => {
+    const c = convShared.defaultSharedBackwardFilterConfig(p as ConvGeometry);
+    return precision === 'f16' ? [c, { ...c, f16: 'mul' }] : [c];
+  },
   flops: convFlops,
   inputShapes: (p) => {
     const g = p as ConvGeometry;
@@ -191,10 +203,10 @@ const conv2dBackwardFilterOp: TunableOp = {
 const matmulOp: TunableOp = {
   name: 'matmul',
   key: (p) => matmulKey(p as MatmulProblem),
-  candidates: (p) => cand.matmulCandidates(p as MatmulProblem),
+  candidates: (p, opts) => cand.matmulCandidates(p as MatmulProblem, opts),
   // With a large transposed B the default path transposes first: not one of the candidates.
   defaultConfig: (p) => (mm.transposeBFirst(p as MatmulProblem) ? null : mm.defaultMatmulConfig(p as MatmulProblem)),
-  seeds: (p) => [mmShared.defaultSharedMatmulConfig(p as MatmulProblem)],
+  seeds: (p, precision) => tileSeeds((f16) => mmShared.defaultSharedMatmulConfig(p as MatmulProblem, f16), precision),
   flops: (p) => {
     const s = p as MatmulProblem;
     return 2 * s.M * s.N * s.K;
@@ -205,7 +217,7 @@ const matmulOp: TunableOp = {
   },
   run: (be, p, [a, b], config) => {
     const s = p as MatmulProblem;
-    return linalgOps.matmul(be, a, b, { transA: s.transA, transB: s.transB }, (config ?? undefined) as mm.MatmulConfig | undefined);
+    return linalgOps.matmul(be, a, b, { transA: s.transA, transB: s.transB }, (config ?? undefined) as mm.AnyMatmulConfig | undefined);
   },
   reference: (p, [a, b], i) => {
     const s = p as MatmulProblem;

@@ -24,6 +24,7 @@ import { Tensor } from '../tensor.js';
 import type { WebGPUBackend } from '../webgpu/backend.js';
 import { AdapterIdentity, CacheEntry, cachePath, loadCache, saveEntries } from './cache.js';
 import { Problem, TUNABLE_OPS, TunableOp, TunableOpName, canonicalConfig, configLabel, kernelSetHash } from './ops.js';
+import type { KernelPrecision, TileSpaceOptions } from '../../kernels/candidates.js';
 
 export interface TunerOptions {
   /** The cache file; null keeps results in memory only. Default: the per-adapter file in the XDG cache dir. */
@@ -66,6 +67,20 @@ export interface TuneProgress {
 
 /** Probe samples are compared with this relative error (norm over the samples). */
 const PROBE_TOL = 1e-3;
+/**
+ * The same for f16 configs (only candidates with the backend's precision 'f16'). Rounding
+ * the operands and products to f16 (unit roundoff u = 2^-11) gives a relative error near u;
+ * accumulating in f16 adds about u * sqrt(K) / 2 (about 1% at K = 2304, a 3x3x256 conv).
+ * A config past 2% is rejected: a wrong kernel is off by O(1).
+ */
+const PROBE_TOL_F16 = 2e-2;
+
+/** Whether a config (or the matmul inside a conv-as-matmul config) computes in f16. */
+function usesF16(c: unknown): boolean {
+  if (c === null || typeof c !== 'object') return false;
+  const o = c as { f16?: unknown; matmul?: unknown };
+  return o.f16 !== undefined || usesF16(o.matmul);
+}
 const PROBE_RANDOM_SAMPLES = 48;
 const WIN_MARGIN = 0.98;
 /** Alternating default/winner timings that confirm a winner. */
@@ -119,7 +134,7 @@ export class Tuner {
   private readonly log: (m: string) => void;
   private readonly seed: number;
   private readonly adapter: AdapterIdentity;
-  /** Valid cache entries and this process's results, by `op|shape|f32`. */
+  /** Valid cache entries and this process's results, by `op|shape|precision` (f32, or f16 for mixed). */
   private entries = new Map<string, CacheEntry>();
   private pending = new Map<string, { op: TunableOpName; problem: Problem }>();
   private reportedStale = new Set<string>();
@@ -145,8 +160,18 @@ export class Tuner {
     }
   }
 
-  static key(op: TunableOpName, p: Problem): string {
-    return `${op}|${TUNABLE_OPS[op].key(p)}|f32`;
+  /**
+   * The cache key. Its dtype field is the backend's kernel precision: 'f16' (f16 math on f32
+   * tensors) when f16 configs may compete, so f32 and f16 winners never mix.
+   */
+  static key(op: TunableOpName, p: Problem, precision: KernelPrecision = 'f32'): string {
+    return `${op}|${TUNABLE_OPS[op].key(p)}|${precision}`;
+  }
+
+  /** The candidate-space options of this backend: its precision and workgroup memory. */
+  private spaceOptions(): TileSpaceOptions {
+    const limit = this.be.rt.device.limits?.maxComputeWorkgroupStorageSize;
+    return { precision: this.be.precision, maxStorageBytes: typeof limit === 'number' ? limit : undefined };
   }
 
   get hasPending(): boolean {
@@ -158,7 +183,7 @@ export class Tuner {
    * default). With autotune on, an unknown shape is queued for tuning.
    */
   configFor(op: TunableOpName, p: Problem): unknown | undefined {
-    const key = Tuner.key(op, p);
+    const key = Tuner.key(op, p, this.be.precision);
     const e = this.validEntry(key, TUNABLE_OPS[op], p);
     if (e) return e.config === null ? undefined : e.config;
     if (this.autotune && !this.tuning) this.pending.set(key, { op, problem: p });
@@ -177,7 +202,7 @@ export class Tuner {
     if (e.kernels !== kernelSetHash(top)) why = 'the kernels changed since it was tuned';
     else if (e.config !== null) {
       const want = canonicalConfig(e.config);
-      if (!top.candidates(p).some((c) => canonicalConfig(c) === want)) why = `its config ${e.configKey} is no longer a candidate`;
+      if (!top.candidates(p, this.spaceOptions()).some((c) => canonicalConfig(c) === want)) why = `its config ${e.configKey} is no longer a candidate`;
     }
     if (!why) {
       this.checked.add(key);
@@ -214,8 +239,8 @@ export class Tuner {
     opts: { budgetMs?: number; force?: boolean; onProgress?: (pr: TuneProgress) => void } = {},
   ): Promise<TuneResult> {
     const top = TUNABLE_OPS[op];
-    const key = Tuner.key(op, p);
-    const space = top.candidates(p);
+    const key = Tuner.key(op, p, this.be.precision);
+    const space = top.candidates(p, this.spaceOptions());
     const flops = top.flops(p);
     const gf = (ms: number) => flops / (ms * 1e6);
     const cached = opts.force ? undefined : this.validEntry(key, top, p);
@@ -282,7 +307,7 @@ export class Tuner {
       // Seeds (other algorithms' defaults) that are in the space, tried whatever the budget.
       const inSpace = new Map(order.map((c) => [canonicalConfig(c), c]));
       const seeds = top
-        .seeds(p)
+        .seeds(p, this.be.precision)
         .map((c) => inSpace.get(canonicalConfig(c)))
         .filter((c): c is NonNullable<typeof c> => c !== undefined && !seen.has(canonicalConfig(c)));
       let n = 0;
@@ -379,7 +404,7 @@ export class Tuner {
         num += (got[i] - want[i]) ** 2;
         den += want[i] ** 2;
       }
-      return Math.sqrt(num / Math.max(den, 1e-30)) < PROBE_TOL;
+      return Math.sqrt(num / Math.max(den, 1e-30)) < (usesF16(config) ? PROBE_TOL_F16 : PROBE_TOL);
     } finally {
       out.dispose();
     }

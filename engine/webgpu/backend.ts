@@ -26,6 +26,7 @@ import {
   conv2dBackwardDataShapes,
   conv2dBackwardFilterShapes,
   conv2dShapes,
+  convBlockBackwardDataShapes,
   matmulShape,
 } from '../backend.js';
 import type { Tuner } from '../tune/tuner.js';
@@ -39,11 +40,13 @@ import { uniformValues } from '../random.js';
 import { accumulateKernel, addBiasKernel, scaleRowsKernel, binaryKernel, unaryKernel, BinaryOp, UnaryOp } from '../../kernels/elementwise.js';
 import { GpuStorage, GpuTensor, Runtime, RuntimeOptions } from './runtime.js';
 import { oneHotKernel } from '../../kernels/loss.js';
-import { Gpu } from '../device.js';
+import { DeviceError, Gpu } from '../device.js';
+import type { KernelPrecision } from '../../kernels/matmul/sharedTile.js';
 import * as convOps from './ops/conv.js';
 import * as linalgOps from './ops/linalg.js';
 import * as miscOps from './ops/misc.js';
 import * as analogOps from './ops/analog.js';
+import * as imageOps from './ops/image.js';
 
 export class WebGPUBackend implements Backend {
   readonly name = 'webgpu';
@@ -55,9 +58,40 @@ export class WebGPUBackend implements Backend {
    * of separate ops (engine/fused.ts), for comparison (NUDGE_FUSE=0 through createBackend).
    */
   fuse = true;
+  /**
+   * With `fuse`: apply convBlockBackwardData's gates (ReLU mask, pool routing) in the
+   * transposed conv's loads. Each dy element is loaded once per tap and column block there,
+   * so the gate is re-evaluated as often; on lavapipe that made the fused kernel ~2x slower
+   * than routing once (maxPool2x2Backward) and then the plain kernel (bench fused, 2026-11-27),
+   * so CPU adapters route first by default. On a GPU the fused loads save writing and
+   * re-reading the conv-shaped gradient (not yet measured there). NUDGE_GATED_LOADS=0|1.
+   */
+  gatedLoads: boolean;
+  private kernelPrecision: KernelPrecision = 'f32';
 
-  constructor(readonly gpu: Gpu, opts: RuntimeOptions = {}) {
+  constructor(readonly gpu: Gpu, opts: RuntimeOptions & { precision?: KernelPrecision } = {}) {
     this.rt = new Runtime(gpu, opts);
+    this.gatedLoads = !gpu.info.isSoftware;
+    if (opts.precision) this.precision = opts.precision;
+  }
+
+  /**
+   * The arithmetic conv/matmul kernels may use. 'f32' (default): f32 throughout. 'f16'
+   * (opt-in, NUDGE_PRECISION=f16 through createBackend; needs shader-f16): the tuner may
+   * also pick kernels that round operands to f16 and multiply (and maybe accumulate) in
+   * f16, so results change at the 1e-3 level. Tensors stay f32 in memory either way, and
+   * f32 and f16 tunings are cached apart.
+   */
+  get precision(): KernelPrecision {
+    return this.kernelPrecision;
+  }
+
+  set precision(p: KernelPrecision) {
+    if (p !== 'f32' && p !== 'f16') throw new DeviceError(`precision must be 'f32' or 'f16', got '${String(p)}'`);
+    if (p === 'f16' && !this.gpu.features.has('shader-f16')) {
+      throw new DeviceError(`precision 'f16' needs the WebGPU feature shader-f16, which ${this.gpu.info.name} does not offer: use precision 'f32'`);
+    }
+    this.kernelPrecision = p;
   }
 
   /** Checks that every tensor is live and lives here; returns their buffers. */
@@ -217,11 +251,14 @@ export class WebGPUBackend implements Backend {
   }
   convBlock(x: Tensor, w: Tensor, bias: Tensor | null, opts: ConvBlockOptions): ConvBlockResult {
     if (!this.fuse) return composeConvBlock(this, x, w, bias, opts);
-    return composeConvBlock(this, x, w, bias, opts);
+    // The plain conv2d's tuned config for this geometry (the same tuner key the composition records).
+    const cfg = this.tuner?.configFor('conv2d', conv2dShapes(x, w, bias, opts));
+    return convOps.convBlock(this, x, w, bias, opts, cfg as ConvForwardConfig | undefined);
   }
   convBlockBackwardData(dy: Tensor, w: Tensor, inputShape: Shape, gates?: ConvBlockGates): Tensor {
-    if (!this.fuse) return composeConvBlockBackwardData(this, dy, w, inputShape, gates);
-    return composeConvBlockBackwardData(this, dy, w, inputShape, gates);
+    if (!this.fuse || (!this.gatedLoads && (gates?.argmax || gates?.reluAt))) return composeConvBlockBackwardData(this, dy, w, inputShape, gates);
+    const cfg = this.tuner?.configFor('conv2dBackwardData', convBlockBackwardDataShapes(dy, w, inputShape, gates).g);
+    return convOps.convBlockBackwardData(this, dy, w, inputShape, gates, cfg as ConvBackwardDataConfig | undefined);
   }
   maxPool2x2(x: Tensor): MaxPoolResult {
     return miscOps.maxPool2x2(this, x);
@@ -244,6 +281,9 @@ export class WebGPUBackend implements Backend {
     const out = this.newTensor([N, classes]);
     if (N > 0) this.rt.dispatch(oneHotKernel(N, classes), [bl, out.storage('oneHot').buffer]);
     return out;
+  }
+  imagesFromU8(data: Uint8Array, shape: Shape, mean: readonly number[], std: readonly number[]): Tensor {
+    return imageOps.imagesFromU8(this, data, shape, mean, std);
   }
   sgdNesterov(param: Tensor, grad: Tensor, velocity: Tensor, opts: SgdOptions): void {
     checkDtype('sgdNesterov', param, 'f32', 'param');

@@ -17,6 +17,7 @@ import {
   ConvTileConfig,
   GatherGemm,
   GatherPhase,
+  SourceGates,
   checkTileConfig,
   defaultTile,
   gatherGemmKernel,
@@ -115,10 +116,28 @@ export function backwardDataPhases(s: ConvShape): GatherPhase[] {
 
 /** dx = conv2d^T(dy, w), as the kernels to run in order. */
 export function convBackwardDataKernels(s: ConvShape, cfg: ConvBackwardDataConfig = defaultConvBackwardDataConfig(s)): ConvBackwardDataPlan {
+  return convBlockBackwardDataKernels(s, { argmax: false, reluAt: false }, cfg);
+}
+
+/**
+ * The backward-data of a conv block: conv2d^T of dy gated on the way in (common.ts
+ * SourceGates: the ReLU's mask and the pool's routing fused into the GEMM's loads, so no
+ * conv-shaped gradient is ever written). The gemm's bindings: dy, wT, [argmax], [reluAt], dx;
+ * with argmax, dy, argmax and reluAt are at the pooled grid. Both algorithms take the gates.
+ */
+export function convBlockBackwardDataKernels(
+  s: ConvShape,
+  gates: SourceGates,
+  cfg: ConvBackwardDataConfig = defaultConvBackwardDataConfig(s),
+): ConvBackwardDataPlan {
   checkConvBackwardDataConfig(s, cfg);
+  const gated = gates.argmax || gates.reluAt;
+  if (gates.argmax && (s.Ho < 2 || s.Wo < 2)) throw new Error(`convBlockBackwardData ${shapeKey(s)}: a 2x2 pool needs a conv output of at least 2x2`);
+  const gateKey = [gates.reluAt ? 'relu' : '', gates.argmax ? 'pool' : ''].filter(Boolean).join('+');
   const gemm: GatherGemm = {
-    name: 'conv2dBackwardData',
-    comment: `conv2dBackwardData ${shapeKey(s)}`,
+    name: gated ? 'convBlockBackwardData' : 'conv2dBackwardData',
+    comment: `${gated ? 'convBlockBackwardData' : 'conv2dBackwardData'} ${shapeKey(s)}${gated ? ` gates ${gateKey}` : ''}`,
+    srcGates: gated ? gates : undefined,
     N: s.N,
     phases: backwardDataPhases(s),
     outH: s.H,

@@ -22,7 +22,7 @@
 //   30 s of shader compilation (shared CPU). Reduction and tap loops therefore run to
 //   `n * one`, where `one` is num_workgroups.z (always 1 under grid(), but unknown to the
 //   compiler): 0.2 s.
-import { KernelSpec, ceilDiv, grid, linearGroupIndex } from '../spec.js';
+import { BindingKind, KernelSpec, ceilDiv, grid, linearGroupIndex } from '../spec.js';
 
 /** What a conv kernel is generated for (the engine calls it ConvGeometry). */
 export interface ConvShape {
@@ -186,6 +186,95 @@ export interface GatherGemm {
   xDir: number;
   kxStep: number;
   bias: boolean;
+  /** Gates on the source loads (the backward of a conv block's pool and ReLU); see SourceGates. */
+  srcGates?: SourceGates;
+  /** Replaces the plain store with a conv block's epilogue (forward only); see BlockEpilogue. */
+  epilogue?: BlockEpilogue;
+}
+
+/**
+ * The source is the gradient at a conv block's output, gated on the way in. With `argmax`,
+ * src (and argmax, reluAt) are at the pooled grid floor(srcH/2) x floor(srcW/2): the GEMM's
+ * source pixel (iy, ix) reads src at (iy/2, ix/2) only where the pool's winner there is
+ * (iy%2)*2 + ix%2 (odd trailing rows/columns read 0). With `reluAt`, only where reluAt > 0.
+ * Extra bindings after wmat: [argmax (u32)], [reluAt].
+ * Measured on lavapipe (VGG5 layers, batch 32, busy 2-core machine): ~2.2x SLOWER than
+ * maxPool2x2Backward + the plain kernel, since the gate is re-evaluated for every tap and
+ * column block that reads a dy element (an extra load per A load in the inner loop); it
+ * saves the conv-shaped gradient's memory traffic, which is what a discrete GPU pays for.
+ */
+export interface SourceGates {
+  argmax: boolean;
+  reluAt: boolean;
+}
+
+/**
+ * A conv block's epilogue: a = acc + bias, pooled 2x2 with `pool` (then the one phase's
+ * destH x destW is the pooled grid, and each run of 4 GEMM rows is one window, position
+ * q = 2*dy + dx), h = max(a + add, 0) with `relu`, r = (a > 0 ? h - a : 0) with `residual`.
+ * Bindings after wmat and bias: [add], a, [argmax (u32, with pool)], [h], [r].
+ */
+export interface BlockEpilogue {
+  pool: boolean;
+  add: boolean;
+  relu: boolean;
+  residual: boolean;
+}
+
+/** The gated source's spatial extent (the pooled grid with argmax) and the bound GEMM source pixels must be under. */
+export function gatedSource(g: GatherGemm): { H: number; W: number; limH: number; limW: number } {
+  if (!g.srcGates?.argmax) return { H: g.srcH, W: g.srcW, limH: g.srcH, limW: g.srcW };
+  const H = Math.floor(g.srcH / 2);
+  const W = Math.floor(g.srcW / 2);
+  return { H, W, limH: 2 * H, limW: 2 * W };
+}
+
+/**
+ * Declarations and binding kinds of a gather GEMM: src, wmat, [bias], [argm], [reluAt],
+ * then the plain output or the epilogue's [add], a, [argmax], [h], [r].
+ */
+export function gatherGemmBindings(g: GatherGemm, srcVec: boolean, colTy: string): { decls: string[]; bindings: BindingKind[] } {
+  const decls = [
+    `@group(0) @binding(0) var<storage, read> src: array<${srcVec ? 'vec4<f32>' : 'f32'}>;`,
+    `@group(0) @binding(1) var<storage, read> wmat: array<${colTy}>;`,
+  ];
+  const bindings: BindingKind[] = ['read', 'read'];
+  const read = (d: string) => {
+    decls.push(`@group(0) @binding(${bindings.length}) var<storage, read> ${d};`);
+    bindings.push('read');
+  };
+  const rw = (d: string) => {
+    decls.push(`@group(0) @binding(${bindings.length}) var<storage, read_write> ${d};`);
+    bindings.push('rw');
+  };
+  if (g.bias) read(`bias: array<${colTy}>`);
+  if (g.srcGates?.argmax) read(`argm: array<${srcVec ? 'vec4<u32>' : 'u32'}>`);
+  if (g.srcGates?.reluAt) read(`reluAt: array<${srcVec ? 'vec4<f32>' : 'f32'}>`);
+  const e = g.epilogue;
+  if (!e) {
+    rw(`out: array<${colTy}>`);
+    return { decls, bindings };
+  }
+  if (e.add) read(`addend: array<${colTy}>`);
+  rw(`outA: array<${colTy}>`);
+  if (e.pool) rw(`outArg: array<${colTy === 'f32' ? 'u32' : 'vec4<u32>'}>`);
+  if (e.relu) rw(`outH: array<${colTy}>`);
+  if (e.residual) rw(`outR: array<${colTy}>`);
+  return { decls, bindings };
+}
+
+/** The checks an epilogue or gates put on a gather GEMM and its row block. */
+export function checkFusedGemm(g: GatherGemm, rowsPerInvocation: number | null): void {
+  const e = g.epilogue;
+  if (g.srcGates && e) throw new Error(`${g.name}: source gates and an epilogue do not go together`);
+  if (!e) return;
+  if ((e.add || e.residual) && !e.relu) throw new Error(`${g.name}: add and residual need relu`);
+  if (g.phases.length !== 1 || g.outStep !== 1) throw new Error(`${g.name}: an epilogue needs one phase and outStep 1`);
+  if (e.pool) {
+    if (rowsPerInvocation !== null && rowsPerInvocation % 4 !== 0) {
+      throw new Error(`${g.name}: a pooling epilogue needs rows per invocation % 4 == 0, got ${rowsPerInvocation}`);
+    }
+  }
 }
 
 export function gatherGemmKernel(g: GatherGemm, cfg: ConvTileConfig): KernelSpec {
@@ -194,12 +283,18 @@ export function gatherGemmKernel(g: GatherGemm, cfg: ConvTileConfig): KernelSpec
   if (kVec && g.K % 4 !== 0) throw new Error(`${g.name}: vec4 loads need ${g.K} reduction channels % 4 == 0`);
   const phases = g.phases.filter((p) => p.destH > 0 && p.destW > 0);
   if (phases.length === 0) throw new Error(`${g.name}: no output pixels`);
+  checkFusedGemm(g, R);
+  const epi = g.epilogue;
+  // With a pooling epilogue a GEMM row is (pooled pixel, window position): 4 rows per destination pixel.
+  const rowMul = epi?.pool ? 4 : 1;
+  const srcPool = !!g.srcGates?.argmax;
+  const srcRelu = !!g.srcGates?.reluAt;
+  const gs = gatedSource(g);
   const units = vec4 ? g.colsN / 4 : g.colsN;
   const colTy = vec4 ? 'vec4<f32>' : 'f32';
-  const srcTy = kVec ? 'vec4<f32>' : 'f32';
   const KV = kVec ? g.K / 4 : g.K;
   const colGroups = ceilDiv(units, wgX * C);
-  const phaseGroups = phases.map((p) => colGroups * ceilDiv(ceilDiv(g.N * p.destH * p.destW, R), wgY));
+  const phaseGroups = phases.map((p) => colGroups * ceilDiv(ceilDiv(g.N * p.destH * p.destW * rowMul, R), wgY));
   const phaseStart = phaseGroups.map((_, k) => phaseGroups.slice(0, k).reduce((a, b) => a + b, 0));
   const groups = phaseStart[phases.length - 1] + phaseGroups[phases.length - 1];
 
@@ -220,7 +315,7 @@ export function gatherGemmKernel(g: GatherGemm, cfg: ConvTileConfig): KernelSpec
   }
   emit(`  let destW = ${pick((p) => p.destW)};`);
   emit(`  let plane = ${pick((p) => p.destH * p.destW)};`);
-  emit(`  let total = ${pick((p) => g.N * p.destH * p.destW)};`);
+  emit(`  let total = ${pick((p) => g.N * p.destH * p.destW * rowMul)};`);
   emit(`  let outY0 = ${pick((p) => p.outY0)};`);
   emit(`  let outX0 = ${pick((p) => p.outX0)};`);
   emit(`  let r0 = ((gp / ${colGroups}u) * ${wgY}u + ${wgY === 1 ? '0u' : 'lid.y'}) * ${R}u;`);
@@ -229,12 +324,20 @@ export function gatherGemmKernel(g: GatherGemm, cfg: ConvTileConfig): KernelSpec
   for (let i = 0; i < R; i++) {
     emit(`  let row${i} = r0 + ${i}u;`);
     emit(`  let p${i} = min(row${i}, total - 1u);`);
-    emit(`  let n${i} = p${i} / plane;`);
-    emit(`  let qy${i} = (p${i} % plane) / destW;`);
-    emit(`  let qx${i} = p${i} % destW;`);
+    if (epi?.pool) {
+      // Row = 4 * (pooled pixel) + 2*dy + dx; its conv output pixel is (2*py + dy, 2*px + dx).
+      emit(`  let w${i} = p${i} / 4u;`);
+      emit(`  let n${i} = w${i} / plane;`);
+      emit(`  let qy${i} = ((w${i} % plane) / destW) * 2u + (p${i} % 4u) / 2u;`);
+      emit(`  let qx${i} = (w${i} % destW) * 2u + p${i} % 2u;`);
+    } else {
+      emit(`  let n${i} = p${i} / plane;`);
+      emit(`  let qy${i} = (p${i} % plane) / destW;`);
+      emit(`  let qx${i} = p${i} % destW;`);
+    }
     emit(`  let sy${i} = qy${i} * ${g.srcStep}u;`);
     emit(`  let sx${i} = qx${i} * ${g.srcStep}u;`);
-    emit(`  let nb${i} = n${i} * ${g.srcH}u;`);
+    emit(`  let nb${i} = n${i} * ${gs.H}u;`);
   }
   for (let c = 0; c < C; c++) {
     emit(`  let unit${c} = c0 + ${c * wgX}u;`);
@@ -245,7 +348,18 @@ export function gatherGemmKernel(g: GatherGemm, cfg: ConvTileConfig): KernelSpec
   const zero = kVec ? 'vec4<f32>(0.0)' : '0.0';
   const step = (k: string): string => {
     const body: string[] = [];
-    for (let i = 0; i < R; i++) body.push(`let a${i} = select(${zero}, src[off${i} + ${k}], ok${i});`);
+    for (let i = 0; i < R; i++) {
+      if (!srcPool && !srcRelu) {
+        body.push(`let a${i} = select(${zero}, src[off${i} + ${k}], ok${i});`);
+        continue;
+      }
+      // Gates per component: the pool's winner is here, and reluAt > 0.
+      const conds: string[] = [];
+      if (srcPool) conds.push(`(argm[s${i}] == ${kVec ? `vec4<u32>(here${i})` : `here${i}`})`);
+      if (srcRelu) conds.push(`(reluAt[s${i}] > ${zero})`);
+      body.push(`let s${i} = off${i} + ${k};`);
+      body.push(`let a${i} = select(${zero}, select(${zero}, src[s${i}], ${conds.join(kVec ? ' & ' : ' && ')}), ok${i});`);
+    }
     if (kVec) {
       for (let c = 0; c < C; c++)
         for (let j = 0; j < 4; j++) body.push(`let b${c}_${j} = wmat[(wb + ${k} * 4u + ${j}u) * ${units}u + cu${c}];`);
@@ -275,8 +389,13 @@ export function gatherGemmKernel(g: GatherGemm, cfg: ConvTileConfig): KernelSpec
     emit(`      let xo = xBase ${dir(g.xDir)} * tx;`);
     for (let i = 0; i < R; i++) {
       emit(`      let ix${i} = sx${i} + xo;`);
-      emit(`      let ok${i} = iy${i} < ${g.srcH}u && ix${i} < ${g.srcW}u;`);
-      emit(`      let off${i} = select(0u, ((nb${i} + iy${i}) * ${g.srcW}u + ix${i}) * ${KV}u, ok${i});`);
+      emit(`      let ok${i} = iy${i} < ${gs.limH}u && ix${i} < ${gs.limW}u;`);
+      if (srcPool) {
+        emit(`      let off${i} = select(0u, ((nb${i} + iy${i} / 2u) * ${gs.W}u + ix${i} / 2u) * ${KV}u, ok${i});`);
+        emit(`      let here${i} = (iy${i} % 2u) * 2u + ix${i} % 2u;`);
+      } else {
+        emit(`      let off${i} = select(0u, ((nb${i} + iy${i}) * ${g.srcW}u + ix${i}) * ${KV}u, ok${i});`);
+      }
     }
     emit(`      let wb = (ky * ${g.KW}u + kx) * ${g.K}u;`);
     const kMain = KV - (KV % U);
@@ -291,7 +410,9 @@ export function gatherGemmKernel(g: GatherGemm, cfg: ConvTileConfig): KernelSpec
   }
 
   if (g.bias) for (let c = 0; c < C; c++) emit(`  let bias${c} = bias[cu${c}];`);
-  for (let i = 0; i < R; i++) {
+  if (epi) {
+    blockEpilogue(epi, R, C, units, colTy, g.bias, g.outH, g.outW, emit);
+  } else for (let i = 0; i < R; i++) {
     emit(`  if (row${i} < total) {`);
     emit(
       `    let o${i} = ((n${i} * ${g.outH}u + qy${i} * ${g.outStep}u + outY0) * ${g.outW}u + qx${i} * ${g.outStep}u + outX0) * ${units}u;`,
@@ -302,12 +423,7 @@ export function gatherGemmKernel(g: GatherGemm, cfg: ConvTileConfig): KernelSpec
     emit('  }');
   }
 
-  const decls = [
-    `@group(0) @binding(0) var<storage, read> src: array<${srcTy}>;`,
-    `@group(0) @binding(1) var<storage, read> wmat: array<${colTy}>;`,
-  ];
-  if (g.bias) decls.push(`@group(0) @binding(2) var<storage, read> bias: array<${colTy}>;`);
-  decls.push(`@group(0) @binding(${g.bias ? 3 : 2}) var<storage, read_write> out: array<${colTy}>;`);
+  const { decls, bindings } = gatherGemmBindings(g, kVec, colTy);
   const wgsl = `// ${g.comment} ${tileConfigKey(cfg)}
 ${decls.join('\n')}
 @compute @workgroup_size(${wgX}, ${wgY})
@@ -321,7 +437,72 @@ ${lines.join('\n')}
   return {
     name: g.name,
     wgsl,
-    bindings: g.bias ? ['read', 'read', 'read', 'rw'] : ['read', 'read', 'rw'],
+    bindings,
     workgroups: grid(groups),
   };
+}
+
+/**
+ * The conv block's stores after the register kernel's reduction: per output, a = acc + bias
+ * then h and r; with pool, each run of 4 rows is a window, reduced as kernels/pool.ts does
+ * (the first position wins ties, a later one must be strictly greater), so the result
+ * equals conv2d -> maxPool2x2 bit for bit.
+ */
+function blockEpilogue(
+  e: BlockEpilogue,
+  R: number,
+  C: number,
+  units: number,
+  colTy: string,
+  bias: boolean,
+  outH: number,
+  outW: number,
+  emit: (s: string) => void,
+): void {
+  const zero = `${colTy}(0.0)`;
+  const argTy = colTy === 'f32' ? 'u32' : 'vec4<u32>';
+  const value = (i: number, c: number) => `acc${i}_${c}${bias ? ` + bias${c}` : ''}`;
+  const tail = (o: string, v: string): string[] => {
+    const out = [`outA[${o}] = ${v};`];
+    if (e.relu) {
+      out.push(`let h = max(${e.add ? `${v} + addend[${o}]` : v}, ${zero});`, `outH[${o}] = h;`);
+      if (e.residual) out.push(`outR[${o}] = select(${zero}, h - ${v}, ${v} > ${zero});`);
+    }
+    return out;
+  };
+  if (!e.pool) {
+    for (let i = 0; i < R; i++) {
+      emit(`  if (row${i} < total) {`);
+      emit(`    let o${i} = ((n${i} * ${outH}u + qy${i} + outY0) * ${outW}u + qx${i} + outX0) * ${units}u;`);
+      for (let c = 0; c < C; c++) {
+        emit(`    if (unit${c} < ${units}u) {`);
+        emit(`      let o = o${i} + unit${c};`);
+        emit(`      let v = ${value(i, c)};`);
+        for (const l of tail('o', 'v')) emit(`      ${l}`);
+        emit('    }');
+      }
+      emit('  }');
+    }
+    return;
+  }
+  // total is a multiple of 4 and row blocks start at multiples of 4: a window is all in or all out.
+  for (let j = 0; j < R; j += 4) {
+    emit(`  if (row${j} < total) {`);
+    for (let c = 0; c < C; c++) {
+      emit(`    if (unit${c} < ${units}u) {`);
+      emit(`      let o = w${j} * ${units}u + unit${c};`);
+      emit(`      var best = ${value(j, c)};`);
+      emit(`      var arg = ${argTy}(0u);`);
+      for (let q = 1; q < 4; q++) {
+        emit(`      let v${q} = ${value(j + q, c)};`);
+        emit(`      let win${q} = v${q} > best;`);
+        emit(`      best = select(best, v${q}, win${q});`);
+        emit(`      arg = select(arg, ${argTy}(${q}u), win${q});`);
+      }
+      emit('      outArg[o] = arg;');
+      for (const l of tail('o', 'best')) emit(`      ${l}`);
+      emit('    }');
+    }
+    emit('  }');
+  }
 }

@@ -2,6 +2,7 @@
 // = KH*KW*Ci, the activation operand gathered tap by tap (out-of-range taps read zero).
 import { KernelSpec } from '../spec.js';
 import {
+  BlockEpilogue,
   ConvShape,
   ConvTileConfig,
   checkTileConfig,
@@ -82,7 +83,66 @@ export function checkConvForwardConfig(s: ConvShape, c: ConvForwardConfig): void
 export function convForwardKernel(s: ConvShape, bias: boolean, cfg: ConvForwardConfig = defaultConvForwardConfig(s)): KernelSpec {
   checkConvForwardConfig(s, cfg);
   if (cfg.algo === 'matmul') throw new Error(`conv2d ${shapeKey(s)}: the 'matmul' algorithm runs as a matmul, not a conv kernel`);
+  const gemm = forwardGemm(s, bias);
+  return cfg.algo === 'shared' ? sharedGatherGemmKernel(gemm, cfg) : gatherGemmKernel(gemm, cfg);
+}
+
+function epilogueKey(e: BlockEpilogue): string {
+  return ['pool', 'add', 'relu', 'residual'].filter((k) => e[k as keyof BlockEpilogue]).join('+') || 'plain';
+}
+
+/** Why a register config cannot run this conv block, or null. */
+function blockConfigProblem(s: ConvShape, e: BlockEpilogue, c: ConvTileConfig): string | null {
+  try {
+    checkConvForwardConfig(s, c);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  if (e.pool && c.rows % 4 !== 0) return `pooling needs rows per invocation % 4 == 0, got ${c.rows}`;
+  return null;
+}
+
+/**
+ * The config a conv block runs with: the plain conv2d's (tuned) config of the same geometry
+ * when the fused kernel can run it, else the default register tile (at least 4 rows with
+ * pool). The fused kernel is register-blocked only: the shared-tile template strides an
+ * invocation's rows across the tile, so a pooling window is not in one invocation, and the
+ * 'matmul' algorithm is a different kernel family.
+ */
+export function convBlockConfig(s: ConvShape, e: BlockEpilogue, tuned?: ConvForwardConfig): ConvTileConfig {
+  if (tuned && tuned.algo !== 'shared' && tuned.algo !== 'matmul' && blockConfigProblem(s, e, tuned) === null) return tuned;
+  const vec4 = s.Co % 4 === 0;
+  const rowsTotal = e.pool ? s.N * Math.floor(s.Ho / 2) * Math.floor(s.Wo / 2) * 4 : s.N * s.Ho * s.Wo;
+  const c = defaultTile(vec4 ? s.Co / 4 : s.Co, rowsTotal, vec4);
+  return e.pool ? { ...c, rows: Math.max(4, c.rows) } : c;
+}
+
+/**
+ * A conv block in one kernel: conv2d + bias, then the epilogue (pool, add, ReLU, residual).
+ * Bindings: x, w, [bias], [add], a, [argmax (u32, with pool)], [h (relu)], [r (residual)].
+ */
+export function convBlockKernel(s: ConvShape, bias: boolean, e: BlockEpilogue, cfg: ConvTileConfig = convBlockConfig(s, e)): KernelSpec {
+  const problem = blockConfigProblem(s, e, cfg);
+  if (problem) throw new Error(`convBlock ${shapeKey(s)}: config ${tileConfigKey(cfg)}: ${problem}`);
+  const Hp = Math.floor(s.Ho / 2);
+  const Wp = Math.floor(s.Wo / 2);
+  if (e.pool && (Hp === 0 || Wp === 0)) throw new Error(`convBlock ${shapeKey(s)}: a 2x2 pool needs a conv output of at least 2x2`);
   const gemm: GatherGemm = {
+    ...forwardGemm(s, bias),
+    name: 'convBlock',
+    comment: `convBlock ${shapeKey(s)}${bias ? ' +bias' : ''} ${epilogueKey(e)}`,
+    epilogue: e,
+  };
+  if (e.pool) {
+    gemm.phases = [{ ...gemm.phases[0], destH: Hp, destW: Wp }];
+    gemm.outH = Hp;
+    gemm.outW = Wp;
+  }
+  return gatherGemmKernel(gemm, cfg);
+}
+
+function forwardGemm(s: ConvShape, bias: boolean): GatherGemm {
+  return {
     name: 'conv2d',
     comment: `conv2d ${shapeKey(s)}${bias ? ' +bias' : ''}`,
     N: s.N,
@@ -104,5 +164,4 @@ export function convForwardKernel(s: ConvShape, bias: boolean, cfg: ConvForwardC
     kxStep: 1,
     bias,
   };
-  return cfg.algo === 'shared' ? sharedGatherGemmKernel(gemm, cfg) : gatherGemmKernel(gemm, cfg);
 }

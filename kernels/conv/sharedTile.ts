@@ -8,7 +8,7 @@
 // A slots are spread along the reduction (adjacent invocations read adjacent channels of
 // one source pixel); B slots along the columns (adjacent units of one filter row).
 import { KernelSpec, ceilDiv } from '../spec.js';
-import { ConvShape, GatherGemm, GatherPhase, shapeKey } from './common.js';
+import { ConvShape, GatherGemm, GatherPhase, gatedSource, gatherGemmBindings, shapeKey } from './common.js';
 // A cycle with backwardFilter.ts (which dispatches to this file): only functions cross it, used at call time.
 import { type ConvBackwardFilterPlan, splitSumKernel } from './backwardFilter.js';
 import {
@@ -26,6 +26,11 @@ export function sharedGatherGemmKernel(g: GatherGemm, cfg: SharedTileConfig): Ke
   if (cfg.vec4 && g.colsN % 4 !== 0) throw new Error(`${g.name}: vec4 columns need ${g.colsN} % 4 == 0`);
   const phases = g.phases.filter((p) => p.destH > 0 && p.destW > 0);
   if (phases.length === 0) throw new Error(`${g.name}: no output pixels`);
+  // The conv-block epilogue needs a window's 4 rows in one invocation; tile rows here are strided.
+  if (g.epilogue) throw new Error(`${g.name}: the shared-tile kernel has no conv-block epilogue (use a register config)`);
+  const srcPool = !!g.srcGates?.argmax;
+  const srcRelu = !!g.srcGates?.reluAt;
+  const gs = gatedSource(g);
   const { vec4, BM } = cfg;
   const units = vec4 ? g.colsN / 4 : g.colsN;
   const colTy = vec4 ? 'vec4<f32>' : 'f32';
@@ -97,8 +102,18 @@ export function sharedGatherGemmKernel(g: GatherGemm, cfg: SharedTileConfig): Ke
     }
     out.push(`let iy${p} = sy${p} + yo${sfx};`);
     out.push(`let ix${p} = sx${p} + xo${sfx};`);
-    out.push(`let aok${p} = ${inK}iy${p} < ${g.srcH}u && ix${p} < ${g.srcW}u;`);
-    out.push(`let av${p} = select(0.0, src[select(0u, ((nb${p} + iy${p}) * ${g.srcW}u + ix${p}) * ${K}u + ${ch}, aok${p})], aok${p});`);
+    out.push(`let aok${p} = ${inK}iy${p} < ${gs.limH}u && ix${p} < ${gs.limW}u;`);
+    if (!srcPool && !srcRelu) {
+      out.push(`let av${p} = select(0.0, src[select(0u, ((nb${p} + iy${p}) * ${g.srcW}u + ix${p}) * ${K}u + ${ch}, aok${p})], aok${p});`);
+      return out;
+    }
+    // The source at the pooled pixel, only where the pool's winner is here and reluAt > 0.
+    const pix = srcPool ? `(nb${p} + iy${p} / 2u) * ${gs.W}u + ix${p} / 2u` : `(nb${p} + iy${p}) * ${g.srcW}u + ix${p}`;
+    out.push(`let si${p} = select(0u, (${pix}) * ${K}u + ${ch}, aok${p});`);
+    const conds = [`aok${p}`];
+    if (srcPool) conds.push(`argm[si${p}] == (iy${p} % 2u) * 2u + ix${p} % 2u`);
+    if (srcRelu) conds.push(`reluAt[si${p}] > 0.0`);
+    out.push(`let av${p} = select(0.0, src[si${p}], ${conds.join(' && ')});`);
     return out;
   };
   const zero = vec4 ? 'vec4<f32>(0.0)' : '0.0';
@@ -112,19 +127,14 @@ export function sharedGatherGemmKernel(g: GatherGemm, cfg: SharedTileConfig): Ke
     ];
   };
 
-  const decls = [
-    '@group(0) @binding(0) var<storage, read> src: array<f32>;',
-    `@group(0) @binding(1) var<storage, read> wmat: array<${colTy}>;`,
-  ];
-  if (g.bias) decls.push(`@group(0) @binding(2) var<storage, read> bias: array<${colTy}>;`);
-  decls.push(`@group(0) @binding(${g.bias ? 3 : 2}) var<storage, read_write> out: array<${colTy}>;`);
+  const { decls, bindings } = gatherGemmBindings(g, false, colTy);
 
   return tileGemmKernel(
     {
       name: g.name,
       comment: g.comment,
       decls,
-      bindings: g.bias ? ['read', 'read', 'read', 'rw'] : ['read', 'read', 'rw'],
+      bindings,
       groups,
       units,
       head,
@@ -133,7 +143,7 @@ export function sharedGatherGemmKernel(g: GatherGemm, cfg: SharedTileConfig): Ke
         `let n${p} = ar${p} / plane;`,
         `let sy${p} = ((ar${p} % plane) / destW) * ${g.srcStep}u;`,
         `let sx${p} = (ar${p} % destW) * ${g.srcStep}u;`,
-        `let nb${p} = n${p} * ${g.srcH}u;`,
+        `let nb${p} = n${p} * ${gs.H}u;`,
       ],
       aLoad,
       bAlongK: false,

@@ -52,9 +52,9 @@ export function anyMatmulConfigKey(c: AnyMatmulConfig): string {
   return c.algo === 'shared' ? sharedTileConfigKey(c) : matmulConfigKey(c);
 }
 
-/** The kernel of either algorithm (bindings a, b, out). */
-export function anyMatmulKernel(s: MatmulShape, cfg: AnyMatmulConfig): KernelSpec {
-  return cfg.algo === 'shared' ? sharedMatmulKernel(s, cfg) : matmulKernel(s, cfg);
+/** The kernel of either algorithm (bindings a, b, out); `maxStorageBytes`: the device's workgroup memory. */
+export function anyMatmulKernel(s: MatmulShape, cfg: AnyMatmulConfig, maxStorageBytes?: number): KernelSpec {
+  return cfg.algo === 'shared' ? sharedMatmulKernel(s, cfg, false, maxStorageBytes) : matmulKernel(s, cfg);
 }
 
 const ROWS = [1, 2, 4, 8];

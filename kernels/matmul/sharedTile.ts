@@ -42,18 +42,40 @@ export interface SharedTileConfig {
    * of 9-15 s per kernel, busy 2-core machine).
    */
   unroll?: boolean;
+  /**
+   * Reduced precision (needs the device feature shader-f16 and the backend's precision
+   * 'f16'): operands are rounded to f16 as they are staged into workgroup memory (half the
+   * bytes, so larger tiles fit) and multiplied in f16; 'mul' accumulates the products in
+   * f32, 'acc' accumulates in f16 too (faster where f16 math is, and the least accurate).
+   * Absent: f32 throughout. Tensors stay f32 in their buffers either way.
+   */
+  f16?: 'mul' | 'acc';
 }
 
 export function sharedTileConfigKey(c: SharedTileConfig): string {
-  return `sh${c.BM}x${c.BN}x${c.BK}t${c.TM}x${c.TN}${c.vec4 ? 'v4' : 's'}${c.unroll ? 'u' : ''}`;
+  return `sh${c.BM}x${c.BN}x${c.BK}t${c.TM}x${c.TN}${c.vec4 ? 'v4' : 's'}${c.unroll ? 'u' : ''}${c.f16 ? `-h${c.f16 === 'mul' ? 'm' : 'a'}` : ''}`;
 }
 
-/** The portable WebGPU default of maxComputeWorkgroupStorageSize (lavapipe reports the same). */
+/**
+ * The portable WebGPU default of maxComputeWorkgroupStorageSize. Devices may offer more
+ * (lavapipe 32 KB, an H200 48 KB): pass theirs as `maxStorageBytes` where a caller knows it.
+ */
 export const MAX_WORKGROUP_STORAGE_BYTES = 16384;
 export const MAX_WORKGROUP_INVOCATIONS = 256;
 
 export function sharedTileStorageBytes(c: SharedTileConfig): number {
-  return 4 * c.BK * (c.BM + c.BN);
+  return (c.f16 ? 2 : 4) * c.BK * (c.BM + c.BN);
+}
+
+/** The kernel precisions a backend may allow: 'f16' admits the f16 configs (never by default). */
+export type KernelPrecision = 'f32' | 'f16';
+
+/** What a config space may use beyond the portable defaults (passed in by the backend). */
+export interface TileSpaceOptions {
+  /** 'f16': add the f16 variants (f16 'mul' and 'acc') of every tile. Default 'f32'. */
+  precision?: KernelPrecision;
+  /** The device's maxComputeWorkgroupStorageSize. Default: the portable 16 KB. */
+  maxStorageBytes?: number;
 }
 
 const TILE_MN = [32, 64, 128];
@@ -63,11 +85,15 @@ const THREAD_MN = [4, 8];
 /**
  * The shared-tile configs worth trying for a GEMM with `cols` output columns and `rows`
  * output rows: tiles of 32-128 x 32-128 x 8-32 with 4-8 x 4-8 register blocks, 32-256
- * invocations, workgroup memory within the portable 16 KB. Tiles much larger than the
- * output (only edge work) are left out, except the smallest of each kind.
+ * invocations, workgroup memory within `opts.maxStorageBytes` (default: the portable 16 KB;
+ * f16 tiles take half). Tiles much larger than the output (only edge work) are left out,
+ * except the smallest of each kind.
  */
-export function sharedTileConfigs(rows: number, cols: number): SharedTileConfig[] {
+export function sharedTileConfigs(rows: number, cols: number, opts: TileSpaceOptions = {}): SharedTileConfig[] {
   const out: SharedTileConfig[] = [];
+  const maxBytes = opts.maxStorageBytes ?? MAX_WORKGROUP_STORAGE_BYTES;
+  // f32 configs carry no f16 field at all, so their canonical form (the cache's) is unchanged.
+  const precisions: (undefined | 'mul' | 'acc')[] = opts.precision === 'f16' ? [undefined, 'mul', 'acc'] : [undefined];
   for (const vec4 of cols % 4 === 0 ? [true, false] : [false])
     for (const BM of TILE_MN) {
       if (BM > 32 && BM >= 2 * rows) continue;
@@ -76,13 +102,15 @@ export function sharedTileConfigs(rows: number, cols: number): SharedTileConfig[
         for (const BK of TILE_K)
           for (const TM of THREAD_MN)
             for (const TN of THREAD_MN)
-              for (const unroll of [true, false]) {
-                const c: SharedTileConfig = { algo: 'shared', BM, BN, BK, TM, TN, vec4, unroll };
-                if (sharedTileProblem(c) === null) {
-                  const threads = (BM / TM) * (BN / TN);
-                  if (threads >= 32) out.push(c);
+              for (const unroll of [true, false])
+                for (const f16 of precisions) {
+                  const c: SharedTileConfig = { algo: 'shared', BM, BN, BK, TM, TN, vec4, unroll };
+                  if (f16) c.f16 = f16;
+                  if (sharedTileProblem(c, maxBytes) === null) {
+                    const threads = (BM / TM) * (BN / TN);
+                    if (threads >= 32) out.push(c);
+                  }
                 }
-              }
       }
     }
   return out;
@@ -92,18 +120,25 @@ export function sharedTileConfigs(rows: number, cols: number): SharedTileConfig[
  * The shared-tile config meant for discrete GPUs without tuning: 128 x 128 x 8 tiles with
  * 8 x 8 per invocation (256 invocations, 8 KB of workgroup memory), the usual fp32 SGEMM
  * shape; smaller along a side that the output does not fill. The inner loop is unrolled.
+ * With `f16` the same tile with twice the BK (the same workgroup memory).
  */
-export function defaultSharedTileConfig(rows: number, cols: number): SharedTileConfig {
+export function defaultSharedTileConfig(rows: number, cols: number, f16?: 'mul' | 'acc'): SharedTileConfig {
   const vec4 = cols % 4 === 0;
   const BM = rows >= 128 ? 128 : rows > 32 ? 64 : 32;
   const BN = cols >= 128 ? 128 : cols > 32 ? 64 : 32;
   const TM = BM === 128 ? 8 : 4;
   const TN = BN === 128 ? 8 : 4;
-  return { algo: 'shared', BM, BN, BK: BM === 128 && BN === 128 ? 8 : 16, TM, TN, vec4, unroll: true };
+  const BK = (BM === 128 && BN === 128 ? 8 : 16) * (f16 ? 2 : 1);
+  const c: SharedTileConfig = { algo: 'shared', BM, BN, BK, TM, TN, vec4, unroll: true };
+  if (f16) c.f16 = f16;
+  return c;
 }
 
-/** Why a config cannot be generated at all (independent of the shape), or null. */
-export function sharedTileProblem(c: SharedTileConfig): string | null {
+/**
+ * Why a config cannot be generated at all (independent of the shape), or null.
+ * `maxStorageBytes`: the device's workgroup memory (default: the portable 16 KB).
+ */
+export function sharedTileProblem(c: SharedTileConfig, maxStorageBytes = MAX_WORKGROUP_STORAGE_BYTES): string | null {
   for (const [k, v] of Object.entries({ BM: c.BM, BN: c.BN, BK: c.BK, TM: c.TM, TN: c.TN })) {
     if (!Number.isInteger(v) || v < 1) return `${k} must be a positive integer`;
   }
@@ -113,8 +148,9 @@ export function sharedTileProblem(c: SharedTileConfig): string | null {
   const threads = (c.BM / c.TM) * (c.BN / c.TN);
   if (threads > MAX_WORKGROUP_INVOCATIONS) return `workgroup of ${threads} invocations (> ${MAX_WORKGROUP_INVOCATIONS})`;
   if (c.TM * c.TN > 64) return 'more than 64 accumulators per invocation';
+  if (c.f16 !== undefined && c.f16 !== 'mul' && c.f16 !== 'acc') return `f16 must be 'mul' or 'acc' (or absent)`;
   const bytes = sharedTileStorageBytes(c);
-  if (bytes > MAX_WORKGROUP_STORAGE_BYTES) return `${bytes} bytes of workgroup memory (> ${MAX_WORKGROUP_STORAGE_BYTES})`;
+  if (bytes > maxStorageBytes) return `${bytes} bytes of workgroup memory (> ${maxStorageBytes})`;
   return null;
 }
 
@@ -158,11 +194,20 @@ export interface TileGemm {
   store(i: number, j: number, v: string): string;
 }
 
-export function tileGemmKernel(t: TileGemm, cfg: SharedTileConfig): KernelSpec {
-  const problem = sharedTileProblem(cfg);
+/**
+ * With `cfg.f16` the WGSL needs the device feature shader-f16 (`enable f16;`). The hooks
+ * still load and store f32: the template rounds operands to f16 as it stages them.
+ * `maxStorageBytes`: the device's workgroup memory (default: the portable 16 KB).
+ */
+export function tileGemmKernel(t: TileGemm, cfg: SharedTileConfig, maxStorageBytes = MAX_WORKGROUP_STORAGE_BYTES): KernelSpec {
+  const problem = sharedTileProblem(cfg, maxStorageBytes);
   if (problem) throw new Error(`${t.name}: config ${sharedTileConfigKey(cfg)}: ${problem}`);
   const { BM, BN, BK, TM, TN, vec4 } = cfg;
   const colTy = vec4 ? 'vec4<f32>' : 'f32';
+  // Element types of the workgroup tiles and of the accumulators.
+  const elem = cfg.f16 ? 'f16' : 'f32';
+  const tileColTy = vec4 ? `vec4<${elem}>` : elem;
+  const accTy = cfg.f16 === 'acc' ? tileColTy : colTy;
   const BNu = vec4 ? BN / 4 : BN;
   const TNu = vec4 ? TN / 4 : TN;
   const wx = BN / TN;
@@ -200,7 +245,7 @@ export function tileGemmKernel(t: TileGemm, cfg: SharedTileConfig): KernelSpec {
     }
     emit(`  let bu${q} = min(tileCol + bn${q}, ${t.units - 1}u);`);
   }
-  for (let i = 0; i < TM; i++) for (let j = 0; j < TNu; j++) emit(`  var acc${i}_${j} = ${colTy}(0.0);`);
+  for (let i = 0; i < TM; i++) for (let j = 0; j < TNu; j++) emit(`  var acc${i}_${j} = ${accTy}(0.0);`);
 
   emit(`  let slices = (kTotal - kBegin + ${BK - 1}u) / ${BK}u;`);
   // `* one`: an opaque trip count keeps Mesa from unrolling the whole reduction (compile time).
@@ -213,7 +258,7 @@ export function tileGemmKernel(t: TileGemm, cfg: SharedTileConfig): KernelSpec {
     if (guarded) emit(`    if (ae${p} < ${aCount}u) {`);
     emit(`${ind}let ak${p} = k0 + akk${p};`);
     for (const l of t.aLoad(p)) emit(`${ind}${l}`);
-    emit(`${ind}As[akk${p} * ${BM}u + am${p}] = av${p};`);
+    emit(`${ind}As[akk${p} * ${BM}u + am${p}] = ${cfg.f16 ? `f16(av${p})` : `av${p}`};`);
     if (guarded) emit('    }');
   }
   for (let q = 0; q < bSlots; q++) {
@@ -222,14 +267,16 @@ export function tileGemmKernel(t: TileGemm, cfg: SharedTileConfig): KernelSpec {
     if (guarded) emit(`    if (be${q} < ${bCount}u) {`);
     emit(`${ind}let bk${q} = k0 + bkk${q};`);
     for (const l of t.bLoad(q)) emit(`${ind}${l}`);
-    emit(`${ind}Bs[bkk${q} * ${BNu}u + bn${q}] = bv${q};`);
+    emit(`${ind}Bs[bkk${q} * ${BNu}u + bn${q}] = ${cfg.f16 ? `${tileColTy}(bv${q})` : `bv${q}`};`);
     if (guarded) emit('    }');
   }
   emit('    workgroupBarrier();');
   emit(`    for (var kk = 0u; kk < ${BK}u${cfg.unroll ? '' : ' * one'}; kk++) {`);
   for (let i = 0; i < TM; i++) emit(`      let a${i} = As[kk * ${BM}u + ${i * wy}u + lid.y];`);
   for (let j = 0; j < TNu; j++) emit(`      let b${j} = Bs[kk * ${BNu}u + ${j * wx}u + lid.x];`);
-  for (let i = 0; i < TM; i++) for (let j = 0; j < TNu; j++) emit(`      acc${i}_${j} += a${i} * b${j};`);
+  // f16 'mul': the product is rounded to f16, then added in f32.
+  const product = (i: number, j: number) => (cfg.f16 === 'mul' ? `${colTy}(a${i} * b${j})` : `a${i} * b${j}`);
+  for (let i = 0; i < TM; i++) for (let j = 0; j < TNu; j++) emit(`      acc${i}_${j} += ${product(i, j)};`);
   emit('    }');
   emit('    workgroupBarrier();');
   emit('  }');
@@ -239,14 +286,17 @@ export function tileGemmKernel(t: TileGemm, cfg: SharedTileConfig): KernelSpec {
     emit(`  let orow${i} = tileRow + ${i * wy}u + lid.y;`);
     emit(`  if (orow${i} < rowsTotal) {`);
     for (const l of t.storeRow(i)) emit(`    ${l}`);
-    for (let j = 0; j < TNu; j++) emit(`    if (ou${j} < ${t.units}u) { ${t.store(i, j, `acc${i}_${j}`)} }`);
+    for (let j = 0; j < TNu; j++) {
+      const v = cfg.f16 === 'acc' ? `${colTy}(acc${i}_${j})` : `acc${i}_${j}`;
+      emit(`    if (ou${j} < ${t.units}u) { ${t.store(i, j, v)} }`);
+    }
     emit('  }');
   }
 
-  const wgsl = `// ${t.comment} ${sharedTileConfigKey(cfg)}
+  const wgsl = `${cfg.f16 ? 'enable f16;\n' : ''}// ${t.comment} ${sharedTileConfigKey(cfg)}
 ${t.decls.join('\n')}
-var<workgroup> As: array<f32, ${aCount}>;
-var<workgroup> Bs: array<${colTy}, ${bCount}>;
+var<workgroup> As: array<${elem}, ${aCount}>;
+var<workgroup> Bs: array<${tileColTy}, ${bCount}>;
 @compute @workgroup_size(${wx}, ${wy})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u, @builtin(local_invocation_index) li: u32) {
   let g = ${linearGroupIndex};
@@ -258,20 +308,20 @@ ${lines.join('\n')}
   return { name: t.name, wgsl, bindings: t.bindings, workgroups: grid(t.groups) };
 }
 
-export function checkSharedMatmulConfig(s: MatmulShape, c: SharedTileConfig): void {
-  const problem = sharedTileProblem(c);
+export function checkSharedMatmulConfig(s: MatmulShape, c: SharedTileConfig, maxStorageBytes = MAX_WORKGROUP_STORAGE_BYTES): void {
+  const problem = sharedTileProblem(c, maxStorageBytes);
   const bad = (why: string) => new Error(`matmul config ${sharedTileConfigKey(c)} invalid for ${s.M}x${s.K}x${s.N}: ${why}`);
   if (problem) throw bad(problem);
   if (c.vec4 && s.N % 4 !== 0) throw bad('vec4 columns need N % 4 == 0');
   if (s.M < 1 || s.N < 1 || s.K < 0) throw bad('empty output');
 }
 
-export function sharedMatmulConfigSpace(s: MatmulShape): SharedTileConfig[] {
-  return sharedTileConfigs(s.M, s.N);
+export function sharedMatmulConfigSpace(s: MatmulShape, opts: TileSpaceOptions = {}): SharedTileConfig[] {
+  return sharedTileConfigs(s.M, s.N, opts);
 }
 
-export function defaultSharedMatmulConfig(s: MatmulShape): SharedTileConfig {
-  return defaultSharedTileConfig(s.M, s.N);
+export function defaultSharedMatmulConfig(s: MatmulShape, f16?: 'mul' | 'acc'): SharedTileConfig {
+  return defaultSharedTileConfig(s.M, s.N, f16);
 }
 
 /**
@@ -279,8 +329,8 @@ export function defaultSharedMatmulConfig(s: MatmulShape): SharedTileConfig {
  * transposes are absorbed by the loads into workgroup memory, each spread so adjacent
  * invocations read adjacent global addresses.
  */
-export function sharedMatmulKernel(s: MatmulShape, cfg: SharedTileConfig, bias = false): KernelSpec {
-  checkSharedMatmulConfig(s, cfg);
+export function sharedMatmulKernel(s: MatmulShape, cfg: SharedTileConfig, bias = false, maxStorageBytes = MAX_WORKGROUP_STORAGE_BYTES): KernelSpec {
+  checkSharedMatmulConfig(s, cfg, maxStorageBytes);
   const { M, K, N, transA, transB } = s;
   const { vec4 } = cfg;
   const units = vec4 ? N / 4 : N;
@@ -331,6 +381,7 @@ export function sharedMatmulKernel(s: MatmulShape, cfg: SharedTileConfig, bias =
       store: (i, j, v) => `out[orow${i} * ${units}u + ou${j}] = ${v}${bias ? ` + bias[ou${j}]` : ''};`,
     },
     cfg,
+    maxStorageBytes,
   );
   return spec;
 }

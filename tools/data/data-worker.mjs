@@ -1,7 +1,7 @@
 // Image work for the data tools, run in worker threads (node:worker_threads). Plain JavaScript
 // so that the same file runs from the TypeScript sources (tests) and, copied by
 // tools/build.mjs, next to the bundle (dist/data-worker.mjs).
-// Messages: { id, op: 'prepare' | 'crop', bytes: Uint8Array, ...options }.
+// Messages: { id, op: 'prepare', bytes: Uint8Array, ...options } or { id, op: 'crops', out, items }.
 import { parentPort } from 'node:worker_threads';
 import sharp from 'sharp';
 import { resampleCrop } from './resample.mjs';
@@ -26,51 +26,52 @@ async function prepare(m) {
   return { data, width: info.width, height: info.height };
 }
 
-async function crop(m) {
-  if (m.box && m.mean) {
+/**
+ * One batch slice of crops, all out x out x 3 bytes, into one buffer (one message each way
+ * for several images). Items: { bytes, raw?, box?, flip?, resize? }. Shard images are
+ * 3-channel sRGB already (prepare made them so): no colour conversions needed.
+ */
+async function crops(m) {
+  const per = m.out * m.out * 3;
+  const data = new Uint8Array(m.items.length * per);
+  for (let k = 0; k < m.items.length; k++) await cropInto(m.items[k], m.out, data, k * per);
+  return { data };
+}
+
+async function cropInto(it, out, dst, offset) {
+  if (it.box) {
     // RandomResizedCrop: decode only, then cut, scale (antialiased bilinear, torchvision's
-    // pixel-centre convention), mirror and normalize in one JavaScript pass (resample.mjs).
-    // Shard images are 3-channel sRGB already (prepare made them so).
-    let px = m.bytes;
-    let width = m.raw?.width;
-    if (!m.raw) {
-      const { data, info } = await sharp(m.bytes).raw().toBuffer({ resolveWithObject: true });
+    // pixel-centre convention) and mirror in one JavaScript pass (resample.mjs).
+    let px = it.bytes;
+    let width = it.raw?.width;
+    if (!it.raw) {
+      const { data, info } = await sharp(it.bytes).raw().toBuffer({ resolveWithObject: true });
       if (info.channels !== 3) throw new Error(`shard image has ${info.channels} channels`);
-      px = data;
+      // A plain Uint8Array view, so resampleCrop only ever sees one array type (see there).
+      px = new Uint8Array(data.buffer, data.byteOffset, data.length);
       width = info.width;
     }
-    return { data: resampleCrop(px, width, m.box, m.out, !!m.flip, m.mean, m.std) };
+    resampleCrop(px, width, it.box, out, !!it.flip, dst, offset);
+    return;
   }
-  // Shard images are 3-channel sRGB already (prepare made them so): no conversions needed.
-  let img = m.raw ? sharp(m.bytes, { raw: { width: m.raw.width, height: m.raw.height, channels: m.raw.channels ?? 3 } }) : sharp(m.bytes);
-  if (m.box) {
-    // RandomResizedCrop to uint8 (no normalization asked for): the same cut through libvips.
-    img = img.extract(m.box).resize(m.out, m.out, { fit: 'fill', kernel: 'linear' });
-    if (m.flip) img = img.flop();
-  } else {
-    // Evaluation: shorter side to m.resize, centre out x out (cover + centred extract is the same cut).
-    const off = (m.resize - m.out) >> 1;
-    img = img.resize(m.resize, m.resize, { fit: 'cover', position: 'centre', kernel: 'linear' }).extract({ left: off, top: off, width: m.out, height: m.out });
-  }
-  const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
-  if (info.channels !== 3 || info.width !== m.out || info.height !== m.out) throw new Error(`crop gave ${info.width}x${info.height}x${info.channels}`);
-  if (!m.mean) return { data };
-  const x = new Float32Array(data.length);
-  const scale = m.std.map((s) => 1 / (255 * s));
-  const shift = m.mean.map((v, c) => v / m.std[c]);
-  for (let p = 0; p < data.length; p += 3) {
-    x[p] = data[p] * scale[0] - shift[0];
-    x[p + 1] = data[p + 1] * scale[1] - shift[1];
-    x[p + 2] = data[p + 2] * scale[2] - shift[2];
-  }
-  return { data: x };
+  // Evaluation: shorter side to it.resize, centre out x out (cover + centred extract is the same cut).
+  const img = it.raw ? sharp(it.bytes, { raw: { width: it.raw.width, height: it.raw.height, channels: it.raw.channels ?? 3 } }) : sharp(it.bytes);
+  const off = (it.resize - out) >> 1;
+  const { data, info } = await img
+    .resize(it.resize, it.resize, { fit: 'cover', position: 'centre', kernel: 'linear' })
+    .extract({ left: off, top: off, width: out, height: out })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3 || info.width !== out || info.height !== out) throw new Error(`crop gave ${info.width}x${info.height}x${info.channels}`);
+  dst.set(data, offset);
 }
 
 parentPort.on('message', async (m) => {
   try {
-    const r = m.op === 'prepare' ? await prepare(m) : await crop(m);
-    // sharp's buffers are external memory that cannot be transferred: copy into our own.
-    const data = r.data instanceof Float32Array ? r.data : new Uint8Array(r.data);
+    const r = m.op === 'prepare' ? await prepare(m) : await crops(m);
+    // sharp's buffers are external memory that cannot be transferred: copy into our own
+    // (crops are ours already).
+    const data = m.op === 'prepare' ? new Uint8Array(r.data) : r.data;
     parentPort.postMessage({ id: m.id, ok: true, ...r, data }, [data.buffer]);
   } catch (e) {
     parentPort.postMessage({ id: m.id, ok: false, error: String(e && e.message ? e.message : e) });

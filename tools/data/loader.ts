@@ -7,7 +7,7 @@ import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import seedrandom from 'seedrandom';
 import { DataError } from './idx.js';
-import { WorkerPool } from './pool.js';
+import { CropItem, WorkerPool } from './pool.js';
 import { Manifest, decodeIndex, readManifest } from './shards.js';
 import type { Split } from './sources.js';
 import { seededPermutation } from '../../pcn/train.js';
@@ -133,20 +133,38 @@ export class ShardReader {
   }
 }
 
+/** (byte / 255 - mean[c]) / std[c] on the host, as Backend.imagesFromU8 does on the device. */
+export function normalizeU8(x: Uint8Array, mean: readonly number[], std: readonly number[]): Float32Array {
+  const C = mean.length;
+  const scale = std.map((s) => 1 / (255 * s));
+  const shift = mean.map((v, c) => v / std[c]);
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i++) out[i] = x[i] * scale[i % C] - shift[i % C];
+  return out;
+}
+
+export interface BatchU8 {
+  x: Uint8Array;
+  y: Uint32Array;
+  n: number;
+}
+
 /**
- * Batches of normalized float32 NHWC crops. Implements pcn's LabelledImages (loadBatch and
- * prefetch; the synchronous batch() is not available for decoded images).
+ * Batches of NHWC crops: as bytes (loadBatchU8, normalized on the GPU by
+ * Backend.imagesFromU8 with `normalization`) or normalized float32 (loadBatch). Implements
+ * pcn's LabelledImages (the synchronous batch() is not available for decoded images).
+ * Training crops and flips are a pure function of (seed, epoch, example index), so a run
+ * resumed mid-epoch, any batch order and any worker count see the same crops.
  */
 export class ImageLoader {
   readonly reader: ShardReader;
   readonly shape: [number, number, number];
   readonly classes: number;
   readonly count: number;
+  readonly normalization: { mean: number[]; std: number[] };
   private pool: WorkerPool;
   private ownsPool: boolean;
-  /** How often each example has been drawn: seeds its next augmentation. */
-  private visits: Uint32Array;
-  private pending = new Map<string, Promise<Batch>>();
+  private pending = new Map<string, Promise<BatchU8>>();
 
   constructor(
     dir: string,
@@ -158,44 +176,45 @@ export class ImageLoader {
     this.shape = [opts.crop, opts.crop, 3];
     this.classes = this.reader.manifest.classes.length;
     this.count = this.reader.count;
-    this.visits = new Uint32Array(this.count);
+    this.normalization = { mean: opts.mean ?? IMAGENET_MEAN, std: opts.std ?? IMAGENET_STD };
     this.ownsPool = !pool;
     this.pool = pool ?? new WorkerPool(opts.workers);
   }
 
-  private loadOne(i: number): Promise<Float32Array> {
-    const { crop, augment } = this.opts;
-    const w = this.reader.widths[i];
-    const h = this.reader.heights[i];
-    const base = {
-      op: 'crop' as const,
-      bytes: this.reader.read(i),
-      raw: this.reader.raw ? { width: w, height: h } : undefined,
-      out: crop,
-      mean: this.opts.mean ?? IMAGENET_MEAN,
-      std: this.opts.std ?? IMAGENET_STD,
-    };
-    if (augment) {
-      const rng = seedrandom(`${this.opts.seed}/aug/${i}/${this.visits[i]++}`);
-      const box = randomResizedCropBox(w, h, rng);
-      return this.pool.run({ ...base, box, flip: rng() < 0.5 }).then((r) => r.data as Float32Array);
-    }
-    // Squashed sets (ImageNet32/64 style) are evaluated whole, not through the 256/224 margin.
-    const resize = this.reader.manifest.options.squash ? crop : Math.round((crop * 256) / 224);
-    return this.pool.run({ ...base, resize }).then((r) => r.data as Float32Array);
+  /** The RandomResizedCrop box and flip of example i in `epoch`: depends on nothing else. */
+  augmentation(i: number, epoch: number): { box: CropBox; flip: boolean } {
+    const rng = seedrandom(`${this.opts.seed}/aug/${epoch}/${i}`);
+    const box = randomResizedCropBox(this.reader.widths[i], this.reader.heights[i], rng);
+    return { box, flip: rng() < 0.5 };
   }
 
-  private async load(indices: ArrayLike<number>): Promise<Batch> {
+  private item(i: number, epoch: number): CropItem {
+    const raw = this.reader.raw ? { width: this.reader.widths[i], height: this.reader.heights[i] } : undefined;
+    const bytes = this.reader.read(i);
+    if (this.opts.augment) return { bytes, raw, ...this.augmentation(i, epoch) };
+    // Squashed sets (ImageNet32/64 style) are evaluated whole, not through the 256/224 margin.
+    const resize = this.reader.manifest.options.squash ? this.opts.crop : Math.round((this.opts.crop * 256) / 224);
+    return { bytes, raw, resize };
+  }
+
+  private async load(indices: ArrayLike<number>, epoch: number): Promise<BatchU8> {
     const n = indices.length;
-    const per = this.opts.crop * this.opts.crop * 3;
-    const x = new Float32Array(n * per);
+    const out = this.opts.crop;
+    const per = out * out * 3;
+    const x = new Uint8Array(n * per);
     const y = new Uint32Array(n);
-    const parts: Promise<void>[] = [];
     for (let k = 0; k < n; k++) {
       const i = indices[k];
       if (!(i >= 0 && i < this.count)) throw new DataError(`example ${i} out of range 0..${this.count - 1}`);
       y[k] = this.reader.labels[i];
-      parts.push(this.loadOne(i).then((img) => x.set(img, k * per)));
+    }
+    // Several images per message (fewer round trips), yet enough slices to keep every worker busy.
+    const slice = Math.max(1, Math.min(16, Math.ceil(n / (2 * this.pool.size))));
+    const parts: Promise<void>[] = [];
+    for (let k0 = 0; k0 < n; k0 += slice) {
+      const items: CropItem[] = [];
+      for (let k = k0; k < Math.min(n, k0 + slice); k++) items.push(this.item(indices[k], epoch));
+      parts.push(this.pool.run({ op: 'crops', out, items }).then((r) => x.set(r.data, k0 * per)));
     }
     try {
       await Promise.all(parts);
@@ -205,28 +224,35 @@ export class ImageLoader {
     return { x, y, n };
   }
 
-  private key(indices: ArrayLike<number>): string {
-    return Array.prototype.join.call(indices, ',');
+  private key(indices: ArrayLike<number>, epoch: number): string {
+    return `${epoch}:${Array.prototype.join.call(indices, ',')}`;
   }
 
-  /** Starts decoding a batch that will be asked for soon. */
-  prefetch(indices: ArrayLike<number>): void {
+  /** Starts decoding a batch that will be asked for soon (the same indices and epoch). */
+  prefetch(indices: ArrayLike<number>, epoch = 0): void {
     if (indices.length === 0) return;
-    const key = this.key(indices);
+    const key = this.key(indices, epoch);
     if (this.pending.has(key)) return;
-    const p = this.load(Array.from(indices));
+    const p = this.load(Array.from(indices), epoch);
     p.catch(() => {}); // reported when the batch is asked for
     this.pending.set(key, p);
   }
 
-  async loadBatch(indices: ArrayLike<number>): Promise<Batch> {
-    const key = this.key(indices);
+  /** Crops as bytes, NHWC; `epoch` picks the training crops (default 0). */
+  loadBatchU8(indices: ArrayLike<number>, epoch = 0): Promise<BatchU8> {
+    const key = this.key(indices, epoch);
     const p = this.pending.get(key);
     if (p) {
       this.pending.delete(key);
       return p;
     }
-    return this.load(indices);
+    return this.load(indices, epoch);
+  }
+
+  /** Crops normalized on the host, for callers without a device. */
+  async loadBatch(indices: ArrayLike<number>, epoch = 0): Promise<Batch> {
+    const b = await this.loadBatchU8(indices, epoch);
+    return { x: normalizeU8(b.x, this.normalization.mean, this.normalization.std), y: b.y, n: b.n };
   }
 
   batch(): Batch {
@@ -234,15 +260,15 @@ export class ImageLoader {
   }
 
   /** This rank's batches of one epoch, `depth` batches decoded ahead. */
-  async *epoch(epoch: number, batchSize: number, opts: { rank?: number; worldSize?: number; depth?: number; dropLast?: boolean } = {}): AsyncGenerator<Batch> {
+  async *epoch(epoch: number, batchSize: number, opts: { rank?: number; worldSize?: number; depth?: number; dropLast?: boolean } = {}): AsyncGenerator<BatchU8> {
     const order = rankOrder(this.count, this.opts.seed, epoch, opts.rank, opts.worldSize);
     const steps = opts.dropLast === false ? Math.ceil(order.length / batchSize) : Math.floor(order.length / batchSize);
     const depth = Math.max(1, opts.depth ?? 2);
-    const queue: Promise<Batch>[] = [];
+    const queue: Promise<BatchU8>[] = [];
     let next = 0;
     const fill = () => {
       while (queue.length < depth && next < steps) {
-        const p = this.load(order.subarray(next * batchSize, Math.min(order.length, (next + 1) * batchSize)));
+        const p = this.load(order.subarray(next * batchSize, Math.min(order.length, (next + 1) * batchSize)), epoch);
         p.catch(() => {});
         queue.push(p);
         next++;

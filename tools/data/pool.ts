@@ -15,30 +15,33 @@ export interface PrepareTask {
   quality: number;
 }
 
-export interface CropTask {
-  op: 'crop';
+/** One image of a CropsTask. */
+export interface CropItem {
   bytes: Uint8Array;
   /** Set when bytes are raw RGB (a raw-format shard). */
   raw?: { width: number; height: number; channels?: number };
-  out: number;
   /** Train: the crop box in source pixels and whether to mirror. */
   box?: { left: number; top: number; width: number; height: number };
   flip?: boolean;
   /** Eval: the square the image is scaled to cover before the centre crop. */
   resize?: number;
-  /** With mean/std the result is normalized float32, else uint8 RGB. */
-  mean?: number[];
-  std?: number[];
+}
+
+/** Several images cropped to out x out RGB bytes, returned as one buffer (image k at k*out*out*3). */
+export interface CropsTask {
+  op: 'crops';
+  out: number;
+  items: CropItem[];
 }
 
 export interface TaskResult {
-  data: Uint8Array | Float32Array;
+  data: Uint8Array;
   width?: number;
   height?: number;
 }
 
 interface Pending {
-  task: PrepareTask | CropTask;
+  task: PrepareTask | CropsTask;
   resolve: (r: TaskResult) => void;
   reject: (e: Error) => void;
 }
@@ -107,7 +110,7 @@ export class WorkerPool {
     }
   }
 
-  run(task: PrepareTask | CropTask): Promise<TaskResult> {
+  run(task: PrepareTask | CropsTask): Promise<TaskResult> {
     if (this.closed) return Promise.reject(new Error('worker pool is closed'));
     return new Promise((resolve, reject) => {
       this.queue.push({ task, resolve, reject });

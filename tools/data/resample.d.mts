@@ -5,6 +5,6 @@ export function resampleCrop(
   box: { left: number; top: number; width: number; height: number },
   out: number,
   flip: boolean,
-  mean: number[],
-  std: number[],
-): Float32Array;
+  dst: Uint8Array,
+  offset?: number,
+): void;

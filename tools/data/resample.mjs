@@ -1,21 +1,30 @@
 // RandomResizedCrop's resample in one pass over decoded pixels: cut a box out of an RGB
 // image, scale it to out x out with a triangle (bilinear) filter that widens when shrinking
-// (antialiased, like PIL's and torchvision's bilinear), mirror it, and normalize to float32.
+// (antialiased, like PIL's and torchvision's bilinear), mirror it, and round to bytes (as
+// PIL's uint8 output does; normalization happens on the GPU, Backend.imagesFromU8).
 // Plain JavaScript: it runs inside the image workers (tools/data/data-worker.mjs). Sample
 // positions use pixel centres ((o + 0.5) * scale), as torchvision does; libvips' upsampling
-// puts them elsewhere (a few grey levels apart on smooth images). Speed against libvips'
-// extract + resize + flop was within noise on the shared 2-core machine (75-101 vs 82-92
-// img/s, one worker, normalization included only here): not yet measured on a quiet one.
+// puts them elsewhere (a few grey levels apart on smooth images), and its extract + resize +
+// flop took 2-3x as long as this on the shared 2-core machine (bench -- data, 2026-11-27).
+// Keep `src` a plain Uint8Array (not a Buffer): a second array type here makes V8's code
+// polymorphic, measured ~30% slower.
 
-/** Per output pixel along one axis: first source index, tap count, weights (rows of `taps`). */
-function axisWeights(boxStart, boxSize, out) {
+/**
+ * Per output pixel along one axis: the first contributing source pixel (times `stride`, the
+ * distance between neighbours in the source), the tap count and the normalized weights (row
+ * `o` of `w` starts at o * taps). Mirrored: output o takes the taps of out - 1 - o, which is
+ * cheaper than flipping afterwards.
+ */
+function axisWeights(boxStart, boxSize, out, stride, mirror) {
   const scale = boxSize / out;
   const support = Math.max(1, scale);
   const taps = Math.ceil(support) * 2 + 1;
   const first = new Int32Array(out);
   const count = new Int32Array(out);
   const w = new Float32Array(out * taps);
-  for (let o = 0; o < out; o++) {
+  const row = new Float64Array(taps);
+  for (let k = 0; k < out; k++) {
+    const o = mirror ? out - 1 - k : k;
     const center = (o + 0.5) * scale;
     const lo = Math.max(0, Math.floor(center - support));
     const hi = Math.min(boxSize, Math.ceil(center + support));
@@ -23,75 +32,95 @@ function axisWeights(boxStart, boxSize, out) {
     let n = 0;
     for (let i = lo; i < hi && n < taps; i++) {
       const v = Math.max(0, 1 - Math.abs(i + 0.5 - center) / support);
-      w[o * taps + n] = v;
+      row[n++] = v;
       sum += v;
-      n++;
     }
-    // Trim leading zero weights so `first` is the first contributing pixel.
+    // Leading and trailing zero weights cost a multiply-add each: drop them.
     let skip = 0;
-    while (skip < n - 1 && w[o * taps + skip] === 0) skip++;
-    for (let k = 0; k < n - skip; k++) w[o * taps + k] = w[o * taps + k + skip] / sum;
-    first[o] = boxStart + lo + skip;
-    count[o] = n - skip;
+    while (skip < n - 1 && row[skip] === 0) skip++;
+    while (n - 1 > skip && row[n - 1] === 0) n--;
+    for (let j = 0; j < n - skip; j++) w[k * taps + j] = row[j + skip] / sum;
+    first[k] = (boxStart + lo + skip) * stride;
+    count[k] = n - skip;
   }
   return { first, count, w, taps };
 }
 
 /**
- * src: RGB bytes of a width x height image. box: {left, top, width, height} inside it.
- * Returns Float32Array out*out*3, NHWC, ((v / 255) - mean[c]) / std[c].
+ * src: RGB bytes of a width x height image; box: {left, top, width, height} inside it.
+ * Writes out*out*3 bytes (NHWC, rounded, clamped) into dst from byte `offset`, mirrored
+ * left-right when `flip`. dst: a Uint8Array (a batch buffer; one image per call).
  */
-export function resampleCrop(src, width, box, out, flip, mean, std) {
-  const xs = axisWeights(box.left, box.width, out);
-  const ys = axisWeights(box.top, box.height, out);
-  // Horizontal pass over the rows the vertical pass will read.
+export function resampleCrop(src, width, box, out, flip, dst, offset = 0) {
+  const xs = axisWeights(box.left, box.width, out, 3, flip);
+  const ys = axisWeights(box.top, box.height, out, 1, false);
+  // Horizontal pass over just the rows the vertical pass will read.
   const rowLo = ys.first[0];
   const rowHi = ys.first[out - 1] + ys.count[out - 1];
   const rows = rowHi - rowLo;
-  const tmp = new Float32Array(rows * out * 3);
+  const line = out * 3;
+  const tmp = new Float32Array(rows * line);
+  const xFirst = xs.first;
+  const xCount = xs.count;
+  const xw = xs.w;
+  const xTaps = xs.taps;
+  // The common two-tap case (enlarging) runs without an inner loop.
   for (let r = 0; r < rows; r++) {
     const srcRow = (rowLo + r) * width * 3;
-    const dstRow = r * out * 3;
-    for (let o = 0; o < out; o++) {
-      let a = 0;
-      let b = 0;
-      let c = 0;
-      const base = o * xs.taps;
-      let p = srcRow + xs.first[o] * 3;
-      for (let k = 0; k < xs.count[o]; k++, p += 3) {
-        const wk = xs.w[base + k];
+    let d = r * line;
+    for (let o = 0, base = 0; o < out; o++, base += xTaps, d += 3) {
+      let p = srcRow + xFirst[o];
+      const n = xCount[o];
+      const w0 = xw[base];
+      if (n === 2) {
+        const w1 = xw[base + 1];
+        tmp[d] = src[p] * w0 + src[p + 3] * w1;
+        tmp[d + 1] = src[p + 1] * w0 + src[p + 4] * w1;
+        tmp[d + 2] = src[p + 2] * w0 + src[p + 5] * w1;
+        continue;
+      }
+      let a = src[p] * w0;
+      let b = src[p + 1] * w0;
+      let c = src[p + 2] * w0;
+      for (let k = 1; k < n; k++) {
+        p += 3;
+        const wk = xw[base + k];
         a += src[p] * wk;
         b += src[p + 1] * wk;
         c += src[p + 2] * wk;
       }
-      const d = dstRow + o * 3;
       tmp[d] = a;
       tmp[d + 1] = b;
       tmp[d + 2] = c;
     }
   }
-  const res = new Float32Array(out * out * 3);
-  const scale = [1 / (255 * std[0]), 1 / (255 * std[1]), 1 / (255 * std[2])];
-  const shift = [mean[0] / std[0], mean[1] / std[1], mean[2] / std[2]];
+  // The clamped view rounds half to even and clamps to 0..255 on store.
+  const res = new Uint8ClampedArray(dst.buffer, dst.byteOffset + offset, out * line);
+  // Vertical pass, a whole output row at a time (contiguous reads), unrolled by tap count.
   for (let oy = 0; oy < out; oy++) {
     const base = oy * ys.taps;
-    const r0 = ys.first[oy] - rowLo;
-    for (let ox = 0; ox < out; ox++) {
-      let a = 0;
-      let b = 0;
-      let c = 0;
-      let p = (r0 * out + ox) * 3;
-      for (let k = 0; k < ys.count[oy]; k++, p += out * 3) {
-        const wk = ys.w[base + k];
-        a += tmp[p] * wk;
-        b += tmp[p + 1] * wk;
-        c += tmp[p + 2] * wk;
+    const n = ys.count[oy];
+    const p0 = (ys.first[oy] - rowLo) * line;
+    const d0 = oy * line;
+    const w0 = ys.w[base];
+    if (n === 1) {
+      for (let j = 0; j < line; j++) res[d0 + j] = tmp[p0 + j] * w0;
+    } else if (n === 2) {
+      const w1 = ys.w[base + 1];
+      const p1 = p0 + line;
+      for (let j = 0; j < line; j++) res[d0 + j] = tmp[p0 + j] * w0 + tmp[p1 + j] * w1;
+    } else if (n === 3) {
+      const w1 = ys.w[base + 1];
+      const w2 = ys.w[base + 2];
+      const p1 = p0 + line;
+      const p2 = p1 + line;
+      for (let j = 0; j < line; j++) res[d0 + j] = tmp[p0 + j] * w0 + tmp[p1 + j] * w1 + tmp[p2 + j] * w2;
+    } else {
+      for (let j = 0; j < line; j++) {
+        let v = 0;
+        for (let k = 0, p = p0 + j; k < n; k++, p += line) v += tmp[p] * ys.w[base + k];
+        res[d0 + j] = v;
       }
-      const d = (oy * out + (flip ? out - 1 - ox : ox)) * 3;
-      res[d] = a * scale[0] - shift[0];
-      res[d + 1] = b * scale[1] - shift[1];
-      res[d + 2] = c * scale[2] - shift[2];
     }
   }
-  return res;
 }

@@ -1,11 +1,23 @@
 // conv2d forward, backward-data and backward-filter on the webgpu backend. Shapes are
 // checked before any GPU work; `config` overrides the default kernel config (for the
 // autotuner and the tests).
-import { Conv2dOptions, conv2dBackwardDataShapes, conv2dBackwardFilterShapes, conv2dShapes } from '../../backend.js';
+import {
+  ConvBlockGates,
+  ConvBlockOptions,
+  ConvBlockResult,
+  Conv2dOptions,
+  conv2dBackwardDataShapes,
+  conv2dBackwardFilterShapes,
+  conv2dShapes,
+  convBlockBackwardDataShapes,
+  convBlockShapes,
+} from '../../backend.js';
 import { Shape, Tensor } from '../../tensor.js';
 import {
   ConvForwardConfig,
   convAsMatmulShape,
+  convBlockConfig,
+  convBlockKernel,
   convForwardKernel,
   checkConvForwardConfig,
   defaultConvForwardConfig,
@@ -13,7 +25,13 @@ import {
 import { anyMatmulKernel } from '../../../kernels/matmul/matmul.js';
 import { sharedMatmulKernel } from '../../../kernels/matmul/sharedTile.js';
 import { addBiasKernel } from '../../../kernels/elementwise.js';
-import { ConvBackwardDataConfig, convBackwardDataKernels, defaultConvBackwardDataConfig } from '../../../kernels/conv/backwardData.js';
+import {
+  ConvBackwardDataConfig,
+  convBackwardDataKernels,
+  convBlockBackwardDataKernels,
+  defaultConvBackwardDataConfig,
+} from '../../../kernels/conv/backwardData.js';
+import { ConvTileConfig } from '../../../kernels/conv/common.js';
 import {
   AnyConvBackwardFilterConfig,
   anyConvBackwardFilterKernels,
@@ -114,4 +132,67 @@ export function conv2dBackwardFilter(
     scratch.dispose();
   }
   return dw;
+}
+
+/**
+ * A conv block as one kernel (kernels/conv/forward.ts convBlockKernel). `tuned` is the plain
+ * conv2d's config for the same geometry, used when the fused kernel can run it; `config`
+ * (tests) forces a register config.
+ */
+export function convBlock(
+  be: WebGPUBackend,
+  x: Tensor,
+  w: Tensor,
+  bias: Tensor | null,
+  opts: ConvBlockOptions,
+  tuned?: ConvForwardConfig,
+  config?: ConvTileConfig,
+): ConvBlockResult {
+  const op = 'convBlock';
+  const { g, aShape } = convBlockShapes(x, w, bias, opts);
+  const add = opts.relu && opts.add ? opts.add : null;
+  const e = { pool: !!opts.pool, add: add !== null, relu: !!opts.relu, residual: !!opts.relu && !!opts.residual };
+  // Built before allocating, so a bad config records nothing.
+  const spec = convBlockKernel(g, bias !== null, e, config ?? convBlockConfig(g, e, tuned));
+  const inputs = be.buffers(op, x, w, ...(bias ? [bias] : []), ...(add ? [add] : []));
+  const a = be.newTensor(aShape);
+  const argmax = e.pool ? be.newTensor(aShape, 'u32') : null;
+  const h = e.relu ? be.newTensor(aShape) : null;
+  const r = e.residual ? be.newTensor(aShape) : null;
+  const outs = [a, argmax, h, r].filter((t): t is NonNullable<typeof t> => t !== null).map((t) => t.storage(op).buffer);
+  if (a.size > 0) be.rt.dispatch(spec, [...inputs, ...outs]);
+  return { a, argmax, h, r };
+}
+
+/**
+ * A conv block's backward-data: the filter transpose, then the transposed conv with the
+ * ReLU mask and the pool's routing applied as it loads dy. `tuned` is the plain
+ * conv2dBackwardData's config for the same geometry (both algorithms take the gates).
+ */
+export function convBlockBackwardData(
+  be: WebGPUBackend,
+  dy: Tensor,
+  w: Tensor,
+  inputShape: Shape,
+  gates: ConvBlockGates = {},
+  config?: ConvBackwardDataConfig,
+): Tensor {
+  const op = 'convBlockBackwardData';
+  const { g } = convBlockBackwardDataShapes(dy, w, inputShape, gates);
+  const argmax = gates.argmax ?? null;
+  const reluAt = gates.reluAt ?? null;
+  const plan = convBlockBackwardDataKernels(g, { argmax: argmax !== null, reluAt: reluAt !== null }, config ?? defaultConvBackwardDataConfig(g));
+  const inputs = be.buffers(op, dy, w, ...(argmax ? [argmax] : []), ...(reluAt ? [reluAt] : []));
+  const [bdy, bw, ...bgates] = inputs;
+  const dx = be.newTensor([g.N, g.H, g.W, g.Ci]);
+  const wT = be.newTensor([g.KH, g.KW, g.Co, g.Ci]);
+  try {
+    const bwT = wT.storage(op).buffer;
+    be.rt.dispatch(plan.transpose, [bw, bwT]);
+    be.rt.dispatch(plan.gemm, [bdy, bwT, ...bgates, dx.storage(op).buffer]);
+  } finally {
+    // Safe before the GPU ran: any later write to the pooled buffer is queue-ordered after these reads.
+    wT.dispose();
+  }
+  return dx;
 }

@@ -4,6 +4,7 @@ import { Tensor } from '../../tensor.js';
 import {
   AnyMatmulConfig,
   MatmulShape,
+  anyMatmulConfigKey,
   anyMatmulKernel,
   defaultMatmulConfig,
   matmulKernel,
@@ -16,7 +17,8 @@ import type { WebGPUBackend } from '../backend.js';
  * [M, K] x [K, N] -> [M, N]. Without `config`, a large transposed B is transposed first and
  * the plain kernel runs with its default config; with one (the autotuner, tests), exactly
  * that kernel (register-blocked, or workgroup-memory tiled with `algo: 'shared'`) runs on
- * the operands as stored.
+ * the operands as stored. A config that computes in f16 runs only on a backend whose
+ * precision is 'f16': reduced precision is never reached by accident.
  */
 export function matmul(be: WebGPUBackend, a: Tensor, b: Tensor, opts: MatmulOptions = {}, config?: AnyMatmulConfig): Tensor {
   const op = 'matmul';
@@ -24,9 +26,12 @@ export function matmul(be: WebGPUBackend, a: Tensor, b: Tensor, opts: MatmulOpti
   const [ba, bb] = be.buffers(op, a, b);
   if (M === 0 || N === 0) return be.newTensor([M, N]);
   const shape: MatmulShape = { M, K, N, transA: !!opts.transA, transB: !!opts.transB };
+  if (config?.algo === 'shared' && config.f16 && be.precision !== 'f16') {
+    throw new Error(`matmul config ${anyMatmulConfigKey(config)} computes in f16, but the backend's precision is '${be.precision}' (set precision 'f16' to allow it)`);
+  }
   if (config || !transposeBFirst(shape)) {
     // The kernel first: a config that does not fit throws before anything is allocated or recorded.
-    const spec = anyMatmulKernel(shape, config ?? defaultMatmulConfig(shape));
+    const spec = anyMatmulKernel(shape, config ?? defaultMatmulConfig(shape), be.rt.device.limits.maxComputeWorkgroupStorageSize);
     const out = be.newTensor([M, N]);
     be.rt.dispatch(spec, [ba, bb, out.storage(op).buffer]);
     return out;
