@@ -183,8 +183,16 @@ describe('precision policy on the webgpu backend', () => {
     const b = be.fromArray(new Float32Array(20), [4, 5]);
     const cfg: SharedTileConfig = { algo: 'shared', BM: 32, BN: 32, BK: 8, TM: 4, TN: 4, vec4: false, f16: 'mul' };
     expect(() => linalgOps.matmul(be, a, b, {}, cfg)).toThrow(/computes in f16, but the backend's precision is 'f32'/);
-    a.dispose();
-    b.dispose();
+    // The same for the conv ops given an f16 config by hand.
+    const x = be.fromArray(new Float32Array(2 * 5 * 5 * 4), [2, 5, 5, 4]);
+    const w = be.fromArray(new Float32Array(9 * 4 * 8), [3, 3, 4, 8]);
+    const dy = be.fromArray(new Float32Array(2 * 5 * 5 * 8), [2, 5, 5, 8]);
+    const conv = { stride: 1 as const, pad: 1 as const };
+    expect(() => convOps.conv2d(be, x, w, null, conv, cfg)).toThrow(/conv2d config .* computes in f16, but the backend's precision is 'f32'/);
+    expect(() => convOps.conv2dBackwardData(be, dy, w, x.shape, conv, cfg)).toThrow(/computes in f16/);
+    expect(() => convOps.conv2dBackwardFilter(be, x, dy, w.shape, conv, { ...cfg, splitK: 1 })).toThrow(/computes in f16/);
+    expect(() => convOps.conv2d(be, x, w, null, conv, { algo: 'matmul', matmul: cfg })).toThrow(/computes in f16/);
+    for (const t of [a, b, x, w, dy]) t.dispose();
   });
 });
 

@@ -39,6 +39,17 @@ import {
 } from '../../../kernels/conv/backwardFilter.js';
 import type { WebGPUBackend } from '../backend.js';
 
+/**
+ * A config that computes in f16 (a shared-tile config's `f16`, also inside a conv-as-matmul
+ * config) runs only on a backend whose precision is 'f16', as matmul's (linalg.ts).
+ */
+function checkPrecision(be: WebGPUBackend, op: string, config: unknown): void {
+  const c = config as { f16?: unknown; matmul?: { f16?: unknown } } | undefined;
+  if ((c?.f16 || c?.matmul?.f16) && be.precision !== 'f16') {
+    throw new Error(`${op} config ${JSON.stringify(config)} computes in f16, but the backend's precision is '${be.precision}' (set precision 'f16' to allow it)`);
+  }
+}
+
 export function conv2d(
   be: WebGPUBackend,
   x: Tensor,
@@ -48,6 +59,7 @@ export function conv2d(
   config?: ConvForwardConfig,
 ): Tensor {
   const g = conv2dShapes(x, w, bias, opts);
+  checkPrecision(be, 'conv2d', config);
   const inputs = be.buffers('conv2d', ...(bias ? [x, w, bias] : [x, w]));
   const cfg = config ?? defaultConvForwardConfig(g);
   if (cfg.algo === 'matmul') {
@@ -91,6 +103,7 @@ export function conv2dBackwardData(
 ): Tensor {
   const op = 'conv2dBackwardData';
   const g = conv2dBackwardDataShapes(dy, w, inputShape, opts);
+  checkPrecision(be, op, config);
   const [bdy, bw] = be.buffers(op, dy, w);
   const plan = convBackwardDataKernels(g, config ?? defaultConvBackwardDataConfig(g));
   const dx = be.newTensor([g.N, g.H, g.W, g.Ci]);
@@ -116,6 +129,7 @@ export function conv2dBackwardFilter(
 ): Tensor {
   const op = 'conv2dBackwardFilter';
   const g = conv2dBackwardFilterShapes(x, dy, filterShape, opts);
+  checkPrecision(be, op, config);
   const [bx, bdy] = be.buffers(op, x, dy);
   const plan = anyConvBackwardFilterKernels(g, config ?? defaultConvBackwardFilterConfig(g));
   const dw = be.newTensor([g.KH, g.KW, g.Ci, g.Co]);
@@ -179,6 +193,7 @@ export function convBlockBackwardData(
 ): Tensor {
   const op = 'convBlockBackwardData';
   const { g } = convBlockBackwardDataShapes(dy, w, inputShape, gates);
+  checkPrecision(be, 'convBlockBackwardData', config);
   const argmax = gates.argmax ?? null;
   const reluAt = gates.reluAt ?? null;
   const plan = convBlockBackwardDataKernels(g, { argmax: argmax !== null, reluAt: reluAt !== null }, config ?? defaultConvBackwardDataConfig(g));
