@@ -5,8 +5,9 @@
 //
 // Precision is the caller's choice, never a default: the f16 variants of the shared-tile
 // configs (f16 staging and multiply, kernels/matmul/sharedTile.ts) are candidates only with
-// `precision: 'f16'`. Conv candidates stay within the portable 16 KB of workgroup memory,
-// since the conv generators (kernels/conv) check that limit; matmul may use the device's.
+// `precision: 'f16'`. `maxStorageBytes` (the device's workgroup memory; default the portable
+// 16 KB) bounds every shared-tile space, conv and matmul alike; the generators are given the
+// same limit when they run a config.
 import { ConvShape, tileConfigKey } from './conv/common.js';
 import {
   ConvForwardConfig,
@@ -51,22 +52,21 @@ export function matmulCandidates(s: MatmulShape, opts: TileSpaceOptions = {}): A
   return [...matmulConfigSpace(s), ...sharedMatmulConfigSpace(s, opts)];
 }
 
-/** The f16 shared-tile configs of a rows x cols GEMM within the portable 16 KB (what the conv generators accept). */
-function f16TileConfigs(rows: number, cols: number): SharedTileConfig[] {
-  return sharedTileConfigs(rows, cols, { precision: 'f16' }).filter((c) => c.f16 !== undefined);
+/** The f16 shared-tile configs of a rows x cols GEMM within the workgroup memory `maxStorageBytes` allows. */
+function f16TileConfigs(rows: number, cols: number, maxStorageBytes?: number): SharedTileConfig[] {
+  return sharedTileConfigs(rows, cols, { precision: 'f16', maxStorageBytes }).filter((c) => c.f16 !== undefined);
 }
 
 export function convForwardCandidates(s: ConvShape, opts: TileSpaceOptions = {}): ConvForwardConfig[] {
-  const out: ConvForwardConfig[] = [...convForwardConfigSpace(s), ...sharedConvForwardConfigSpace(s)];
-  if (opts.precision === 'f16') out.push(...f16TileConfigs(s.N * s.Ho * s.Wo, s.Co));
-  // The conv op runs its matmul kernel with the portable limit: pass the precision only.
-  if (convIsMatmul(s)) for (const matmul of matmulCandidates(convAsMatmulShape(s), { precision: opts.precision })) out.push({ algo: 'matmul', matmul });
+  const out: ConvForwardConfig[] = [...convForwardConfigSpace(s), ...sharedConvForwardConfigSpace(s, opts)];
+  if (opts.precision === 'f16') out.push(...f16TileConfigs(s.N * s.Ho * s.Wo, s.Co, opts.maxStorageBytes));
+  if (convIsMatmul(s)) for (const matmul of matmulCandidates(convAsMatmulShape(s), opts)) out.push({ algo: 'matmul', matmul });
   return out;
 }
 
 export function convBackwardDataCandidates(s: ConvShape, opts: TileSpaceOptions = {}): ConvBackwardDataConfig[] {
-  const out: ConvBackwardDataConfig[] = [...convBackwardDataConfigSpace(s), ...sharedConvBackwardDataConfigSpace(s)];
-  if (opts.precision === 'f16') out.push(...f16TileConfigs(s.N * Math.ceil(s.H / s.stride) * Math.ceil(s.W / s.stride), s.Ci));
+  const out: ConvBackwardDataConfig[] = [...convBackwardDataConfigSpace(s), ...sharedConvBackwardDataConfigSpace(s, opts)];
+  if (opts.precision === 'f16') out.push(...f16TileConfigs(s.N * Math.ceil(s.H / s.stride) * Math.ceil(s.W / s.stride), s.Ci, opts.maxStorageBytes));
   return out;
 }
 
@@ -76,7 +76,7 @@ export function convBackwardDataCandidates(s: ConvShape, opts: TileSpaceOptions 
  * accumulator (11 significant bits) can sum.
  */
 export function convBackwardFilterCandidates(s: ConvShape, opts: TileSpaceOptions = {}): AnyConvBackwardFilterConfig[] {
-  const shared = sharedBackwardFilterConfigSpace(s);
+  const shared = sharedBackwardFilterConfigSpace(s, opts);
   const out: AnyConvBackwardFilterConfig[] = [...convBackwardFilterConfigSpace(s), ...shared];
   if (opts.precision === 'f16') for (const c of shared) out.push({ ...c, f16: 'mul' } as SharedBackwardFilterConfig);
   return out;

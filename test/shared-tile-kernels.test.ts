@@ -258,6 +258,29 @@ describe('shared-tile kernels on webgpu against the reference', () => {
     }
   }, SLOW);
 
+  it("uses the device's workgroup memory: a tile past the portable 16 KB is a candidate with the device's limit, refused without it, and right on the device", async () => {
+    const be = await gpu();
+    const limit = be.rt.device.limits.maxComputeWorkgroupStorageSize;
+    expect(limit, 'this test needs an adapter with more than the portable 16 KB of workgroup memory (lavapipe: 32 KB)').toBeGreaterThan(MAX_WORKGROUP_STORAGE_BYTES);
+    const r = rng(`${seed}/storage`);
+    const c = makeCase(2, 9, 7, 16, 13, 3, 1, 1, true);
+    const big = (cs: unknown[]) =>
+      (cs as SharedTileConfig[]).filter((k) => k.algo === 'shared' && !k.unroll && !('splitK' in k && (k as { splitK: number }).splitK > 1) && sharedTileStorageBytes(k) > MAX_WORKGROUP_STORAGE_BYTES);
+    for (const [op, cands] of [
+      ['forward', (o?: { maxStorageBytes: number }) => convForwardCandidates(c.g, o)],
+      ['backwardData', (o?: { maxStorageBytes: number }) => convBackwardDataCandidates(c.g, o)],
+      ['backwardFilter', (o?: { maxStorageBytes: number }) => convBackwardFilterCandidates(c.g, o)],
+    ] as const) {
+      expect(big(cands()), `${op}: the default space stays within 16 KB`).toEqual([]);
+      const found = big(cands({ maxStorageBytes: limit }));
+      expect(found.length, `${op}: tiles past 16 KB with the device's limit`).toBeGreaterThan(0);
+      const cfg = pick(r, found);
+      expect(sharedTileStorageBytes(cfg)).toBeLessThanOrEqual(limit);
+      if (op === 'forward') expect(() => convForwardKernel(c.g, true, cfg)).toThrow(/workgroup memory/);
+      await checkConv(be, op, c, cfg, seed);
+    }
+  }, SLOW);
+
   it('forward: stride-2 backward-data phases without taps and multi-tile outputs', async () => {
     const be = await gpu();
     const r = rng(`${seed}/edge`);

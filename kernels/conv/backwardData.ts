@@ -26,7 +26,7 @@ import {
   tileConfigs,
 } from './common.js';
 import { sharedGatherGemmKernel } from './sharedTile.js';
-import { SharedTileConfig, sharedTileConfigKey, sharedTileConfigs } from '../matmul/sharedTile.js';
+import { SharedTileConfig, TileSpaceOptions, sharedTileConfigKey, sharedTileConfigs } from '../matmul/sharedTile.js';
 
 /** Register-blocked implicit GEMM (no `algo`) or workgroup-memory tiled ('shared'). */
 export type ConvBackwardDataConfig = ConvTileConfig | SharedTileConfig;
@@ -36,8 +36,8 @@ export function convBackwardDataConfigKey(c: ConvBackwardDataConfig): string {
 }
 
 /** The workgroup-memory tiled configs for this shape; rows are counted per phase. */
-export function sharedConvBackwardDataConfigSpace(s: ConvShape): SharedTileConfig[] {
-  return sharedTileConfigs(s.N * Math.ceil(s.H / s.stride) * Math.ceil(s.W / s.stride), s.Ci);
+export function sharedConvBackwardDataConfigSpace(s: ConvShape, opts: TileSpaceOptions = {}): SharedTileConfig[] {
+  return sharedTileConfigs(s.N * Math.ceil(s.H / s.stride) * Math.ceil(s.W / s.stride), s.Ci, { maxStorageBytes: opts.maxStorageBytes });
 }
 
 export function convBackwardDataConfigSpace(s: ConvShape): ConvTileConfig[] {
@@ -115,8 +115,8 @@ export function backwardDataPhases(s: ConvShape): GatherPhase[] {
 }
 
 /** dx = conv2d^T(dy, w), as the kernels to run in order. */
-export function convBackwardDataKernels(s: ConvShape, cfg: ConvBackwardDataConfig = defaultConvBackwardDataConfig(s)): ConvBackwardDataPlan {
-  return convBlockBackwardDataKernels(s, { argmax: false, reluAt: false }, cfg);
+export function convBackwardDataKernels(s: ConvShape, cfg: ConvBackwardDataConfig = defaultConvBackwardDataConfig(s), maxStorageBytes?: number): ConvBackwardDataPlan {
+  return convBlockBackwardDataKernels(s, { argmax: false, reluAt: false }, cfg, maxStorageBytes);
 }
 
 /**
@@ -129,6 +129,8 @@ export function convBlockBackwardDataKernels(
   s: ConvShape,
   gates: SourceGates,
   cfg: ConvBackwardDataConfig = defaultConvBackwardDataConfig(s),
+  /** The device's workgroup memory, for the shared-tile algorithm (default: the portable 16 KB). */
+  maxStorageBytes?: number,
 ): ConvBackwardDataPlan {
   checkConvBackwardDataConfig(s, cfg);
   const gated = gates.argmax || gates.reluAt;
@@ -155,6 +157,6 @@ export function convBlockBackwardDataKernels(
     kxStep: s.stride,
     bias: false,
   };
-  const kernel = cfg.algo === 'shared' ? sharedGatherGemmKernel(gemm, cfg) : gatherGemmKernel(gemm, cfg);
+  const kernel = cfg.algo === 'shared' ? sharedGatherGemmKernel(gemm, cfg, maxStorageBytes) : gatherGemmKernel(gemm, cfg);
   return { transpose: filterTransposeKernel(s), gemm: kernel };
 }

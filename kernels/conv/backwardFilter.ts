@@ -45,8 +45,9 @@ export function anyBackwardFilterConfigKey(c: AnyConvBackwardFilterConfig): stri
 }
 
 /** The kernels of either algorithm (same bindings and plan shape). */
-export function anyConvBackwardFilterKernels(s: ConvShape, cfg: AnyConvBackwardFilterConfig): ConvBackwardFilterPlan {
-  return cfg.algo === 'shared' ? sharedBackwardFilterKernels(s, cfg) : convBackwardFilterKernels(s, cfg);
+/** `maxStorageBytes`: the device's workgroup memory, for the shared-tile algorithm. */
+export function anyConvBackwardFilterKernels(s: ConvShape, cfg: AnyConvBackwardFilterConfig, maxStorageBytes?: number): ConvBackwardFilterPlan {
+  return cfg.algo === 'shared' ? sharedBackwardFilterKernels(s, cfg, maxStorageBytes) : convBackwardFilterKernels(s, cfg);
 }
 
 const SPLITS = [1, 2, 4, 8];

@@ -14,7 +14,7 @@ import {
   tileConfigs,
 } from './common.js';
 import { sharedGatherGemmKernel } from './sharedTile.js';
-import { SharedTileConfig, sharedTileConfigKey, sharedTileConfigs } from '../matmul/sharedTile.js';
+import { SharedTileConfig, TileSpaceOptions, sharedTileConfigKey, sharedTileConfigs } from '../matmul/sharedTile.js';
 import { AnyMatmulConfig, MatmulShape, anyMatmulConfigKey } from '../matmul/matmul.js';
 
 /**
@@ -47,8 +47,8 @@ export function convAsMatmulShape(s: ConvShape): MatmulShape {
 }
 
 /** The workgroup-memory tiled configs for this shape (for discrete GPUs). */
-export function sharedConvForwardConfigSpace(s: ConvShape): SharedTileConfig[] {
-  return sharedTileConfigs(s.N * s.Ho * s.Wo, s.Co);
+export function sharedConvForwardConfigSpace(s: ConvShape, opts: TileSpaceOptions = {}): SharedTileConfig[] {
+  return sharedTileConfigs(s.N * s.Ho * s.Wo, s.Co, { maxStorageBytes: opts.maxStorageBytes });
 }
 
 /** Every config the autotuner may try for this shape; each one is correct for it. */
@@ -80,11 +80,11 @@ export function checkConvForwardConfig(s: ConvShape, c: ConvForwardConfig): void
  * y = conv2d(x, w) (+ bias). Bindings: x, w, [bias], y. The 'matmul' algorithm is not one
  * kernel of this family: its caller runs the matmul (see ConvMatmulConfig).
  */
-export function convForwardKernel(s: ConvShape, bias: boolean, cfg: ConvForwardConfig = defaultConvForwardConfig(s)): KernelSpec {
+export function convForwardKernel(s: ConvShape, bias: boolean, cfg: ConvForwardConfig = defaultConvForwardConfig(s), maxStorageBytes?: number): KernelSpec {
   checkConvForwardConfig(s, cfg);
   if (cfg.algo === 'matmul') throw new Error(`conv2d ${shapeKey(s)}: the 'matmul' algorithm runs as a matmul, not a conv kernel`);
   const gemm = forwardGemm(s, bias);
-  return cfg.algo === 'shared' ? sharedGatherGemmKernel(gemm, cfg) : gatherGemmKernel(gemm, cfg);
+  return cfg.algo === 'shared' ? sharedGatherGemmKernel(gemm, cfg, maxStorageBytes) : gatherGemmKernel(gemm, cfg);
 }
 
 function epilogueKey(e: BlockEpilogue): string {

@@ -12,7 +12,9 @@ import { ConvShape, GatherGemm, GatherPhase, gatedSource, gatherGemmBindings, sh
 // A cycle with backwardFilter.ts (which dispatches to this file): only functions cross it, used at call time.
 import { type ConvBackwardFilterPlan, splitSumKernel } from './backwardFilter.js';
 import {
+  MAX_WORKGROUP_STORAGE_BYTES,
   SharedTileConfig,
+  TileSpaceOptions,
   defaultSharedTileConfig,
   sharedTileConfigKey,
   sharedTileConfigs,
@@ -20,8 +22,9 @@ import {
   tileGemmKernel,
 } from '../matmul/sharedTile.js';
 
-export function sharedGatherGemmKernel(g: GatherGemm, cfg: SharedTileConfig): KernelSpec {
-  const problem = sharedTileProblem(cfg);
+/** `maxStorageBytes`: the device's workgroup memory (default: the portable 16 KB). */
+export function sharedGatherGemmKernel(g: GatherGemm, cfg: SharedTileConfig, maxStorageBytes = MAX_WORKGROUP_STORAGE_BYTES): KernelSpec {
+  const problem = sharedTileProblem(cfg, maxStorageBytes);
   if (problem) throw new Error(`${g.name}: config ${sharedTileConfigKey(cfg)}: ${problem}`);
   if (cfg.vec4 && g.colsN % 4 !== 0) throw new Error(`${g.name}: vec4 columns need ${g.colsN} % 4 == 0`);
   const phases = g.phases.filter((p) => p.destH > 0 && p.destW > 0);
@@ -157,6 +160,7 @@ export function sharedGatherGemmKernel(g: GatherGemm, cfg: SharedTileConfig): Ke
       store: (i, j, v) => `out[ob${i} + ou${j}] = ${v}${g.bias ? ` + bias[ou${j}]` : ''};`,
     },
     cfg,
+    maxStorageBytes,
   );
 }
 
@@ -185,10 +189,10 @@ function filterSlices(s: ConvShape, BK: number): number {
  * A discrete GPU needs the large splits: the filter is small (few tiles) while the
  * reduction over pixels is long.
  */
-export function sharedBackwardFilterConfigSpace(s: ConvShape): SharedBackwardFilterConfig[] {
+export function sharedBackwardFilterConfigSpace(s: ConvShape, opts: TileSpaceOptions = {}): SharedBackwardFilterConfig[] {
   const out: SharedBackwardFilterConfig[] = [];
   const dwFloats = s.KH * s.KW * s.Ci * s.Co;
-  for (const tile of sharedTileConfigs(s.KH * s.KW * s.Ci, s.Co))
+  for (const tile of sharedTileConfigs(s.KH * s.KW * s.Ci, s.Co, { maxStorageBytes: opts.maxStorageBytes }))
     for (const splitK of FILTER_SPLITS) {
       if (splitK > 1 && (splitK > filterSlices(s, tile.BK) || splitK * dwFloats > MAX_SPLIT_SCRATCH_FLOATS)) continue;
       out.push({ ...tile, splitK });
@@ -212,9 +216,9 @@ export function defaultSharedBackwardFilterConfig(s: ConvShape): SharedBackwardF
   return { ...tile, splitK };
 }
 
-export function checkSharedBackwardFilterConfig(s: ConvShape, c: SharedBackwardFilterConfig): void {
+export function checkSharedBackwardFilterConfig(s: ConvShape, c: SharedBackwardFilterConfig, maxStorageBytes = MAX_WORKGROUP_STORAGE_BYTES): void {
   const what = `conv2dBackwardFilter ${shapeKey(s)}: config ${sharedBackwardFilterConfigKey(c)}`;
-  const problem = sharedTileProblem(c);
+  const problem = sharedTileProblem(c, maxStorageBytes);
   if (problem) throw new Error(`${what}: ${problem}`);
   if (c.vec4 && s.Co % 4 !== 0) throw new Error(`${what} needs Co % 4 == 0`);
   if (!Number.isInteger(c.splitK) || c.splitK < 1 || (c.splitK > 1 && c.splitK > filterSlices(s, c.BK))) {
@@ -229,8 +233,8 @@ export function checkSharedBackwardFilterConfig(s: ConvShape, c: SharedBackwardF
  * pixel), B slots along the columns (adjacent channels of one dy pixel). With splitK > 1,
  * chunk sk writes its partial sums at sk * |dw| of the scratch (bindings x, dy, out).
  */
-export function sharedBackwardFilterKernels(s: ConvShape, cfg: SharedBackwardFilterConfig): ConvBackwardFilterPlan {
-  checkSharedBackwardFilterConfig(s, cfg);
+export function sharedBackwardFilterKernels(s: ConvShape, cfg: SharedBackwardFilterConfig, maxStorageBytes = MAX_WORKGROUP_STORAGE_BYTES): ConvBackwardFilterPlan {
+  checkSharedBackwardFilterConfig(s, cfg, maxStorageBytes);
   const { N, H, W, Ci, Co, KW, Ho, Wo, stride: st, pad } = s;
   const { vec4, BM, BK, splitK } = cfg;
   const units = vec4 ? Co / 4 : Co;
@@ -288,6 +292,7 @@ export function sharedBackwardFilterKernels(s: ConvShape, cfg: SharedBackwardFil
       store: (i, j, v) => `out[outBase + orow${i} * ${units}u + ou${j}] = ${v};`,
     },
     cfg,
+    maxStorageBytes,
   );
   if (splitK === 1) return { main, scratchFloats: 0, reduce: null };
   return { main, scratchFloats: splitK * dwFloats, reduce: splitSumKernel(dwFloats, splitK, vec4) };

@@ -39,6 +39,12 @@ import {
 } from '../../../kernels/conv/backwardFilter.js';
 import type { WebGPUBackend } from '../backend.js';
 
+/** The device's workgroup memory, which the shared-tile configs may use (the tuner's spaces do). */
+function storageLimit(be: WebGPUBackend): number | undefined {
+  const limit = be.rt.device.limits?.maxComputeWorkgroupStorageSize;
+  return typeof limit === 'number' ? limit : undefined;
+}
+
 /**
  * A config that computes in f16 (a shared-tile config's `f16`, also inside a conv-as-matmul
  * config) runs only on a backend whose precision is 'f16', as matmul's (linalg.ts).
@@ -68,7 +74,7 @@ export function conv2d(
     const mm = cfg.matmul;
     // Build every kernel before allocating, so a bad config records nothing.
     const fused = bias !== null && mm.algo === 'shared';
-    const spec = fused ? sharedMatmulKernel(shape, mm, true) : anyMatmulKernel(shape, mm);
+    const spec = fused ? sharedMatmulKernel(shape, mm, true, storageLimit(be)) : anyMatmulKernel(shape, mm, storageLimit(be));
     const biasSpec = bias !== null && !fused ? addBiasKernel(shape.M * shape.N, shape.N) : null;
     const y = be.newTensor([g.N, g.Ho, g.Wo, g.Co]);
     const yb = y.storage('conv2d').buffer;
@@ -87,7 +93,7 @@ export function conv2d(
     }
     return y;
   }
-  const spec = convForwardKernel(g, bias !== null, cfg);
+  const spec = convForwardKernel(g, bias !== null, cfg, storageLimit(be));
   const y = be.newTensor([g.N, g.Ho, g.Wo, g.Co]);
   be.rt.dispatch(spec, [...inputs, y.storage('conv2d').buffer]);
   return y;
@@ -105,7 +111,7 @@ export function conv2dBackwardData(
   const g = conv2dBackwardDataShapes(dy, w, inputShape, opts);
   checkPrecision(be, op, config);
   const [bdy, bw] = be.buffers(op, dy, w);
-  const plan = convBackwardDataKernels(g, config ?? defaultConvBackwardDataConfig(g));
+  const plan = convBackwardDataKernels(g, config ?? defaultConvBackwardDataConfig(g), storageLimit(be));
   const dx = be.newTensor([g.N, g.H, g.W, g.Ci]);
   const wT = be.newTensor([g.KH, g.KW, g.Co, g.Ci]);
   try {
@@ -131,7 +137,7 @@ export function conv2dBackwardFilter(
   const g = conv2dBackwardFilterShapes(x, dy, filterShape, opts);
   checkPrecision(be, op, config);
   const [bx, bdy] = be.buffers(op, x, dy);
-  const plan = anyConvBackwardFilterKernels(g, config ?? defaultConvBackwardFilterConfig(g));
+  const plan = anyConvBackwardFilterKernels(g, config ?? defaultConvBackwardFilterConfig(g), storageLimit(be));
   const dw = be.newTensor([g.KH, g.KW, g.Ci, g.Co]);
   if (!plan.reduce) {
     be.rt.dispatch(plan.main, [bx, bdy, dw.storage(op).buffer]);
@@ -196,7 +202,7 @@ export function convBlockBackwardData(
   checkPrecision(be, 'convBlockBackwardData', config);
   const argmax = gates.argmax ?? null;
   const reluAt = gates.reluAt ?? null;
-  const plan = convBlockBackwardDataKernels(g, { argmax: argmax !== null, reluAt: reluAt !== null }, config ?? defaultConvBackwardDataConfig(g));
+  const plan = convBlockBackwardDataKernels(g, { argmax: argmax !== null, reluAt: reluAt !== null }, config ?? defaultConvBackwardDataConfig(g), storageLimit(be));
   const inputs = be.buffers(op, dy, w, ...(argmax ? [argmax] : []), ...(reluAt ? [reluAt] : []));
   const [bdy, bw, ...bgates] = inputs;
   const dx = be.newTensor([g.N, g.H, g.W, g.Ci]);
