@@ -137,3 +137,18 @@ export function tinyPcnSetup(seed: string, N = 8, name = 'tiny') {
 export async function readGrads(be: Backend, ps: { w: Tensor; b: Tensor }[]): Promise<Float64Array[]> {
   return Promise.all(ps.flatMap((p) => [p.w, p.b]).map((t) => be.read(t)));
 }
+
+/**
+ * Cosine of two gradients. A zero one (the nudge never reached the layer) points nowhere:
+ * cosine 0 against a non-zero one; both zero (a layer dead for the whole batch) agree: 1.
+ */
+export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let ab = 0, aa = 0, bb = 0;
+  for (let i = 0; i < a.length; i++) {
+    ab += a[i] * b[i];
+    aa += a[i] * a[i];
+    bb += b[i] * b[i];
+  }
+  if (aa === 0 && bb === 0) return 1;
+  return aa === 0 || bb === 0 ? 0 : ab / Math.sqrt(aa * bb);
+}

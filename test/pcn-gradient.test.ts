@@ -4,22 +4,10 @@ import { describe, expect, it } from 'vitest';
 import { Backend, ReferenceBackend } from '../engine/index.js';
 import { epGradient, exampleSigns, nudge, disposeNudged } from '../pcn/ep.js';
 import { ModelSpec, Network, disposeState } from '../pcn/network.js';
-import { freshSeed, randomValues, relErr, rng, readGrads, tinyPcnSetup, tinyPcnSpec } from './helpers.js';
+import { cosine, freshSeed, randomValues, relErr, rng, readGrads, tinyPcnSetup, tinyPcnSpec } from './helpers.js';
 
 const spec: ModelSpec = tinyPcnSpec();
 
-function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let ab = 0, aa = 0, bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i] * b[i];
-    aa += a[i] * a[i];
-    bb += b[i] * b[i];
-  }
-  // A zero gradient (the nudge never reached the layer) points nowhere: cosine 0.
-  // Both zero (a layer dead for this batch) agree.
-  if (aa === 0 && bb === 0) return 1;
-  return aa === 0 || bb === 0 ? 0 : ab / Math.sqrt(aa * bb);
-}
 
 const setup = async (seed: string, N = 8) => tinyPcnSetup(seed, N);
 const gradients = readGrads;

@@ -16,7 +16,7 @@ import {
 import { lazySkippedUpdates, phaseCounts, stepFlops } from '../pcn/cost.js';
 import { smallNet, vgg10, vgg5 } from '../pcn/models.js';
 import { ModelSpec, Network, disposeState } from '../pcn/network.js';
-import { freshSeed, gpu, randomValues, relErr, rng, tinyPcnSpec } from './helpers.js';
+import { cosine, freshSeed, gpu, randomValues, relErr, rng, tinyPcnSpec } from './helpers.js';
 
 // Seven layers so that a short schedule leaves the lower ones unreached.
 const spec: ModelSpec = {
@@ -195,15 +195,6 @@ describe('energy trace and the gradient-only loss', () => {
 
 describe('top-down sweep (a faster schedule option)', () => {
   const tiny: ModelSpec = tinyPcnSpec();
-  const cosine = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-    let ab = 0, aa = 0, bb = 0;
-    for (let i = 0; i < a.length; i++) {
-      ab += a[i] * b[i];
-      aa += a[i] * a[i];
-      bb += b[i] * b[i];
-    }
-    return ab / Math.sqrt(aa * bb);
-  };
   const minCosine = async (seed: string, K: number) => {
     const be = new ReferenceBackend() as unknown as Backend;
     const net = new Network(be, tiny);

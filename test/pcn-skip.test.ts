@@ -7,7 +7,7 @@ import { epGradient } from '../pcn/ep.js';
 import { ConvLayer, paramTensors } from '../pcn/layers.js';
 import { vgg10Skip } from '../pcn/models.js';
 import { ModelSpec, Network, buildLayers, disposeState } from '../pcn/network.js';
-import { freshSeed, randomValues, relErr, rng } from './helpers.js';
+import { cosine, freshSeed, randomValues, relErr, rng } from './helpers.js';
 
 const spec: ModelSpec = {
   name: 'skip-tiny',
@@ -46,15 +46,6 @@ async function flat(be: Backend, ps: { w: Tensor; b: Tensor; s?: Tensor }[]): Pr
   return Promise.all(ps.flatMap((p) => paramTensors(p).map((t) => be.read(t))));
 }
 
-function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let ab = 0, aa = 0, bb = 0;
-  for (let i = 0; i < a.length; i++) {
-    ab += a[i] * b[i];
-    aa += a[i] * a[i];
-    bb += b[i] * b[i];
-  }
-  return ab / Math.sqrt(aa * bb);
-}
 
 describe('skip connections', () => {
   it('builds strided 1x1 skips with the right strides and parameters', () => {
