@@ -24,9 +24,8 @@ export function composeConvBlock(be: Backend, x: Tensor, w: Tensor, bias: Tensor
       s.dispose();
     } else h = be.relu(a);
     if (opts.residual) {
-      const fa = be.relu(a);
-      const d = be.sub(h, fa);
-      fa.dispose();
+      // reluMask(h - ReLU(a), a) = reluMask(h - a, a): the mask keeps only a > 0, where ReLU(a) = a.
+      const d = be.sub(h, a);
       r = be.reluMask(d, a);
       d.dispose();
     }

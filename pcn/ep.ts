@@ -211,11 +211,12 @@ export class Relaxation {
     const be = this.net.be;
     const a = this.pre[k]!.a;
     let out: Tensor;
+    // Hidden: reluMask(h - ReLU(a), a) = reluMask(h - a, a), as the mask keeps only a > 0.
+    const d = be.sub(this.h[k], a);
     if (this.net.layers[k - 1].relu) {
-      const e = layerError(this.net, k, this.h, this.pre);
-      out = be.reluMask(e, a);
-      e.dispose();
-    } else out = be.sub(this.h[k], a);
+      out = be.reluMask(d, a);
+      d.dispose();
+    } else out = d;
     this.setResid(k, out);
     return out;
   }
@@ -432,17 +433,10 @@ export function disposeNudged(s: NudgedState): void {
 }
 
 /**
- * (df_k/dtheta)^T e_k for every layer at a nudged state: -dF/dtheta. A layer whose state and
- * input both still hold the free state has e_k = 0 exactly, so its gradient is zero without
- * a weight-gradient pass.
+ * (df_k/dtheta)^T e_k for every layer at a nudged state, -dF/dtheta, one layer at a time:
+ * `take(i, g)` gets layer i+1's and owns it. A layer whose state and input both still hold
+ * the free state has e_k = 0 exactly, so its gradient is zero without a weight-gradient pass.
  */
-export function errorParamVjps(net: Network, s: NudgedState, rowScale?: Tensor): Params[] {
-  const out: Params[] = [];
-  eachErrorParamVjp(net, s, rowScale, (i, g) => (out[i] = g));
-  return out;
-}
-
-/** errorParamVjps one layer at a time: `take(i, g)` gets layer i+1's and owns it. */
 export function eachErrorParamVjp(net: Network, s: NudgedState, rowScale: Tensor | undefined, take: (i: number, g: Params) => void): void {
   for (let k = 1; k <= net.depth; k++) take(k - 1, layerErrorParamVjp(net, s, rowScale, k));
 }

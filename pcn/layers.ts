@@ -70,9 +70,8 @@ export function hiddenState(be: Backend, a: Tensor, D: Tensor | null, residual: 
     s.dispose();
   } else h = be.relu(a);
   if (!residual) return { h, r: null };
-  const fa = be.relu(a);
-  const d = be.sub(h, fa);
-  fa.dispose();
+  // reluMask(h - ReLU(a), a) = reluMask(h - a, a): the mask keeps only a > 0, where ReLU(a) = a.
+  const d = be.sub(h, a);
   const r = be.reluMask(d, a);
   d.dispose();
   return { h, r };
