@@ -4,6 +4,7 @@
 // [KH, KW, Cin, Cout] (HWIO), i.e. a row-major [KH*KW*Cin, Cout] GEMM operand.
 import { DType, Shape, ShapeError, Tensor, shapeStr, sizeOf } from './tensor.js';
 import type { ConvShape } from '../kernels/conv/common.js';
+import type { PulsedUpdateUniforms } from '../kernels/analog.js';
 
 export interface Conv2dOptions {
   stride?: 1 | 2;
@@ -56,23 +57,14 @@ export interface AnalogIOOptions {
   key: number;
 }
 
-/** A pulsed update in units of the tile scale omega (see kernels/analog.ts pulsedUpdateKernel). */
-export interface PulsedUpdateOptions {
-  dwMin: number;
-  dwMinDtod: number;
-  dwMinCtoc: number;
-  upDown: number;
-  upDownDtod: number;
-  wMax: number;
-  wMin: number;
-  boundsDtod: number;
+/**
+ * A pulsed update in units of the tile scale omega (see kernels/analog.ts pulsedUpdateKernel):
+ * the kernel's uniforms (dwMin with its device-to-device and cycle-to-cycle spread, up/down
+ * asymmetry, bounds, write noise, maxPulses, and the u32 deviceKey (constant per tile) and
+ * updateKey (this update's draws)), plus whether the bounds are soft (a kernel variant).
+ */
+export interface PulsedUpdateOptions extends PulsedUpdateUniforms {
   softBounds: boolean;
-  writeNoise: number;
-  maxPulses: number;
-  /** u32: fixes the device-to-device variation (constant per tile). */
-  deviceKey: number;
-  /** u32: this update's cycle-to-cycle draws. */
-  updateKey: number;
 }
 
 /**

@@ -204,8 +204,11 @@ export const SOFT_BOUND_MAX_RATE = 0.999999;
 /** Uniform block of pulsedUpdateKernel: 16 words. */
 export const PULSED_UPDATE_UNIFORM_BYTES = 64;
 
+/** The pulsed update's parameters, in units of the tile scale omega (engine/backend.ts PulsedUpdateOptions adds softBounds). */
 export interface PulsedUpdateUniforms {
+  /** u32: fixes the device-to-device variation (constant per tile). */
   deviceKey: number;
+  /** u32: this update's cycle-to-cycle draws. */
   updateKey: number;
   dwMin: number;
   dwMinDtod: number;

@@ -365,29 +365,25 @@ export class ReferenceBackend implements Backend {
 
   softmaxCrossEntropyGrad(logits: Tensor, labels: Tensor, scale: number): Tensor {
     const op = 'softmaxCrossEntropyGrad';
-    const { N, C } = lossShapes(op, logits, labels);
+    lossShapes(op, logits, labels);
     if (!Number.isFinite(scale)) throw new ShapeError(op, `scale must be a finite number, got ${scale}`);
-    const [dz, dl] = this.data(op, logits, labels);
-    const grad = new Float64Array(N * C);
-    for (let n = 0; n < N; n++) {
-      const label = dl[n];
-      if (label >= C) throw new RangeError(`${op}: label ${label} in row ${n} is out of range for ${C} classes (logits ${shapeStr(logits.shape)})`);
-      let max = -Infinity;
-      for (let c = 0; c < C; c++) max = Math.max(max, dz[n * C + c]);
-      let denom = 0;
-      for (let c = 0; c < C; c++) denom += Math.exp(dz[n * C + c] - max);
-      for (let c = 0; c < C; c++) grad[n * C + c] = scale * (Math.exp(dz[n * C + c] - max) / denom - (c === label ? 1 : 0));
-    }
-    return this.make([N, C], 'f32', grad);
+    return this.make([...logits.shape], 'f32', this.softmaxRows(op, logits, labels, scale).grad);
   }
 
   softmaxCrossEntropy(logits: Tensor, labels: Tensor, reduction: 'mean' | 'sum' = 'mean'): SoftmaxCrossEntropyResult {
     const op = 'softmaxCrossEntropy';
-    const { N, C } = lossShapes(op, logits, labels);
+    const { N } = lossShapes(op, logits, labels);
     if (reduction !== 'mean' && reduction !== 'sum') throw new ShapeError(op, `reduction must be 'mean' or 'sum', got '${String(reduction)}'`);
+    const div = reduction === 'mean' ? N : 1;
+    const { loss, grad } = this.softmaxRows(op, logits, labels, 1 / div);
+    return { loss: this.make([1], 'f32', Float64Array.of(loss / div)), grad: this.make([...logits.shape], 'f32', grad) };
+  }
+
+  /** Summed -log softmax(z)[label] over the rows, and scale * (softmax(z) - onehot) per row. */
+  private softmaxRows(op: string, logits: Tensor, labels: Tensor, scale: number): { loss: number; grad: Float64Array } {
+    const [N, C] = logits.shape;
     const [dz, dl] = this.data(op, logits, labels);
     const grad = new Float64Array(N * C);
-    const div = reduction === 'mean' ? N : 1;
     let loss = 0;
     for (let n = 0; n < N; n++) {
       const label = dl[n];
@@ -398,15 +394,9 @@ export class ReferenceBackend implements Backend {
       for (let c = 0; c < C; c++) denom += Math.exp(dz[n * C + c] - max);
       const logDenom = Math.log(denom);
       loss += -(dz[n * C + label] - max - logDenom);
-      for (let c = 0; c < C; c++) {
-        const p = Math.exp(dz[n * C + c] - max - logDenom);
-        grad[n * C + c] = (p - (c === label ? 1 : 0)) / div;
-      }
+      for (let c = 0; c < C; c++) grad[n * C + c] = scale * (Math.exp(dz[n * C + c] - max - logDenom) - (c === label ? 1 : 0));
     }
-    return {
-      loss: this.make([1], 'f32', Float64Array.of(loss / div)),
-      grad: this.make([N, C], 'f32', grad),
-    };
+    return { loss, grad };
   }
 
   imagesFromU8(data: Uint8Array, shape: Shape, mean: readonly number[], std: readonly number[]): Tensor {
