@@ -6,9 +6,11 @@
 import { parseArgs } from 'node:util';
 import { ConvBlockOptions, Tensor, WebGPUBackend, openDevice, scope } from '../engine/index.js';
 import { vgg5 } from '../pcn/models.js';
+import { ConvLayer } from '../pcn/layers.js';
+import { buildLayers } from '../pcn/network.js';
 import { printTable, timeOp } from './timing.js';
 
-interface ConvLayer {
+interface BenchLayer {
   name: string;
   H: number;
   Ci: number;
@@ -17,18 +19,10 @@ interface ConvLayer {
 }
 
 /** VGG5's conv layers (3x3, stride 1, pad 1) for a square input of `input` pixels. */
-function vgg5ConvLayers(input: number): ConvLayer[] {
-  const spec = vgg5([input, input, 3], 10);
-  const out: ConvLayer[] = [];
-  let H = input;
-  let Ci = 3;
-  for (const l of spec.layers) {
-    if (l.kind !== 'conv') continue;
-    out.push({ name: `conv${out.length + 1}`, H, Ci, Co: l.out, pool: !!l.pool });
-    if (l.pool) H /= 2;
-    Ci = l.out;
-  }
-  return out;
+function vgg5ConvLayers(input: number): BenchLayer[] {
+  return buildLayers(vgg5([input, input, 3], 10))
+    .filter((l): l is ConvLayer => l instanceof ConvLayer)
+    .map((l, i) => ({ name: `conv${i + 1}`, H: l.inShape[0], Ci: l.inShape[2], Co: l.out, pool: l.pool }));
 }
 
 export async function benchFused(args: string[]): Promise<void> {
@@ -66,8 +60,11 @@ export async function benchFused(args: string[]): Promise<void> {
   const rows: (string | number)[][] = [];
   const both = async (run: () => void) => {
     const out: number[] = [];
+    // Fused: the kernels themselves, gates in the loads included (a CPU adapter's default
+    // would route first: WebGPUBackend.gatedLoads).
     for (const fuse of [true, false]) {
       be.fuse = fuse;
+      be.gatedLoads = fuse;
       out.push((await timeOp(be, () => scope(run), { reps })).medianMs);
     }
     be.fuse = true;
