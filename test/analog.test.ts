@@ -8,6 +8,7 @@ import { describe, expect, it, vi } from 'vitest';
 import {
   AnalogBackend,
   AnalogIOOptions,
+  DEFAULT_UPDATE,
   Backend,
   DeviceModel,
   PulsedUpdateOptions,
@@ -39,21 +40,8 @@ function expectBitwise(got: Float64Array, want: Float64Array, what: string): voi
 
 const io = (o: Partial<AnalogIOOptions>): AnalogIOOptions => ({ mode: 'dac', noiseStd: 0, bound: Infinity, bits: 0, key: 12345, ...o });
 
-const NO_SPREAD: PulsedUpdateOptions = {
-  dwMin: 0.01,
-  dwMinDtod: 0,
-  dwMinCtoc: 0,
-  upDown: 0,
-  upDownDtod: 0,
-  wMax: 1,
-  wMin: -1,
-  boundsDtod: 0,
-  softBounds: false,
-  writeNoise: 0,
-  maxPulses: 31,
-  deviceKey: 99,
-  updateKey: 7,
-};
+// The default device (no spread, no asymmetry, hard bounds +-1, no write noise), coarser steps.
+const NO_SPREAD: PulsedUpdateOptions = { ...DEFAULT_UPDATE, dwMin: 0.01, deviceKey: 99, updateKey: 7 };
 
 /** Runs one pulsed update on fresh tensors and returns the change of every weight. */
 async function pulses(be: Backend, w0: number[] | Float32Array, dw: number, o: PulsedUpdateOptions, omega = 1): Promise<{ w: Float64Array; delta: Float64Array }> {
