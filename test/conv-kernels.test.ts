@@ -29,40 +29,24 @@ import {
   defaultConvBackwardFilterConfig,
 } from '../kernels/conv/backwardFilter.js';
 import { MAX_GROUPS_PER_DIM, linearGroupIndex } from '../kernels/spec.js';
-import { freshSeed, gpu, pair, randomValues, ref, relErr, rng, shuffled } from './helpers.js';
+import { ConvCase, describeConvCase, makeConvCase, pick, freshSeed, gpu, pair, randomValues, ref, relErr, rng, shuffled } from './helpers.js';
 
 const TOL = 1e-5;
 type Op = 'forward' | 'backwardData' | 'backwardFilter';
 type AnyConfig = ConvTileConfig | ConvBackwardFilterConfig;
 const OPS: Op[] = ['forward', 'backwardData', 'backwardFilter'];
 
-interface Case {
-  xShape: number[];
-  wShape: number[];
-  opts: { stride: 1 | 2; pad: 0 | 1 };
-  bias: boolean;
-  g: ConvGeometry;
-}
 
-function pick<T>(r: () => number, xs: readonly T[]): T {
-  return xs[Math.floor(r() * xs.length)];
-}
 
-function makeCase(N: number, H: number, W: number, Ci: number, Co: number, K: number, stride: 1 | 2, pad: 0 | 1, bias: boolean): Case {
-  const xShape = [N, H, W, Ci];
-  const wShape = [K, K, Ci, Co];
-  const opts = { stride, pad };
-  return { xShape, wShape, opts, bias, g: convGeometry('test', xShape, wShape, opts) };
-}
 
 /** A random awkward geometry; channel counts may be forced. */
-function randomCase(r: () => number, channels: { Ci?: number; Co?: number } = {}): Case {
+function randomCase(r: () => number, channels: { Ci?: number; Co?: number } = {}): ConvCase {
   for (;;) {
     const K = pick(r, [1, 3]);
     const H = pick(r, [5, 7, 9]);
     const W = pick(r, [5, 7, 9]);
     try {
-      return makeCase(
+      return makeConvCase(
         pick(r, [1, 2]),
         H,
         W,
@@ -100,7 +84,7 @@ function sameConfig(a: AnyConfig, b: AnyConfig): boolean {
 }
 
 /** Every WGSL string an op would dispatch for this geometry and config. */
-function kernelStrings(op: Op, c: Case, cfg: AnyConfig): string[] {
+function kernelStrings(op: Op, c: ConvCase, cfg: AnyConfig): string[] {
   if (op === 'forward') return [convForwardKernel(c.g, c.bias, cfg).wgsl];
   if (op === 'backwardData') {
     const plan = convBackwardDataKernels(c.g, cfg);
@@ -110,13 +94,10 @@ function kernelStrings(op: Op, c: Case, cfg: AnyConfig): string[] {
   return [plan.main.wgsl, ...(plan.reduce ? [plan.reduce.wgsl] : [])];
 }
 
-function describeCase(c: Case): string {
-  return `x [${c.xShape}] w [${c.wShape}] stride ${c.opts.stride} pad ${c.opts.pad}${c.bias ? ' +bias' : ''}`;
-}
 
 /** Runs one op with one config on the GPU and on the reference; fails with the relative error. */
-async function check(be: WebGPUBackend, op: Op, c: Case, cfg: AnyConfig | undefined, seed: string): Promise<void> {
-  const r = rng(`${seed}/${op}/${describeCase(c)}/${cfg ? configKey(cfg) : 'default'}`);
+async function check(be: WebGPUBackend, op: Op, c: ConvCase, cfg: AnyConfig | undefined, seed: string): Promise<void> {
+  const r = rng(`${seed}/${op}/${describeConvCase(c)}/${cfg ? configKey(cfg) : 'default'}`);
   const { g } = c;
   const opts: Conv2dOptions = c.opts;
   const made: Tensor[] = [];
@@ -154,7 +135,7 @@ async function check(be: WebGPUBackend, op: Op, c: Case, cfg: AnyConfig | undefi
     if (!(e < TOL)) {
       const bad = out.findIndex((v, i) => !(Math.abs(v - exp[i]) <= 1e-4 * (1 + Math.abs(exp[i]))));
       expect.fail(
-        `${op} ${describeCase(c)} config ${cfg ? configKey(cfg) : 'default'}: relative error ${e} ` +
+        `${op} ${describeConvCase(c)} config ${cfg ? configKey(cfg) : 'default'}: relative error ${e} ` +
           `(first bad element ${bad}: got ${out[bad]}, want ${exp[bad]}; seed ${seed})`,
       );
     }
@@ -169,7 +150,7 @@ async function check(be: WebGPUBackend, op: Op, c: Case, cfg: AnyConfig | undefi
  * random awkward geometry whose space contains it (channel counts chosen so the vec4
  * options and the workgroup width are allowed), which also checks the space.
  */
-function coveringSample(op: Op, r: () => number): { c: Case; cfg: AnyConfig }[] {
+function coveringSample(op: Op, r: () => number): { c: ConvCase; cfg: AnyConfig }[] {
   const values: Record<string, unknown[]> = {
     rows: [1, 2, 4, 8],
     cols: [1, 2, 4],
@@ -204,7 +185,7 @@ function coveringSample(op: Op, r: () => number): { c: Case; cfg: AnyConfig }[] 
     const sum = (ws: ConvTileConfig[]) => ws.reduce((a, w) => a + body(w), 0);
     if (sum(other) < sum(wants)) wants = other;
   }
-  const out: { c: Case; cfg: AnyConfig }[] = [];
+  const out: { c: ConvCase; cfg: AnyConfig }[] = [];
   for (const want of wants) {
     // The fewest output channels whose space holds this tile width, plus a random 0 or 1.
     const units = Math.max(want.cols, Math.floor((want.wgX * want.cols) / 2) + 1) + Math.floor(r() * 2);
@@ -216,7 +197,7 @@ function coveringSample(op: Op, r: () => number): { c: Case; cfg: AnyConfig }[] 
         op === 'backwardData' ? randomCase(r, { Ci: colsN, Co: kCh }) : randomCase(r, { Ci: kCh, Co: colsN });
       if (op === 'backwardFilter' && want.splitK > 1) {
         // Taller images so N*Ho reaches 8.
-        const big = makeCase(c.g.N, 9 + 2 * Math.floor(r() * 3), c.g.W, c.g.Ci, c.g.Co, c.g.KH, 1, c.opts.pad, false);
+        const big = makeConvCase(c.g.N, 9 + 2 * Math.floor(r() * 3), c.g.W, c.g.Ci, c.g.Co, c.g.KH, 1, c.opts.pad, false);
         if (space(op, big.g).some((s) => sameConfig(s, want))) {
           out.push({ c: big, cfg: want });
           break;
@@ -233,7 +214,7 @@ function coveringSample(op: Op, r: () => number): { c: Case; cfg: AnyConfig }[] 
 
 describe('conv generators as strings', () => {
   const r = rng(freshSeed());
-  const cases = [makeCase(2, 7, 5, 3, 7, 3, 2, 1, true), makeCase(1, 9, 9, 16, 16, 3, 1, 1, false), makeCase(1, 5, 7, 8, 4, 1, 2, 0, true)];
+  const cases = [makeConvCase(2, 7, 5, 3, 7, 3, 2, 1, true), makeConvCase(1, 9, 9, 16, 16, 3, 1, 1, false), makeConvCase(1, 5, 7, 8, 4, 1, 2, 0, true)];
 
   it('are pure and deterministic, bake the shapes in, and take no uniforms', () => {
     for (const op of OPS)
@@ -244,7 +225,7 @@ describe('conv generators as strings', () => {
         expect(a).toEqual(b);
         expect(a.join('\n')).not.toContain('var<uniform>');
         // A different shape gives different WGSL (the pipeline cache is keyed by it).
-        const other = makeCase(c.g.N, c.g.H + 2, c.g.W, c.g.Ci, c.g.Co, c.g.KH, c.g.stride as 1 | 2, c.g.pad as 0 | 1, c.bias);
+        const other = makeConvCase(c.g.N, c.g.H + 2, c.g.W, c.g.Ci, c.g.Co, c.g.KH, c.g.stride as 1 | 2, c.g.pad as 0 | 1, c.bias);
         expect(kernelStrings(op, other, cfg).join('\n')).not.toEqual(a.join('\n'));
       }
   });
@@ -256,7 +237,7 @@ describe('conv generators as strings', () => {
         expect(sp.length).toBeGreaterThan(0);
         expect(new Set(sp.map(configKey)).size).toBe(sp.length);
         const def = defaultConfig(op, c.g);
-        expect(sp.some((s) => sameConfig(s, def)), `${op} ${describeCase(c)} default ${configKey(def)}`).toBe(true);
+        expect(sp.some((s) => sameConfig(s, def)), `${op} ${describeConvCase(c)} default ${configKey(def)}`).toBe(true);
         for (const cfg of sp) {
           expect(kernelStrings(op, c, cfg).join('\n')).toContain(configKey(cfg));
           expect(cfg.wgX * cfg.wgY).toBeLessThanOrEqual(256);
@@ -265,7 +246,7 @@ describe('conv generators as strings', () => {
   });
 
   it('vector widths appear only where the channel counts allow them, and bad configs are refused', () => {
-    const odd = makeCase(1, 5, 5, 3, 7, 3, 1, 1, false);
+    const odd = makeConvCase(1, 5, 5, 3, 7, 3, 1, 1, false);
     for (const op of OPS) for (const cfg of space(op, odd.g)) expect(cfg.vec4 || cfg.kVec).toBe(false);
     const base = defaultConvForwardConfig(odd.g);
     expect(() => checkConvForwardConfig(odd.g, { ...base, vec4: true })).toThrow(/Co % 4/);
@@ -276,13 +257,13 @@ describe('conv generators as strings', () => {
     const bf = defaultConvBackwardFilterConfig(odd.g);
     expect(() => checkConvBackwardFilterConfig(odd.g, { ...bf, kVec: true })).toThrow(/Ci % 4/);
     expect(() => checkConvBackwardFilterConfig(odd.g, { ...bf, splitK: odd.g.N * odd.g.Ho + 1 })).toThrow(/splitK/);
-    const four = makeCase(1, 9, 9, 8, 8, 3, 1, 1, false);
+    const four = makeConvCase(1, 9, 9, 8, 8, 3, 1, 1, false);
     expect(convForwardConfigSpace(four.g).some((c) => c.vec4 && c.kVec)).toBe(true);
     expect(convBackwardFilterConfigSpace(four.g).some((c) => c.kVec && c.rows % 4 !== 0)).toBe(false);
   });
 
   it('spread dispatches over 65535 workgroups on a 2-D grid the kernel folds back', () => {
-    const big = makeCase(8, 224, 224, 64, 64, 3, 1, 1, true);
+    const big = makeConvCase(8, 224, 224, 64, 64, 3, 1, 1, true);
     const tiny: ConvTileConfig = { rows: 1, cols: 1, vec4: false, kVec: false, wgX: 1, wgY: 1, kUnroll: 1 };
     const specs = [convForwardKernel(big.g, true, tiny), convBackwardDataKernels(big.g, tiny).gemm];
     for (const spec of specs) {
@@ -297,7 +278,7 @@ describe('conv generators as strings', () => {
     }
     // Backward-data with stride 2: the four phases of a 7x6 input get whole workgroups of
     // their own, 4*3, 4*3, 3*3 and 3*3 pixels (one pixel and 4 channels per workgroup here).
-    const s2 = makeCase(1, 7, 6, 4, 4, 3, 2, 1, false);
+    const s2 = makeConvCase(1, 7, 6, 4, 4, 3, 2, 1, false);
     const wgsl = convBackwardDataKernels(s2.g, { ...tiny }).gemm.wgsl;
     expect(wgsl).toContain('if (g >= 168u) { return; }');
     expect(wgsl).toContain('let ph = select(0u, 1u, g >= 48u) + select(0u, 1u, g >= 96u) + select(0u, 1u, g >= 132u);');
@@ -316,15 +297,15 @@ describe('conv kernels on webgpu against the reference', () => {
   it('every config of small spaces (Co or Ci of 1: few tiles), all three ops', async () => {
     const be = await gpu();
     const r = rng(`${seed}/small`);
-    const runs: [Op, Case][] = [
-      ['forward', makeCase(pick(r, [1, 2]), pick(r, [5, 7]), pick(r, [5, 7]), 3, 1, 3, pick(r, [1, 2] as const), 1, r() < 0.5)],
-      ['backwardData', makeCase(pick(r, [1, 2]), pick(r, [5, 7]), pick(r, [5, 7]), 1, 3, 3, 1, pick(r, [0, 1] as const), false)],
+    const runs: [Op, ConvCase][] = [
+      ['forward', makeConvCase(pick(r, [1, 2]), pick(r, [5, 7]), pick(r, [5, 7]), 3, 1, 3, pick(r, [1, 2] as const), 1, r() < 0.5)],
+      ['backwardData', makeConvCase(pick(r, [1, 2]), pick(r, [5, 7]), pick(r, [5, 7]), 1, 3, 3, 1, pick(r, [0, 1] as const), false)],
       // Ho = 1: splitK can only be 1.
-      ['backwardFilter', makeCase(1, 3, pick(r, [5, 7]), 3, 1, 3, 1, 0, false)],
+      ['backwardFilter', makeConvCase(1, 3, pick(r, [5, 7]), 3, 1, 3, 1, 0, false)],
     ];
     for (const [op, c] of runs) {
       const sp = space(op, c.g);
-      expect(sp.length, `${op} space for ${describeCase(c)}`).toBeLessThanOrEqual(8);
+      expect(sp.length, `${op} space for ${describeConvCase(c)}`).toBeLessThanOrEqual(8);
       for (const cfg of sp) await check(be, op, c, cfg, seed);
     }
   });
@@ -339,14 +320,14 @@ describe('conv kernels on webgpu against the reference', () => {
     it(`${op}: default configs on random awkward geometries (1x1 and 3x3, stride 1 and 2, pad 0 and 1)`, async () => {
       const be = await gpu();
       const r = rng(`${seed}/${op}/default`);
-      const fixed = [makeCase(2, 9, 7, 3, 7, 3, 2, 1, true), makeCase(1, 5, 9, 5, 4, 1, 2, 1, false)];
+      const fixed = [makeConvCase(2, 9, 7, 3, 7, 3, 2, 1, true), makeConvCase(1, 5, 9, 5, 4, 1, 2, 1, false)];
       for (const c of [...fixed, randomCase(r), randomCase(r)]) await check(be, op, c, undefined, seed);
     });
   }
 
   it('dispatches of more than 65535 workgroups (forward and backward-data)', async () => {
     const be = await gpu();
-    const c = makeCase(1, 257, 257, 1, 1, 1, 1, 0, true);
+    const c = makeConvCase(1, 257, 257, 1, 1, 1, 1, 0, true);
     const tiny: ConvTileConfig = { rows: 1, cols: 1, vec4: false, kVec: false, wgX: 1, wgY: 1, kUnroll: 1 };
     expect(convForwardKernel(c.g, true, tiny).workgroups[1]).toBeGreaterThan(1);
     await check(be, 'forward', c, tiny, seed);

@@ -1,7 +1,7 @@
 // Shared test helpers: backends, random inputs, error measures.
 import seedrandom from 'seedrandom';
 import { ModelSpec, Network } from '../pcn/network.js';
-import { Backend, NoAdapterError, ReferenceBackend, WebGPUBackend, openDevice, Shape, Tensor, sizeOf } from '../engine/index.js';
+import { Backend, ConvGeometry, NoAdapterError, ReferenceBackend, WebGPUBackend, convGeometry, openDevice, Shape, Tensor, sizeOf } from '../engine/index.js';
 
 let gpuBackend: WebGPUBackend | null | undefined;
 let gpuMissing = '';
@@ -151,4 +151,30 @@ export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
   }
   if (aa === 0 && bb === 0) return 1;
   return aa === 0 || bb === 0 ? 0 : ab / Math.sqrt(aa * bb);
+}
+
+/** One element of xs, drawn with r. */
+export function pick<T>(r: () => number, xs: readonly T[]): T {
+  return xs[Math.floor(r() * xs.length)];
+}
+
+/** A conv test case: shapes, options, whether a bias is added, and the geometry they give. */
+export interface ConvCase {
+  xShape: number[];
+  wShape: number[];
+  opts: { stride: 1 | 2; pad: 0 | 1 };
+  bias: boolean;
+  g: ConvGeometry;
+}
+
+/** A KxK conv of an N x H x W x Ci input to Co channels (throws ShapeError for an empty output). */
+export function makeConvCase(N: number, H: number, W: number, Ci: number, Co: number, K: number, stride: 1 | 2, pad: 0 | 1, bias: boolean): ConvCase {
+  const xShape = [N, H, W, Ci];
+  const wShape = [K, K, Ci, Co];
+  const opts = { stride, pad };
+  return { xShape, wShape, opts, bias, g: convGeometry('test', xShape, wShape, opts) };
+}
+
+export function describeConvCase(c: ConvCase): string {
+  return `x [${c.xShape}] w [${c.wShape}] stride ${c.opts.stride} pad ${c.opts.pad}${c.bias ? ' +bias' : ''}`;
 }

@@ -29,16 +29,13 @@ import {
 } from '../kernels/candidates.js';
 import { AnyConvBackwardFilterConfig } from '../kernels/conv/backwardFilter.js';
 import { sharedBackwardFilterKernels } from '../kernels/conv/sharedTile.js';
-import { freshSeed, gpu, pair, randomValues, ref, relErr, rng, shuffled } from './helpers.js';
+import { ConvCase, describeConvCase, makeConvCase, pick, freshSeed, gpu, pair, randomValues, ref, relErr, rng, shuffled } from './helpers.js';
 
 const TOL = 1e-5;
 const FIELDS = { BM: [32, 64, 128], BN: [32, 64, 128], BK: [8, 16, 32], TM: [4, 8], TN: [4, 8], vec4: [true, false], unroll: [true, false] };
 /** Shader compiles of these kernels take 2-15 s each on lavapipe (busy 2 cores): generous limits. */
 const SLOW = 400_000;
 
-function pick<T>(r: () => number, xs: readonly T[]): T {
-  return xs[Math.floor(r() * xs.length)];
-}
 
 /**
  * `count` valid configs (from the unpruned space of a large shape) in which every value
@@ -67,42 +64,26 @@ function coveringConfigs(r: () => number, count: number): SharedTileConfig[] {
   return out;
 }
 
-interface Case {
-  xShape: number[];
-  wShape: number[];
-  opts: { stride: 1 | 2; pad: 0 | 1 };
-  bias: boolean;
-  g: ConvGeometry;
-}
 
-function makeCase(N: number, H: number, W: number, Ci: number, Co: number, K: number, stride: 1 | 2, pad: 0 | 1, bias: boolean): Case {
-  const xShape = [N, H, W, Ci];
-  const wShape = [K, K, Ci, Co];
-  const opts = { stride, pad };
-  return { xShape, wShape, opts, bias, g: convGeometry('test', xShape, wShape, opts) };
-}
 
 /**
  * A random awkward geometry whose column channels (Co, or Ci for backward-data) are a
  * multiple of 4 when `vec4`. Reduction channels include multiples of BK (a slice inside
  * one tap) and odd counts (slices crossing taps).
  */
-function randomCase(r: () => number, colsOf: 'Co' | 'Ci', vec4: boolean): Case {
+function randomCase(r: () => number, colsOf: 'Co' | 'Ci', vec4: boolean): ConvCase {
   for (;;) {
     const cols = vec4 ? pick(r, [4, 12, 36, 68]) : pick(r, [1, 7, 13, 37]);
     const red = pick(r, [1, 3, 5, 16, 32]);
     const [Ci, Co] = colsOf === 'Co' ? [red, cols] : [cols, red];
     try {
-      return makeCase(pick(r, [1, 2, 3]), pick(r, [3, 5, 9, 11]), pick(r, [4, 7, 9]), Ci, Co, pick(r, [1, 3]), pick(r, [1, 2] as const), pick(r, [0, 1] as const), r() < 0.5);
+      return makeConvCase(pick(r, [1, 2, 3]), pick(r, [3, 5, 9, 11]), pick(r, [4, 7, 9]), Ci, Co, pick(r, [1, 3]), pick(r, [1, 2] as const), pick(r, [0, 1] as const), r() < 0.5);
     } catch (e) {
       if (!(e instanceof ShapeError)) throw e;
     }
   }
 }
 
-function describeCase(c: Case): string {
-  return `x [${c.xShape}] w [${c.wShape}] stride ${c.opts.stride} pad ${c.opts.pad}${c.bias ? ' +bias' : ''}`;
-}
 
 async function compare(be: WebGPUBackend, got: Tensor, want: Tensor, what: string): Promise<void> {
   expect(got.shape).toEqual(want.shape);
@@ -117,9 +98,9 @@ async function compare(be: WebGPUBackend, got: Tensor, want: Tensor, what: strin
 
 type ConvOp = 'forward' | 'backwardData' | 'backwardFilter';
 
-async function checkConv(be: WebGPUBackend, op: ConvOp, c: Case, cfg: ConvForwardConfig | ConvBackwardDataConfig | AnyConvBackwardFilterConfig, seed: string): Promise<void> {
+async function checkConv(be: WebGPUBackend, op: ConvOp, c: ConvCase, cfg: ConvForwardConfig | ConvBackwardDataConfig | AnyConvBackwardFilterConfig, seed: string): Promise<void> {
   const key = configKey(cfg);
-  const what = `${op} ${describeCase(c)} config ${key} (seed ${seed})`;
+  const what = `${op} ${describeConvCase(c)} config ${key} (seed ${seed})`;
   const r = rng(`${seed}/${what}`);
   const made: Tensor[] = [];
   const both = (shape: number[]) => {
@@ -163,7 +144,7 @@ describe('shared-tile generators as strings', () => {
     expect(new Set(sp.map(sharedTileConfigKey)).size).toBe(sp.length);
     for (const [k, vs] of Object.entries(FIELDS)) for (const v of vs) expect(sp.some((c) => c[k as keyof SharedTileConfig] === v), `${k}=${v}`).toBe(true);
     const mm: MatmulShape = { M: 37, K: 19, N: 44, transA: r() < 0.5, transB: r() < 0.5 };
-    const c = makeCase(2, 9, 7, 8, 12, 3, 2, 1, true);
+    const c = makeConvCase(2, 9, 7, 8, 12, 3, 2, 1, true);
     for (const cfg of sp) {
       expect((cfg.BM / cfg.TM) * (cfg.BN / cfg.TN)).toBeLessThanOrEqual(MAX_WORKGROUP_INVOCATIONS);
       expect(sharedTileStorageBytes(cfg)).toBeLessThanOrEqual(MAX_WORKGROUP_STORAGE_BYTES);
@@ -203,8 +184,8 @@ describe('shared-tile generators as strings', () => {
   });
 
   it('candidate lists hold both algorithms, with unique stable keys, and refuse misfit configs', () => {
-    const c3 = makeCase(2, 9, 7, 5, 12, 3, 2, 1, true);
-    const c1 = makeCase(2, 9, 7, 8, 12, 1, 1, 0, true);
+    const c3 = makeConvCase(2, 9, 7, 5, 12, 3, 2, 1, true);
+    const c1 = makeConvCase(2, 9, 7, 8, 12, 1, 1, 0, true);
     for (const c of [c3, c1]) {
       for (const list of [convForwardCandidates(c.g), convBackwardDataCandidates(c.g), convBackwardFilterCandidates(c.g)]) {
         const keys = list.map(configKey);
@@ -218,7 +199,7 @@ describe('shared-tile generators as strings', () => {
     expect(convForwardCandidates(c3.g).some((k) => k.algo === 'matmul')).toBe(false);
     const mmCfg = { algo: 'matmul' as const, matmul: defaultMatmulConfig({ M: 1, K: 1, N: 1, transA: false, transB: false }) };
     expect(() => checkConvForwardConfig(c3.g, mmCfg)).toThrow(/1x1/);
-    const odd = makeCase(1, 5, 5, 3, 7, 3, 1, 1, false);
+    const odd = makeConvCase(1, 5, 5, 3, 7, 3, 1, 1, false);
     const v4: SharedTileConfig = { algo: 'shared', BM: 32, BN: 32, BK: 8, TM: 4, TN: 4, vec4: true };
     expect(() => convForwardKernel(odd.g, false, v4)).toThrow(/Co % 4/);
     expect(() => convBackwardDataKernels(odd.g, v4)).toThrow(/Ci % 4/);
@@ -263,7 +244,7 @@ describe('shared-tile kernels on webgpu against the reference', () => {
     const limit = be.rt.device.limits.maxComputeWorkgroupStorageSize;
     expect(limit, 'this test needs an adapter with more than the portable 16 KB of workgroup memory (lavapipe: 32 KB)').toBeGreaterThan(MAX_WORKGROUP_STORAGE_BYTES);
     const r = rng(`${seed}/storage`);
-    const c = makeCase(2, 9, 7, 16, 13, 3, 1, 1, true);
+    const c = makeConvCase(2, 9, 7, 16, 13, 3, 1, 1, true);
     const big = (cs: unknown[]) =>
       (cs as SharedTileConfig[]).filter((k) => k.algo === 'shared' && !k.unroll && !('splitK' in k && (k as { splitK: number }).splitK > 1) && sharedTileStorageBytes(k) > MAX_WORKGROUP_STORAGE_BYTES);
     for (const [op, cands] of [
@@ -286,9 +267,9 @@ describe('shared-tile kernels on webgpu against the reference', () => {
     const r = rng(`${seed}/edge`);
     const cfgs = coveringConfigs(r, 2);
     // 1x1 stride 2: three of four backward-data phases have no taps (their dx is zero).
-    await checkConv(be, 'backwardData', makeCase(pick(r, [1, 2]), 9, 7, 4, 3, 1, 2, 0, false), { ...cfgs[0], vec4: true }, seed);
+    await checkConv(be, 'backwardData', makeConvCase(pick(r, [1, 2]), 9, 7, 4, 3, 1, 2, 0, false), { ...cfgs[0], vec4: true }, seed);
     // More rows than one 128-row tile and a reduction of several slices.
-    await checkConv(be, 'forward', makeCase(3, 11, 9, 16, 5, 3, 1, 1, true), { ...cfgs[1], vec4: false }, seed);
+    await checkConv(be, 'forward', makeConvCase(3, 11, 9, 16, 5, 3, 1, 1, true), { ...cfgs[1], vec4: false }, seed);
   }, SLOW);
 
   it('1x1 conv as matmul (both matmul algorithms, with and without bias)', async () => {
@@ -296,7 +277,7 @@ describe('shared-tile kernels on webgpu against the reference', () => {
     const r = rng(`${seed}/conv-mm`);
     for (let t = 0; t < 3; t++) {
       const vec4 = t % 2 === 0;
-      const c = makeCase(pick(r, [1, 2, 3]), pick(r, [3, 5, 8]), pick(r, [4, 7]), pick(r, [1, 3, 16, 19]), vec4 ? pick(r, [4, 12]) : pick(r, [5, 9]), 1, 1, 0, t < 2);
+      const c = makeConvCase(pick(r, [1, 2, 3]), pick(r, [3, 5, 8]), pick(r, [4, 7]), pick(r, [1, 3, 16, 19]), vec4 ? pick(r, [4, 12]) : pick(r, [5, 9]), 1, 1, 0, t < 2);
       // Bias through the addBias pass (t = 0) and the shared-tile epilogue (t = 1).
       const shared = t === 1 || (t === 2 && r() < 0.5);
       const inner: AnyMatmulConfig = shared
