@@ -142,7 +142,7 @@ async function checkForward(
   const [gadd, radd] = combo.add ? both(aShape) : [null, null];
   const opts = (add: Tensor | null): ConvBlockOptions => ({ ...c.opts, pool: combo.pool, relu: combo.relu, residual: combo.residual, add });
   try {
-    const got = convOps.convBlock(be, gx, gw, gb, opts(gadd), undefined, cfg);
+    const got = convOps.convBlock(be, gx, gw, gb, opts(gadd), cfg);
     const comp = composeConvBlock(be, gx, gw, gb, opts(gadd));
     const want = composeConvBlock(ref, rx, rw, rb, opts(radd));
     const outs = (o: typeof got) => [o.a, o.argmax, o.h, o.r];

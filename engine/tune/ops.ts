@@ -101,7 +101,7 @@ const conv2dOp: TunableOp = {
   },
   run: (be, p, [x, w], config) => {
     const g = p as ConvGeometry;
-    return convOps.conv2d(be, x, w, null, { stride: g.stride as 1 | 2, pad: g.pad as 0 | 1 }, (config ?? undefined) as conv.ConvForwardConfig | undefined);
+    return convOps.conv2d(be, x, w, null, { stride: g.stride as 1 | 2, pad: g.pad as 0 | 1 }, config as conv.ConvForwardConfig | null);
   },
   reference: (p, [x, w], i) => {
     const g = p as ConvGeometry;
@@ -136,7 +136,7 @@ const conv2dBackwardDataOp: TunableOp = {
   },
   run: (be, p, [dy, w], config) => {
     const g = p as ConvGeometry;
-    return convOps.conv2dBackwardData(be, dy, w, [g.N, g.H, g.W, g.Ci], { stride: g.stride as 1 | 2, pad: g.pad as 0 | 1 }, (config ?? undefined) as convData.ConvBackwardDataConfig | undefined);
+    return convOps.conv2dBackwardData(be, dy, w, [g.N, g.H, g.W, g.Ci], { stride: g.stride as 1 | 2, pad: g.pad as 0 | 1 }, config as convData.ConvBackwardDataConfig | null);
   },
   reference: (p, [dy, w], i) => {
     const g = p as ConvGeometry;
@@ -179,7 +179,7 @@ const conv2dBackwardFilterOp: TunableOp = {
   },
   run: (be, p, [x, dy], config) => {
     const g = p as ConvGeometry;
-    return convOps.conv2dBackwardFilter(be, x, dy, [g.KH, g.KW, g.Ci, g.Co], { stride: g.stride as 1 | 2, pad: g.pad as 0 | 1 }, (config ?? undefined) as convFilter.ConvBackwardFilterConfig | undefined);
+    return convOps.conv2dBackwardFilter(be, x, dy, [g.KH, g.KW, g.Ci, g.Co], { stride: g.stride as 1 | 2, pad: g.pad as 0 | 1 }, config as convFilter.ConvBackwardFilterConfig | null);
   },
   reference: (p, [x, dy], i) => {
     const g = p as ConvGeometry;
@@ -217,7 +217,7 @@ const matmulOp: TunableOp = {
   },
   run: (be, p, [a, b], config) => {
     const s = p as MatmulProblem;
-    return linalgOps.matmul(be, a, b, { transA: s.transA, transB: s.transB }, (config ?? undefined) as mm.AnyMatmulConfig | undefined);
+    return linalgOps.matmul(be, a, b, { transA: s.transA, transB: s.transB }, config as mm.AnyMatmulConfig | null);
   },
   reference: (p, [a, b], i) => {
     const s = p as MatmulProblem;

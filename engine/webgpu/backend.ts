@@ -23,18 +23,9 @@ import {
   checkOneHot,
   checkScaleRows,
   checkU32Values,
-  conv2dBackwardDataShapes,
-  conv2dBackwardFilterShapes,
-  conv2dShapes,
-  convBlockBackwardDataShapes,
-  matmulShape,
 } from '../backend.js';
 import type { Tuner } from '../tune/tuner.js';
 import { composeConvBlock, composeConvBlockBackwardData } from '../fused.js';
-import type { ConvForwardConfig } from '../../kernels/conv/forward.js';
-import type { ConvBackwardDataConfig } from '../../kernels/conv/backwardData.js';
-import type { ConvBackwardFilterConfig } from '../../kernels/conv/backwardFilter.js';
-import type { MatmulConfig } from '../../kernels/matmul/matmul.js';
 import { DType, Shape, Tensor, sizeOf } from '../tensor.js';
 import { uniformValues } from '../random.js';
 import { accumulateKernel, addBiasKernel, scaleRowsKernel, binaryKernel, unaryKernel, BinaryOp, UnaryOp } from '../../kernels/elementwise.js';
@@ -233,32 +224,26 @@ export class WebGPUBackend implements Backend {
   biasGrad(g: Tensor): Tensor {
     return miscOps.biasGrad(this, g);
   }
+  // The conv/matmul ops check the shapes once and ask the tuner for a cached config themselves.
   matmul(a: Tensor, b: Tensor, opts?: MatmulOptions): Tensor {
-    const cfg = this.tuner?.configFor('matmul', { ...matmulShape(a, b, opts), transA: !!opts?.transA, transB: !!opts?.transB });
-    return linalgOps.matmul(this, a, b, opts, cfg as MatmulConfig | undefined);
+    return linalgOps.matmul(this, a, b, opts);
   }
   conv2d(x: Tensor, w: Tensor, bias: Tensor | null, opts?: Conv2dOptions): Tensor {
-    const cfg = this.tuner?.configFor('conv2d', conv2dShapes(x, w, bias, opts));
-    return convOps.conv2d(this, x, w, bias, opts, cfg as ConvForwardConfig | undefined);
+    return convOps.conv2d(this, x, w, bias, opts);
   }
   conv2dBackwardData(dy: Tensor, w: Tensor, inputShape: Shape, opts?: Conv2dOptions): Tensor {
-    const cfg = this.tuner?.configFor('conv2dBackwardData', conv2dBackwardDataShapes(dy, w, inputShape, opts));
-    return convOps.conv2dBackwardData(this, dy, w, inputShape, opts, cfg as ConvBackwardDataConfig | undefined);
+    return convOps.conv2dBackwardData(this, dy, w, inputShape, opts);
   }
   conv2dBackwardFilter(x: Tensor, dy: Tensor, filterShape: Shape, opts?: Conv2dOptions): Tensor {
-    const cfg = this.tuner?.configFor('conv2dBackwardFilter', conv2dBackwardFilterShapes(x, dy, filterShape, opts));
-    return convOps.conv2dBackwardFilter(this, x, dy, filterShape, opts, cfg as ConvBackwardFilterConfig | undefined);
+    return convOps.conv2dBackwardFilter(this, x, dy, filterShape, opts);
   }
   convBlock(x: Tensor, w: Tensor, bias: Tensor | null, opts: ConvBlockOptions): ConvBlockResult {
     if (!this.fuse) return composeConvBlock(this, x, w, bias, opts);
-    // The plain conv2d's tuned config for this geometry (the same tuner key the composition records).
-    const cfg = this.tuner?.configFor('conv2d', conv2dShapes(x, w, bias, opts));
-    return convOps.convBlock(this, x, w, bias, opts, cfg as ConvForwardConfig | undefined);
+    return convOps.convBlock(this, x, w, bias, opts);
   }
   convBlockBackwardData(dy: Tensor, w: Tensor, inputShape: Shape, gates?: ConvBlockGates): Tensor {
     if (!this.fuse || (!this.gatedLoads && (gates?.argmax || gates?.reluAt))) return composeConvBlockBackwardData(this, dy, w, inputShape, gates);
-    const cfg = this.tuner?.configFor('conv2dBackwardData', convBlockBackwardDataShapes(dy, w, inputShape, gates).g);
-    return convOps.convBlockBackwardData(this, dy, w, inputShape, gates, cfg as ConvBackwardDataConfig | undefined);
+    return convOps.convBlockBackwardData(this, dy, w, inputShape, gates);
   }
   maxPool2x2(x: Tensor): MaxPoolResult {
     return miscOps.maxPool2x2(this, x);

@@ -6,6 +6,7 @@ import {
   ConvBlockOptions,
   ConvBlockResult,
   Conv2dOptions,
+  ConvGeometry,
   conv2dBackwardDataShapes,
   conv2dBackwardFilterShapes,
   conv2dShapes,
@@ -38,11 +39,26 @@ import {
   defaultConvBackwardFilterConfig,
 } from '../../../kernels/conv/backwardFilter.js';
 import type { WebGPUBackend } from '../backend.js';
+import type { TunableOpName } from '../../tune/ops.js';
 
 /** The device's workgroup memory, which the shared-tile configs may use (the tuner's spaces do). */
 function storageLimit(be: WebGPUBackend): number | undefined {
   const limit = be.rt.device.limits?.maxComputeWorkgroupStorageSize;
   return typeof limit === 'number' ? limit : undefined;
+}
+
+/**
+ * The config an op runs: `given` when one is given, the op's default for null (what the
+ * tuner measures as the baseline), and for undefined the tuner's cached winner for this
+ * geometry (the shapes are checked once, here, not again by the backend method).
+ */
+function resolve<T>(be: WebGPUBackend, op: TunableOpName, g: ConvGeometry, given: T | null | undefined, fallback: () => T): T {
+  if (given) return given;
+  if (given === undefined) {
+    const tuned = be.tuner?.configFor(op, g) as T | undefined;
+    if (tuned) return tuned;
+  }
+  return fallback();
 }
 
 /**
@@ -62,12 +78,12 @@ export function conv2d(
   w: Tensor,
   bias: Tensor | null,
   opts?: Conv2dOptions,
-  config?: ConvForwardConfig,
+  config?: ConvForwardConfig | null,
 ): Tensor {
   const g = conv2dShapes(x, w, bias, opts);
-  checkPrecision(be, 'conv2d', config);
+  const cfg = resolve(be, 'conv2d', g, config, () => defaultConvForwardConfig(g));
+  checkPrecision(be, 'conv2d', cfg);
   const inputs = be.buffers('conv2d', ...(bias ? [x, w, bias] : [x, w]));
-  const cfg = config ?? defaultConvForwardConfig(g);
   if (cfg.algo === 'matmul') {
     checkConvForwardConfig(g, cfg);
     const shape = convAsMatmulShape(g);
@@ -105,13 +121,14 @@ export function conv2dBackwardData(
   w: Tensor,
   inputShape: Shape,
   opts?: Conv2dOptions,
-  config?: ConvBackwardDataConfig,
+  config?: ConvBackwardDataConfig | null,
 ): Tensor {
   const op = 'conv2dBackwardData';
   const g = conv2dBackwardDataShapes(dy, w, inputShape, opts);
-  checkPrecision(be, op, config);
+  const cfg = resolve(be, op, g, config, () => defaultConvBackwardDataConfig(g));
+  checkPrecision(be, op, cfg);
   const [bdy, bw] = be.buffers(op, dy, w);
-  const plan = convBackwardDataKernels(g, config ?? defaultConvBackwardDataConfig(g), storageLimit(be));
+  const plan = convBackwardDataKernels(g, cfg, storageLimit(be));
   const dx = be.newTensor([g.N, g.H, g.W, g.Ci]);
   const wT = be.newTensor([g.KH, g.KW, g.Co, g.Ci]);
   try {
@@ -131,13 +148,14 @@ export function conv2dBackwardFilter(
   dy: Tensor,
   filterShape: Shape,
   opts?: Conv2dOptions,
-  config?: AnyConvBackwardFilterConfig,
+  config?: AnyConvBackwardFilterConfig | null,
 ): Tensor {
   const op = 'conv2dBackwardFilter';
   const g = conv2dBackwardFilterShapes(x, dy, filterShape, opts);
-  checkPrecision(be, op, config);
+  const cfg = resolve<AnyConvBackwardFilterConfig>(be, op, g, config, () => defaultConvBackwardFilterConfig(g));
+  checkPrecision(be, op, cfg);
   const [bx, bdy] = be.buffers(op, x, dy);
-  const plan = anyConvBackwardFilterKernels(g, config ?? defaultConvBackwardFilterConfig(g), storageLimit(be));
+  const plan = anyConvBackwardFilterKernels(g, cfg, storageLimit(be));
   const dw = be.newTensor([g.KH, g.KW, g.Ci, g.Co]);
   if (!plan.reduce) {
     be.rt.dispatch(plan.main, [bx, bdy, dw.storage(op).buffer]);
@@ -155,21 +173,14 @@ export function conv2dBackwardFilter(
 }
 
 /**
- * A conv block as one kernel (kernels/conv/forward.ts convBlockKernel). `tuned` is the plain
- * conv2d's config for the same geometry, used when the fused kernel can run it; `config`
- * (tests) forces a register config.
+ * A conv block as one kernel (kernels/conv/forward.ts convBlockKernel). Without `config`
+ * (tests force a register config), the plain conv2d's tuned config for the same geometry
+ * (the tuner key the composition records) is used when the fused kernel can run it.
  */
-export function convBlock(
-  be: WebGPUBackend,
-  x: Tensor,
-  w: Tensor,
-  bias: Tensor | null,
-  opts: ConvBlockOptions,
-  tuned?: ConvForwardConfig,
-  config?: ConvTileConfig,
-): ConvBlockResult {
+export function convBlock(be: WebGPUBackend, x: Tensor, w: Tensor, bias: Tensor | null, opts: ConvBlockOptions, config?: ConvTileConfig): ConvBlockResult {
   const op = 'convBlock';
   const { g, aShape } = convBlockShapes(x, w, bias, opts);
+  const tuned = config ? undefined : (be.tuner?.configFor('conv2d', g) as ConvForwardConfig | undefined);
   const add = opts.relu && opts.add ? opts.add : null;
   const e = { pool: !!opts.pool, add: add !== null, relu: !!opts.relu, residual: !!opts.relu && !!opts.residual };
   // Built before allocating, so a bad config records nothing.
@@ -195,14 +206,16 @@ export function convBlockBackwardData(
   w: Tensor,
   inputShape: Shape,
   gates: ConvBlockGates = {},
-  config?: ConvBackwardDataConfig,
+  config?: ConvBackwardDataConfig | null,
 ): Tensor {
   const op = 'convBlockBackwardData';
   const { g } = convBlockBackwardDataShapes(dy, w, inputShape, gates);
-  checkPrecision(be, 'convBlockBackwardData', config);
+  // The plain backward-data's tuned config for the same geometry (the composition's tuner key).
+  const cfg = resolve(be, 'conv2dBackwardData', g, config, () => defaultConvBackwardDataConfig(g));
+  checkPrecision(be, op, cfg);
   const argmax = gates.argmax ?? null;
   const reluAt = gates.reluAt ?? null;
-  const plan = convBlockBackwardDataKernels(g, { argmax: argmax !== null, reluAt: reluAt !== null }, config ?? defaultConvBackwardDataConfig(g), storageLimit(be));
+  const plan = convBlockBackwardDataKernels(g, { argmax: argmax !== null, reluAt: reluAt !== null }, cfg, storageLimit(be));
   const inputs = be.buffers(op, dy, w, ...(argmax ? [argmax] : []), ...(reluAt ? [reluAt] : []));
   const [bdy, bw, ...bgates] = inputs;
   const dx = be.newTensor([g.N, g.H, g.W, g.Ci]);

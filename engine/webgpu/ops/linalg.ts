@@ -14,18 +14,20 @@ import { transposeKernel } from '../../../kernels/matmul/transpose.js';
 import type { WebGPUBackend } from '../backend.js';
 
 /**
- * [M, K] x [K, N] -> [M, N]. Without `config`, a large transposed B is transposed first and
- * the plain kernel runs with its default config; with one (the autotuner, tests), exactly
+ * [M, K] x [K, N] -> [M, N]. `config` undefined: the tuner's cached config for this shape if
+ * the backend has one; null (or no cached config): a large transposed B is transposed first
+ * and the plain kernel runs with its default config; with a config (the autotuner, tests), exactly
  * that kernel (register-blocked, or workgroup-memory tiled with `algo: 'shared'`) runs on
  * the operands as stored. A config that computes in f16 runs only on a backend whose
  * precision is 'f16': reduced precision is never reached by accident.
  */
-export function matmul(be: WebGPUBackend, a: Tensor, b: Tensor, opts: MatmulOptions = {}, config?: AnyMatmulConfig): Tensor {
+export function matmul(be: WebGPUBackend, a: Tensor, b: Tensor, opts: MatmulOptions = {}, given?: AnyMatmulConfig | null): Tensor {
   const op = 'matmul';
   const { M, K, N } = matmulShape(a, b, opts);
   const [ba, bb] = be.buffers(op, a, b);
   if (M === 0 || N === 0) return be.newTensor([M, N]);
   const shape: MatmulShape = { M, K, N, transA: !!opts.transA, transB: !!opts.transB };
+  const config = given === undefined ? (be.tuner?.configFor('matmul', shape) as AnyMatmulConfig | undefined) : given ?? undefined;
   if (config?.algo === 'shared' && config.f16 && be.precision !== 'f16') {
     throw new Error(`matmul config ${anyMatmulConfigKey(config)} computes in f16, but the backend's precision is '${be.precision}' (set precision 'f16' to allow it)`);
   }
