@@ -25,6 +25,9 @@ export interface AdapterDescription {
   backend: string;
   driver: string;
   isSoftware: boolean;
+  /** The adapter's subgroup sizes (Dawn's subgroupMinSize / subgroupMaxSize; 0 when not reported). */
+  subgroupMinSize: number;
+  subgroupMaxSize: number;
   features: string[];
   limits: Record<string, number>;
 }
@@ -132,6 +135,8 @@ function describe(adapter: GPUAdapter): AdapterDescription {
     backend: String(rec.backendType ?? (process.platform === 'darwin' ? 'metal' : process.platform === 'win32' ? 'd3d12' : 'vulkan')),
     driver: description,
     isSoftware,
+    subgroupMinSize: typeof rec.subgroupMinSize === 'number' ? rec.subgroupMinSize : 0,
+    subgroupMaxSize: typeof rec.subgroupMaxSize === 'number' ? rec.subgroupMaxSize : 0,
     features: [...adapter.features].map(String).sort(),
     limits,
   };

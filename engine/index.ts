@@ -73,6 +73,8 @@ export async function createBackend(name: BackendName, opts: BackendOptions = {}
       if (opts.tune !== false) be.tuner = new Tuner(be, tunerOptionsFromEnv(opts.tune ?? {}));
       be.fuse = opts.fuse ?? process.env.NUDGE_FUSE !== '0';
       if (process.env.NUDGE_GATED_LOADS) be.gatedLoads = process.env.NUDGE_GATED_LOADS !== '0';
+      if (process.env.NUDGE_SUBGROUP_TILES === '0') be.subgroupTiles = null;
+      if (process.env.NUDGE_SUBGROUP_TILES === '1') be.subgroupDefaults = true;
       return be;
     }
     default:

@@ -58,14 +58,14 @@ function f16TileConfigs(rows: number, cols: number, maxStorageBytes?: number): S
 }
 
 export function convForwardCandidates(s: ConvShape, opts: TileSpaceOptions = {}): ConvForwardConfig[] {
-  const out: ConvForwardConfig[] = [...convForwardConfigSpace(s), ...sharedConvForwardConfigSpace(s, opts)];
+  const out: ConvForwardConfig[] = [...convForwardConfigSpace(s, opts.subgroupSize), ...sharedConvForwardConfigSpace(s, opts)];
   if (opts.precision === 'f16') out.push(...f16TileConfigs(s.N * s.Ho * s.Wo, s.Co, opts.maxStorageBytes));
   if (convIsMatmul(s)) for (const matmul of matmulCandidates(convAsMatmulShape(s), opts)) out.push({ algo: 'matmul', matmul });
   return out;
 }
 
 export function convBackwardDataCandidates(s: ConvShape, opts: TileSpaceOptions = {}): ConvBackwardDataConfig[] {
-  const out: ConvBackwardDataConfig[] = [...convBackwardDataConfigSpace(s), ...sharedConvBackwardDataConfigSpace(s, opts)];
+  const out: ConvBackwardDataConfig[] = [...convBackwardDataConfigSpace(s, opts.subgroupSize), ...sharedConvBackwardDataConfigSpace(s, opts)];
   if (opts.precision === 'f16') out.push(...f16TileConfigs(s.N * Math.ceil(s.H / s.stride) * Math.ceil(s.W / s.stride), s.Ci, opts.maxStorageBytes));
   return out;
 }

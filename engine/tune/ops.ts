@@ -42,14 +42,18 @@ export interface TunableOp {
    * is the device's workgroup memory (default: the portable 16 KB).
    */
   candidates(p: Problem, opts?: cand.TileSpaceOptions): unknown[];
-  /** The config the op's default path uses, when that path is one candidate kernel (skipped as a duplicate). */
-  defaultConfig(p: Problem): unknown | null;
+  /**
+   * The config the op's default path uses, when that path is one candidate kernel (skipped
+   * as a duplicate). `subgroup`: the subgroup size the backend's defaults share loads over.
+   */
+  defaultConfig(p: Problem, subgroup?: number): unknown | null;
   /**
    * The starting point of each other algorithm (the workgroup-memory tiled kernels' GPU
-   * defaults): measured right after the default, whatever the budget, so a search that
-   * climbs from the default cannot miss a whole algorithm.
+   * defaults, and for the convs both register defaults, with and without `subgroup`, the
+   * backend's subgroup size): measured right after the default, whatever the budget, so a
+   * search that climbs from the default cannot miss a whole algorithm.
    */
-  seeds(p: Problem, precision?: cand.KernelPrecision): unknown[];
+  seeds(p: Problem, precision?: cand.KernelPrecision, subgroup?: number): unknown[];
   flops(p: Problem): number;
   /** Input shapes, in the order run() takes them. */
   inputShapes(p: Problem): number[][];
@@ -89,10 +93,11 @@ const conv2dOp: TunableOp = {
   name: 'conv2d',
   key: (p) => convKey(p as ConvGeometry),
   candidates: (p, opts) => cand.convForwardCandidates(p as ConvGeometry, opts),
-  defaultConfig: (p) => conv.defaultConvForwardConfig(p as ConvGeometry),
-  seeds: (p, precision) => {
+  defaultConfig: (p, subgroup) => conv.defaultConvForwardConfig(p as ConvGeometry, subgroup),
+  seeds: (p, precision, subgroup) => {
     const g = p as ConvGeometry;
-    return tileSeeds((f16) => mmShared.defaultSharedTileConfig(g.N * g.Ho * g.Wo, g.Co, f16), precision);
+    const tiles = [conv.defaultConvForwardConfig(g), ...(subgroup ? [conv.defaultConvForwardConfig(g, subgroup)] : [])];
+    return [...tiles, ...tileSeeds((f16) => mmShared.defaultSharedTileConfig(g.N * g.Ho * g.Wo, g.Co, f16), precision)];
   },
   flops: convFlops,
   inputShapes: (p) => {
@@ -124,10 +129,11 @@ const conv2dBackwardDataOp: TunableOp = {
   name: 'conv2dBackwardData',
   key: (p) => convKey(p as ConvGeometry),
   candidates: (p, opts) => cand.convBackwardDataCandidates(p as ConvGeometry, opts),
-  defaultConfig: (p) => convData.defaultConvBackwardDataConfig(p as ConvGeometry),
-  seeds: (p, precision) => {
+  defaultConfig: (p, subgroup) => convData.defaultConvBackwardDataConfig(p as ConvGeometry, subgroup),
+  seeds: (p, precision, subgroup) => {
     const g = p as ConvGeometry;
-    return tileSeeds((f16) => mmShared.defaultSharedTileConfig(g.N * Math.ceil(g.H / g.stride) * Math.ceil(g.W / g.stride), g.Ci, f16), precision);
+    const tiles = [convData.defaultConvBackwardDataConfig(g), ...(subgroup ? [convData.defaultConvBackwardDataConfig(g, subgroup)] : [])];
+    return [...tiles, ...tileSeeds((f16) => mmShared.defaultSharedTileConfig(g.N * Math.ceil(g.H / g.stride) * Math.ceil(g.W / g.stride), g.Ci, f16), precision)];
   },
   flops: convFlops,
   inputShapes: (p) => {

@@ -24,6 +24,7 @@ import { Tensor } from '../tensor.js';
 import type { WebGPUBackend } from '../webgpu/backend.js';
 import { AdapterIdentity, CacheEntry, cachePath, loadCache, saveEntries } from './cache.js';
 import { Problem, TUNABLE_OPS, TunableOp, TunableOpName, canonicalConfig, configLabel, kernelSetHash } from './ops.js';
+import { defaultSubgroup } from '../webgpu/ops/conv.js';
 import type { KernelPrecision, TileSpaceOptions } from '../../kernels/candidates.js';
 
 export interface TunerOptions {
@@ -168,10 +169,14 @@ export class Tuner {
     return `${op}|${TUNABLE_OPS[op].key(p)}|${precision}`;
   }
 
-  /** The candidate-space options of this backend: its precision and workgroup memory. */
+  /** The candidate-space options of this backend: its precision, workgroup memory and subgroup size. */
   private spaceOptions(): TileSpaceOptions {
     const limit = this.be.rt.device.limits?.maxComputeWorkgroupStorageSize;
-    return { precision: this.be.precision, maxStorageBytes: typeof limit === 'number' ? limit : undefined };
+    return {
+      precision: this.be.precision,
+      maxStorageBytes: typeof limit === 'number' ? limit : undefined,
+      subgroupSize: this.be.subgroupTiles ?? undefined,
+    };
   }
 
   get hasPending(): boolean {
@@ -289,7 +294,7 @@ export class Tuner {
       if (!Number.isFinite(defaultMs)) throw new Error(`tune ${key}: the default kernel failed its check against the reference`);
       best = { config: null, ms: defaultMs };
       const seen = new Set<string>();
-      const def = top.defaultConfig(p);
+      const def = top.defaultConfig(p, defaultSubgroup(be));
       if (def !== null) seen.add(canonicalConfig(def));
       const order = space.slice();
       for (let i = order.length - 1; i > 0; i--) {
@@ -307,7 +312,7 @@ export class Tuner {
       // Seeds (other algorithms' defaults) that are in the space, tried whatever the budget.
       const inSpace = new Map(order.map((c) => [canonicalConfig(c), c]));
       const seeds = top
-        .seeds(p, this.be.precision)
+        .seeds(p, this.be.precision, this.be.subgroupTiles ?? undefined)
         .map((c) => inSpace.get(canonicalConfig(c)))
         .filter((c): c is NonNullable<typeof c> => c !== undefined && !seen.has(canonicalConfig(c)));
       let n = 0;

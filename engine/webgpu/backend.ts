@@ -58,11 +58,27 @@ export class WebGPUBackend implements Backend {
    * re-reading the conv-shaped gradient (not yet measured there). NUDGE_GATED_LOADS=0|1.
    */
   gatedLoads: boolean;
+  /**
+   * The subgroup size the conv kernels may share activation loads over (ConvTileConfig
+   * `subgroup`): the device's, when it has the 'subgroups' feature and one fixed size; else
+   * null, and no such config runs. The tuner's spaces include those tiles when it is set.
+   */
+  subgroupTiles: number | null;
+  /**
+   * Whether the untuned defaults use the subgroup-shared tiles (needs subgroupTiles). On
+   * lavapipe, where every activation load is a per-lane loop, they made the forward conv
+   * ~2x faster, so CPU adapters use them by default; GPUs (not yet measured) leave them to
+   * the tuner. NUDGE_SUBGROUP_TILES=0 turns the tiles off entirely, =1 makes them the default.
+   */
+  subgroupDefaults: boolean;
   private kernelPrecision: KernelPrecision = 'f32';
 
   constructor(readonly gpu: Gpu, opts: RuntimeOptions & { precision?: KernelPrecision } = {}) {
     this.rt = new Runtime(gpu, opts);
     this.gatedLoads = !gpu.info.isSoftware;
+    const sg = gpu.info.subgroupMinSize;
+    this.subgroupTiles = gpu.features.has('subgroups') && sg > 0 && sg === gpu.info.subgroupMaxSize ? sg : null;
+    this.subgroupDefaults = gpu.info.isSoftware;
     if (opts.precision) this.precision = opts.precision;
   }
 

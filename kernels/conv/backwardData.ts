@@ -40,14 +40,15 @@ export function sharedConvBackwardDataConfigSpace(s: ConvShape, opts: TileSpaceO
   return sharedTileConfigs(s.N * Math.ceil(s.H / s.stride) * Math.ceil(s.W / s.stride), s.Ci, { maxStorageBytes: opts.maxStorageBytes });
 }
 
-export function convBackwardDataConfigSpace(s: ConvShape): ConvTileConfig[] {
-  return tileConfigs(s.Ci, s.N * Math.ceil(s.H / s.stride) * Math.ceil(s.W / s.stride), () => s.Co % 4 === 0);
+/** `subgroup`: the device's fixed subgroup size, which adds the subgroup-shared tiles. */
+export function convBackwardDataConfigSpace(s: ConvShape, subgroup?: number): ConvTileConfig[] {
+  return tileConfigs(s.Ci, s.N * Math.ceil(s.H / s.stride) * Math.ceil(s.W / s.stride), () => s.Co % 4 === 0, subgroup);
 }
 
 /** The config used without tuning (see defaultTile); rows are counted per phase. */
-export function defaultConvBackwardDataConfig(s: ConvShape): ConvTileConfig {
+export function defaultConvBackwardDataConfig(s: ConvShape, subgroup?: number): ConvTileConfig {
   const vec4 = s.Ci % 4 === 0;
-  return defaultTile(vec4 ? s.Ci / 4 : s.Ci, s.N * Math.ceil(s.H / s.stride) * Math.ceil(s.W / s.stride), vec4);
+  return defaultTile(vec4 ? s.Ci / 4 : s.Ci, s.N * Math.ceil(s.H / s.stride) * Math.ceil(s.W / s.stride), vec4, subgroup);
 }
 
 export function checkConvBackwardDataConfig(s: ConvShape, c: ConvBackwardDataConfig): void {

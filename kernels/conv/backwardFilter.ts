@@ -81,6 +81,7 @@ export function checkConvBackwardFilterConfig(s: ConvShape, c: ConvBackwardFilte
   const what = `conv2dBackwardFilter ${shapeKey(s)}`;
   checkTileConfig(what, c);
   const key = backwardFilterConfigKey(c);
+  if (c.subgroup !== undefined) throw new Error(`${what}: config ${key}: backward-filter has no subgroup-shared tiles`);
   if (c.vec4 && s.Co % 4 !== 0) throw new Error(`${what}: config ${key} needs Co % 4 == 0`);
   if (c.kVec && (s.Ci % 4 !== 0 || c.rows % 4 !== 0)) throw new Error(`${what}: config ${key} needs Ci % 4 == 0 and rows % 4 == 0`);
   if (!Number.isInteger(c.splitK) || c.splitK < 1 || c.splitK > s.N * s.Ho) {

@@ -56,10 +56,18 @@ export interface ConvTileConfig {
   wgY: number;
   /** Reduction steps written out per loop iteration. */
   kUnroll: number;
+  /**
+   * Subgroup size S when the activation loads are shared through the subgroup: every lane of
+   * a workgroup owns the same rows (wgY must be 1), lane j loads rows j, j + S, ... and
+   * subgroupBroadcast hands each value to the others, so a subgroup loads each activation
+   * once instead of once per lane. Needs the 'subgroups' feature and an adapter whose
+   * subgroup size is always S.
+   */
+  subgroup?: number;
 }
 
 export function tileConfigKey(c: ConvTileConfig): string {
-  return `r${c.rows}c${c.cols}${c.vec4 ? 'v4' : 's'}${c.kVec ? 'k4' : 'k1'}w${c.wgX}x${c.wgY}u${c.kUnroll}`;
+  return `r${c.rows}c${c.cols}${c.vec4 ? 'v4' : 's'}${c.kVec ? 'k4' : 'k1'}w${c.wgX}x${c.wgY}u${c.kUnroll}${c.subgroup ? `sg${c.subgroup}` : ''}`;
 }
 
 export function shapeKey(s: ConvShape): string {
@@ -72,15 +80,19 @@ export const TILE_COLS = [1, 2, 4];
 export const TILE_WG_X = [1, 2, 4, 8, 16, 32, 64];
 /** Unrolling never paid on lavapipe (and costs shader compile time), so only up to 2. */
 export const TILE_UNROLLS = [1, 2];
+/** Rows of a subgroup-shared tile: 16 costs a subgroup two activation loads per step. */
+export const SUBGROUP_TILE_ROWS = [1, 2, 4, 8, 16];
 
 /**
  * The tile configs worth trying for a GEMM with `colsN` output channels and `rowsTotal`
  * rows: every rows x cols x workgroup x unroll x vector-width combination except those
  * whose register tile or workgroup row is wider than the output needs (rows and lanes
  * past the edge only repeat work). `kVecOk(rows)` says whether vec4 loads along the
- * reduction channels are possible with that many rows.
+ * reduction channels are possible with that many rows. With `subgroup` (the device's fixed
+ * subgroup size), also the subgroup-shared tiles: one row block per workgroup (wgY 1) of
+ * 1-16 rows, workgroup widths from one subgroup to 64 lanes, no unroll.
  */
-export function tileConfigs(colsN: number, rowsTotal: number, kVecOk: (rows: number) => boolean): ConvTileConfig[] {
+export function tileConfigs(colsN: number, rowsTotal: number, kVecOk: (rows: number) => boolean, subgroup?: number): ConvTileConfig[] {
   const out: ConvTileConfig[] = [];
   for (const vec4 of colsN % 4 === 0 ? [true, false] : [false]) {
     const units = vec4 ? colsN / 4 : colsN;
@@ -95,6 +107,18 @@ export function tileConfigs(colsN: number, rowsTotal: number, kVecOk: (rows: num
           }
         }
     }
+    if (!subgroup) continue;
+    for (const rows of SUBGROUP_TILE_ROWS) {
+      if (rows > pow2AtLeast(rowsTotal)) continue;
+      for (const kVec of kVecOk(rows) ? [true, false] : [false])
+        for (const cols of TILE_COLS) {
+          if (cols > 1 && cols > units) continue;
+          const widest = Math.max(subgroup, pow2AtLeast(Math.ceil(units / cols)));
+          for (let wgX = subgroup; wgX <= Math.min(64, widest); wgX *= 2) {
+            out.push({ rows, cols, vec4, kVec, wgX, wgY: 1, kUnroll: 1, subgroup });
+          }
+        }
+    }
   }
   return out;
 }
@@ -104,6 +128,19 @@ export function checkTileConfig(what: string, c: ConvTileConfig): void {
     if (!Number.isInteger(v) || v < 1) throw new Error(`${what}: config ${tileConfigKey(c)}: ${k} must be a positive integer`);
   }
   if (c.wgX * c.wgY > 256) throw new Error(`${what}: config ${tileConfigKey(c)}: workgroup larger than 256 invocations`);
+  checkSubgroupTile(what, c);
+}
+
+/**
+ * A subgroup-shared tile's constraints: the whole workgroup owns one row block (wgY 1), so
+ * every subgroup, however the adapter maps invocations to subgroups, shares its rows.
+ */
+export function checkSubgroupTile(what: string, c: ConvTileConfig): void {
+  if (c.subgroup === undefined) return;
+  const S = c.subgroup;
+  if (!Number.isInteger(S) || S < 1 || (S & (S - 1)) !== 0) throw new Error(`${what}: config ${tileConfigKey(c)}: subgroup must be a power of two`);
+  if (c.wgY !== 1) throw new Error(`${what}: config ${tileConfigKey(c)}: a subgroup-shared tile needs wgY 1`);
+  if (c.wgX % S !== 0) throw new Error(`${what}: config ${tileConfigKey(c)}: the workgroup width must be a multiple of the subgroup size ${S}`);
 }
 
 export function pow2AtLeast(n: number): number {
@@ -122,13 +159,17 @@ export function pow2AtMost(n: number, cap: number): number {
  * The register tile measured best on lavapipe (see the top of this file): 8 rows x 2
  * column units per lane, no K unroll, scalar activation loads. A workgroup row spans the
  * columns once (wgX * cols ~ units, capped at 32 lanes), since lanes past the edge compute
- * and throw away; 64 invocations per workgroup.
+ * and throw away; 64 invocations per workgroup. With `subgroup`, the same tile shared
+ * through the subgroup (one row block per workgroup, at least one subgroup wide): on
+ * lavapipe each activation load is a per-lane loop, and sharing it made the forward conv
+ * ~2x faster (kernels/README.md).
  */
-export function defaultTile(units: number, rowsTotal: number, vec4: boolean): ConvTileConfig {
+export function defaultTile(units: number, rowsTotal: number, vec4: boolean, subgroup?: number): ConvTileConfig {
   const cols = units >= 2 ? 2 : 1;
   const wgX = Math.min(32, pow2AtLeast(Math.ceil(units / cols)));
-  const wgY = Math.max(1, Math.floor(64 / wgX));
   const rows = pow2AtMost(rowsTotal, 8);
+  if (subgroup) return { rows, cols, vec4, kVec: false, wgX: Math.max(subgroup, wgX), wgY: 1, kUnroll: 1, subgroup };
+  const wgY = Math.max(1, Math.floor(64 / wgX));
   return { rows, cols, vec4, kVec: false, wgX, wgY, kUnroll: 1 };
 }
 
@@ -279,6 +320,8 @@ export function checkFusedGemm(g: GatherGemm, rowsPerInvocation: number | null):
 
 export function gatherGemmKernel(g: GatherGemm, cfg: ConvTileConfig): KernelSpec {
   const { rows: R, cols: C, vec4, kVec, wgX, wgY, kUnroll: U } = cfg;
+  const SG = cfg.subgroup ?? 0;
+  checkSubgroupTile(g.name, cfg);
   if (vec4 && g.colsN % 4 !== 0) throw new Error(`${g.name}: vec4 columns need ${g.colsN} % 4 == 0`);
   if (kVec && g.K % 4 !== 0) throw new Error(`${g.name}: vec4 loads need ${g.K} reduction channels % 4 == 0`);
   const phases = g.phases.filter((p) => p.destH > 0 && p.destW > 0);
@@ -321,24 +364,37 @@ export function gatherGemmKernel(g: GatherGemm, cfg: ConvTileConfig): KernelSpec
   emit(`  let r0 = ((gp / ${colGroups}u) * ${wgY}u + ${wgY === 1 ? '0u' : 'lid.y'}) * ${R}u;`);
   emit(`  let c0 = (gp % ${colGroups}u) * ${wgX * C}u + lid.x;`);
   // Edge rows and units are clamped for loading (no branch in the reduction) and skipped when storing.
+  const geometry = (t: string) => {
+    if (epi?.pool) {
+      // Row = 4 * (pooled pixel) + 2*dy + dx; its conv output pixel is (2*py + dy, 2*px + dx).
+      emit(`  let w${t} = p${t} / 4u;`);
+      emit(`  let n${t} = w${t} / plane;`);
+      emit(`  let qy${t} = ((w${t} % plane) / destW) * 2u + (p${t} % 4u) / 2u;`);
+      emit(`  let qx${t} = (w${t} % destW) * 2u + p${t} % 2u;`);
+    } else {
+      emit(`  let n${t} = p${t} / plane;`);
+      emit(`  let qy${t} = (p${t} % plane) / destW;`);
+      emit(`  let qx${t} = p${t} % destW;`);
+    }
+    emit(`  let sy${t} = qy${t} * ${g.srcStep}u;`);
+    emit(`  let sx${t} = qx${t} * ${g.srcStep}u;`);
+    emit(`  let nb${t} = n${t} * ${gs.H}u;`);
+  };
   for (let i = 0; i < R; i++) {
     emit(`  let row${i} = r0 + ${i}u;`);
     emit(`  let p${i} = min(row${i}, total - 1u);`);
-    if (epi?.pool) {
-      // Row = 4 * (pooled pixel) + 2*dy + dx; its conv output pixel is (2*py + dy, 2*px + dx).
-      emit(`  let w${i} = p${i} / 4u;`);
-      emit(`  let n${i} = w${i} / plane;`);
-      emit(`  let qy${i} = ((w${i} % plane) / destW) * 2u + (p${i} % 4u) / 2u;`);
-      emit(`  let qx${i} = (w${i} % destW) * 2u + p${i} % 2u;`);
-    } else {
-      emit(`  let n${i} = p${i} / plane;`);
-      emit(`  let qy${i} = (p${i} % plane) / destW;`);
-      emit(`  let qx${i} = p${i} % destW;`);
-    }
-    emit(`  let sy${i} = qy${i} * ${g.srcStep}u;`);
-    emit(`  let sx${i} = qx${i} * ${g.srcStep}u;`);
-    emit(`  let nb${i} = n${i} * ${gs.H}u;`);
+    geometry(`${i}`);
   }
+  // The rows this invocation loads: all R of its own, or with a subgroup its share of them.
+  const loadTags: string[] = [];
+  if (SG) {
+    for (let t = 0; t * SG < R; t++) {
+      const tag = `L${t}`;
+      loadTags.push(tag);
+      emit(`  let p${tag} = min(r0 + min(${t * SG}u + sgid, ${R - 1}u), total - 1u);`);
+      geometry(tag);
+    }
+  } else for (let i = 0; i < R; i++) loadTags.push(`${i}`);
   for (let c = 0; c < C; c++) {
     emit(`  let unit${c} = c0 + ${c * wgX}u;`);
     emit(`  let cu${c} = min(unit${c}, ${units - 1}u);`);
@@ -348,18 +404,21 @@ export function gatherGemmKernel(g: GatherGemm, cfg: ConvTileConfig): KernelSpec
   const zero = kVec ? 'vec4<f32>(0.0)' : '0.0';
   const step = (k: string): string => {
     const body: string[] = [];
-    for (let i = 0; i < R; i++) {
+    // Without a subgroup, a load tag is the row itself and its value is a<row>.
+    const loaded = (tag: string) => (SG ? `ld${tag}` : `a${tag}`);
+    for (const tag of loadTags) {
       if (!srcPool && !srcRelu) {
-        body.push(`let a${i} = select(${zero}, src[off${i} + ${k}], ok${i});`);
+        body.push(`let ${loaded(tag)} = select(${zero}, src[off${tag} + ${k}], ok${tag});`);
         continue;
       }
       // Gates per component: the pool's winner is here, and reluAt > 0.
       const conds: string[] = [];
-      if (srcPool) conds.push(`(argm[s${i}] == ${kVec ? `vec4<u32>(here${i})` : `here${i}`})`);
-      if (srcRelu) conds.push(`(reluAt[s${i}] > ${zero})`);
-      body.push(`let s${i} = off${i} + ${k};`);
-      body.push(`let a${i} = select(${zero}, select(${zero}, src[s${i}], ${conds.join(kVec ? ' & ' : ' && ')}), ok${i});`);
+      if (srcPool) conds.push(`(argm[s${tag}] == ${kVec ? `vec4<u32>(here${tag})` : `here${tag}`})`);
+      if (srcRelu) conds.push(`(reluAt[s${tag}] > ${zero})`);
+      body.push(`let s${tag} = off${tag} + ${k};`);
+      body.push(`let ${loaded(tag)} = select(${zero}, select(${zero}, src[s${tag}], ${conds.join(kVec ? ' & ' : ' && ')}), ok${tag});`);
     }
+    if (SG) for (let i = 0; i < R; i++) body.push(`let a${i} = subgroupBroadcast(ldL${Math.floor(i / SG)}, ${i % SG}u);`);
     if (kVec) {
       for (let c = 0; c < C; c++)
         for (let j = 0; j < 4; j++) body.push(`let b${c}_${j} = wmat[(wb + ${k} * 4u + ${j}u) * ${units}u + cu${c}];`);
@@ -383,18 +442,18 @@ export function gatherGemmKernel(g: GatherGemm, cfg: ConvTileConfig): KernelSpec
     emit(`  for (var ty = 0u; ty < ${pick((p) => p.nTy)} * one; ty++) {`);
     emit(`    let ky = ky0 + ty * ${g.kyStep}u;`);
     emit(`    let yo = yBase ${dir(g.yDir)} * ty;`);
-    for (let i = 0; i < R; i++) emit(`    let iy${i} = sy${i} + yo;`);
+    for (const t of loadTags) emit(`    let iy${t} = sy${t} + yo;`);
     emit(`    for (var tx = 0u; tx < ${pick((p) => p.nTx)} * one; tx++) {`);
     emit(`      let kx = kx0 + tx * ${g.kxStep}u;`);
     emit(`      let xo = xBase ${dir(g.xDir)} * tx;`);
-    for (let i = 0; i < R; i++) {
-      emit(`      let ix${i} = sx${i} + xo;`);
-      emit(`      let ok${i} = iy${i} < ${gs.limH}u && ix${i} < ${gs.limW}u;`);
+    for (const t of loadTags) {
+      emit(`      let ix${t} = sx${t} + xo;`);
+      emit(`      let ok${t} = iy${t} < ${gs.limH}u && ix${t} < ${gs.limW}u;`);
       if (srcPool) {
-        emit(`      let off${i} = select(0u, ((nb${i} + iy${i} / 2u) * ${gs.W}u + ix${i} / 2u) * ${KV}u, ok${i});`);
-        emit(`      let here${i} = (iy${i} % 2u) * 2u + ix${i} % 2u;`);
+        emit(`      let off${t} = select(0u, ((nb${t} + iy${t} / 2u) * ${gs.W}u + ix${t} / 2u) * ${KV}u, ok${t});`);
+        emit(`      let here${t} = (iy${t} % 2u) * 2u + ix${t} % 2u;`);
       } else {
-        emit(`      let off${i} = select(0u, ((nb${i} + iy${i}) * ${g.srcW}u + ix${i}) * ${KV}u, ok${i});`);
+        emit(`      let off${t} = select(0u, ((nb${t} + iy${t}) * ${g.srcW}u + ix${t}) * ${KV}u, ok${t});`);
       }
     }
     emit(`      let wb = (ky * ${g.KW}u + kx) * ${g.K}u;`);
@@ -424,10 +483,10 @@ export function gatherGemmKernel(g: GatherGemm, cfg: ConvTileConfig): KernelSpec
   }
 
   const { decls, bindings } = gatherGemmBindings(g, kVec, colTy);
-  const wgsl = `// ${g.comment} ${tileConfigKey(cfg)}
+  const wgsl = `${SG ? 'enable subgroups;\n' : ''}// ${g.comment} ${tileConfigKey(cfg)}
 ${decls.join('\n')}
 @compute @workgroup_size(${wgX}, ${wgY})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u${SG ? ', @builtin(subgroup_invocation_id) sgid: u32' : ''}) {
   let g = ${linearGroupIndex};
   if (g >= ${groups}u) { return; }
   // 1, opaque to the shader compiler: keeps it from fully unrolling the loops bounded by it.

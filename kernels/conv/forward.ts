@@ -51,15 +51,18 @@ export function sharedConvForwardConfigSpace(s: ConvShape, opts: TileSpaceOption
   return sharedTileConfigs(s.N * s.Ho * s.Wo, s.Co, { maxStorageBytes: opts.maxStorageBytes });
 }
 
-/** Every config the autotuner may try for this shape; each one is correct for it. */
-export function convForwardConfigSpace(s: ConvShape): ConvTileConfig[] {
-  return tileConfigs(s.Co, s.N * s.Ho * s.Wo, () => s.Ci % 4 === 0);
+/**
+ * Every config the autotuner may try for this shape; each one is correct for it. With
+ * `subgroup` (the device's fixed subgroup size) the subgroup-shared tiles too.
+ */
+export function convForwardConfigSpace(s: ConvShape, subgroup?: number): ConvTileConfig[] {
+  return tileConfigs(s.Co, s.N * s.Ho * s.Wo, () => s.Ci % 4 === 0, subgroup);
 }
 
-/** The config used without tuning (see defaultTile). */
-export function defaultConvForwardConfig(s: ConvShape): ConvTileConfig {
+/** The config used without tuning (see defaultTile; `subgroup`: share the activation loads). */
+export function defaultConvForwardConfig(s: ConvShape, subgroup?: number): ConvTileConfig {
   const vec4 = s.Co % 4 === 0;
-  return defaultTile(vec4 ? s.Co / 4 : s.Co, s.N * s.Ho * s.Wo, vec4);
+  return defaultTile(vec4 ? s.Co / 4 : s.Co, s.N * s.Ho * s.Wo, vec4, subgroup);
 }
 
 export function checkConvForwardConfig(s: ConvShape, c: ConvForwardConfig): void {
@@ -107,13 +110,13 @@ function blockConfigProblem(s: ConvShape, e: BlockEpilogue, c: ConvTileConfig): 
  * when the fused kernel can run it, else the default register tile (at least 4 rows with
  * pool). The fused kernel is register-blocked only: the shared-tile template strides an
  * invocation's rows across the tile, so a pooling window is not in one invocation, and the
- * 'matmul' algorithm is a different kernel family.
+ * 'matmul' algorithm is a different kernel family. `subgroup` as for defaultConvForwardConfig.
  */
-export function convBlockConfig(s: ConvShape, e: BlockEpilogue, tuned?: ConvForwardConfig): ConvTileConfig {
+export function convBlockConfig(s: ConvShape, e: BlockEpilogue, tuned?: ConvForwardConfig, subgroup?: number): ConvTileConfig {
   if (tuned && tuned.algo !== 'shared' && tuned.algo !== 'matmul' && blockConfigProblem(s, e, tuned) === null) return tuned;
   const vec4 = s.Co % 4 === 0;
   const rowsTotal = e.pool ? s.N * Math.floor(s.Ho / 2) * Math.floor(s.Wo / 2) * 4 : s.N * s.Ho * s.Wo;
-  const c = defaultTile(vec4 ? s.Co / 4 : s.Co, rowsTotal, vec4);
+  const c = defaultTile(vec4 ? s.Co / 4 : s.Co, rowsTotal, vec4, subgroup);
   return e.pool ? { ...c, rows: Math.max(4, c.rows) } : c;
 }
 

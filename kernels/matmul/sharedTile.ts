@@ -76,6 +76,11 @@ export interface TileSpaceOptions {
   precision?: KernelPrecision;
   /** The device's maxComputeWorkgroupStorageSize. Default: the portable 16 KB. */
   maxStorageBytes?: number;
+  /**
+   * The device's subgroup size when it has the 'subgroups' feature and the size is fixed:
+   * adds the conv register tiles that share activation loads through the subgroup.
+   */
+  subgroupSize?: number;
 }
 
 const TILE_MN = [32, 64, 128];

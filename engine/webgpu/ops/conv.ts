@@ -61,6 +61,19 @@ function resolve<T>(be: WebGPUBackend, op: TunableOpName, g: ConvGeometry, given
   return fallback();
 }
 
+/** The subgroup size the default tiles share activation loads over, if they do (WebGPUBackend.subgroupDefaults). */
+export function defaultSubgroup(be: WebGPUBackend): number | undefined {
+  return be.subgroupDefaults && be.subgroupTiles ? be.subgroupTiles : undefined;
+}
+
+/** A subgroup-shared tile runs only for the subgroup size the backend has (WebGPUBackend.subgroupTiles). */
+function checkSubgroup(be: WebGPUBackend, op: string, config: unknown): void {
+  const sg = (config as { subgroup?: unknown } | undefined)?.subgroup;
+  if (sg === undefined || sg === be.subgroupTiles) return;
+  const has = be.subgroupTiles ? `subgroups of ${be.subgroupTiles}` : 'no fixed-size subgroups (or the subgroups feature is off)';
+  throw new Error(`${op} config ${JSON.stringify(config)} shares loads over subgroups of ${String(sg)}, but this device has ${has}`);
+}
+
 /**
  * A config that computes in f16 (a shared-tile config's `f16`, also inside a conv-as-matmul
  * config) runs only on a backend whose precision is 'f16', as matmul's (linalg.ts).
@@ -81,8 +94,9 @@ export function conv2d(
   config?: ConvForwardConfig | null,
 ): Tensor {
   const g = conv2dShapes(x, w, bias, opts);
-  const cfg = resolve(be, 'conv2d', g, config, () => defaultConvForwardConfig(g));
+  const cfg = resolve(be, 'conv2d', g, config, () => defaultConvForwardConfig(g, defaultSubgroup(be)));
   checkPrecision(be, 'conv2d', cfg);
+  checkSubgroup(be, 'conv2d', cfg);
   const inputs = be.buffers('conv2d', ...(bias ? [x, w, bias] : [x, w]));
   if (cfg.algo === 'matmul') {
     checkConvForwardConfig(g, cfg);
@@ -125,8 +139,9 @@ export function conv2dBackwardData(
 ): Tensor {
   const op = 'conv2dBackwardData';
   const g = conv2dBackwardDataShapes(dy, w, inputShape, opts);
-  const cfg = resolve(be, op, g, config, () => defaultConvBackwardDataConfig(g));
+  const cfg = resolve(be, op, g, config, () => defaultConvBackwardDataConfig(g, defaultSubgroup(be)));
   checkPrecision(be, op, cfg);
+  checkSubgroup(be, op, cfg);
   const [bdy, bw] = be.buffers(op, dy, w);
   const plan = convBackwardDataKernels(g, cfg, storageLimit(be));
   const dx = be.newTensor([g.N, g.H, g.W, g.Ci]);
@@ -184,7 +199,9 @@ export function convBlock(be: WebGPUBackend, x: Tensor, w: Tensor, bias: Tensor 
   const add = opts.relu && opts.add ? opts.add : null;
   const e = { pool: !!opts.pool, add: add !== null, relu: !!opts.relu, residual: !!opts.relu && !!opts.residual };
   // Built before allocating, so a bad config records nothing.
-  const spec = convBlockKernel(g, bias !== null, e, config ?? convBlockConfig(g, e, tuned));
+  const cfg = config ?? convBlockConfig(g, e, tuned, defaultSubgroup(be));
+  checkSubgroup(be, op, cfg);
+  const spec = convBlockKernel(g, bias !== null, e, cfg);
   const inputs = be.buffers(op, x, w, ...(bias ? [bias] : []), ...(add ? [add] : []));
   const a = be.newTensor(aShape);
   const argmax = e.pool ? be.newTensor(aShape, 'u32') : null;
@@ -211,8 +228,9 @@ export function convBlockBackwardData(
   const op = 'convBlockBackwardData';
   const { g } = convBlockBackwardDataShapes(dy, w, inputShape, gates);
   // The plain backward-data's tuned config for the same geometry (the composition's tuner key).
-  const cfg = resolve(be, 'conv2dBackwardData', g, config, () => defaultConvBackwardDataConfig(g));
+  const cfg = resolve(be, 'conv2dBackwardData', g, config, () => defaultConvBackwardDataConfig(g, defaultSubgroup(be)));
   checkPrecision(be, op, cfg);
+  checkSubgroup(be, op, cfg);
   const argmax = gates.argmax ?? null;
   const reluAt = gates.reluAt ?? null;
   const plan = convBlockBackwardDataKernels(g, { argmax: argmax !== null, reluAt: reluAt !== null }, cfg, storageLimit(be));
