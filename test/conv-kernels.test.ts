@@ -63,15 +63,16 @@ function randomCase(r: () => number, channels: { Ci?: number; Co?: number } = {}
   }
 }
 
-function space(op: Op, g: ConvGeometry): AnyConfig[] {
-  if (op === 'forward') return convForwardConfigSpace(g);
-  if (op === 'backwardData') return convBackwardDataConfigSpace(g);
+/** `subgroup`: the device's subgroup size, which adds the subgroup-shared tiles (forward and backward-data). */
+function space(op: Op, g: ConvGeometry, subgroup?: number): AnyConfig[] {
+  if (op === 'forward') return convForwardConfigSpace(g, subgroup);
+  if (op === 'backwardData') return convBackwardDataConfigSpace(g, subgroup);
   return convBackwardFilterConfigSpace(g);
 }
 
-function defaultConfig(op: Op, g: ConvGeometry): AnyConfig {
-  if (op === 'forward') return defaultConvForwardConfig(g);
-  if (op === 'backwardData') return defaultConvBackwardDataConfig(g);
+function defaultConfig(op: Op, g: ConvGeometry, subgroup?: number): AnyConfig {
+  if (op === 'forward') return defaultConvForwardConfig(g, subgroup);
+  if (op === 'backwardData') return defaultConvBackwardDataConfig(g, subgroup);
   return defaultConvBackwardFilterConfig(g);
 }
 
@@ -262,6 +263,37 @@ describe('conv generators as strings', () => {
     expect(convBackwardFilterConfigSpace(four.g).some((c) => c.kVec && c.rows % 4 !== 0)).toBe(false);
   });
 
+  it('subgroup-shared tiles: in the spaces only with a subgroup size, well formed, and refused where they cannot run', () => {
+    const c = makeConvCase(2, 9, 7, 8, 12, 3, 1, 1, true);
+    for (const op of ['forward', 'backwardData'] as const) {
+      expect(space(op, c.g).some((t) => t.subgroup !== undefined)).toBe(false);
+      const sg = space(op, c.g, 8).filter((t) => t.subgroup !== undefined);
+      expect(sg.length).toBeGreaterThan(0);
+      for (const t of sg) {
+        expect(t.subgroup).toBe(8);
+        expect(t.wgY).toBe(1);
+        expect(t.wgX % 8).toBe(0);
+      }
+      expect(new Set(space(op, c.g, 8).map(configKey)).size).toBe(space(op, c.g, 8).length);
+      const def = defaultConfig(op, c.g, 8);
+      expect(def.subgroup).toBe(8);
+      expect(space(op, c.g, 8).some((t) => sameConfig(t, def))).toBe(true);
+    }
+    expect(space('backwardFilter', c.g).some((t) => t.subgroup !== undefined)).toBe(false);
+    // 16 rows over subgroups of 8: two activation loads per step, each broadcast 8 times.
+    const r16: ConvTileConfig = { rows: 16, cols: 1, vec4: true, kVec: false, wgX: 8, wgY: 1, kUnroll: 1, subgroup: 8 };
+    const wgsl = convForwardKernel(c.g, true, r16).wgsl;
+    expect(wgsl.startsWith('enable subgroups;')).toBe(true);
+    expect(wgsl.match(/= select\(0\.0, src\[/g)?.length).toBe(2);
+    expect(wgsl.match(/subgroupBroadcast\(/g)?.length).toBe(16);
+    expect(convForwardKernel(c.g, true, { ...r16, subgroup: undefined }).wgsl).not.toContain('subgroup');
+    expect(() => checkConvForwardConfig(c.g, { ...r16, wgX: 4, wgY: 2 })).toThrow(/wgY 1/);
+    expect(() => checkConvForwardConfig(c.g, { ...r16, wgX: 4 })).toThrow(/multiple of the subgroup size/);
+    expect(() => checkConvBackwardDataConfig(c.g, { ...r16, subgroup: 6 })).toThrow(/power of two/);
+    const bf = defaultConvBackwardFilterConfig(c.g);
+    expect(() => checkConvBackwardFilterConfig(c.g, { ...bf, wgX: 8, wgY: 1, subgroup: 8 })).toThrow(/no subgroup/);
+  });
+
   it('spread dispatches over 65535 workgroups on a 2-D grid the kernel folds back', () => {
     const big = makeConvCase(8, 224, 224, 64, 64, 3, 1, 1, true);
     const tiny: ConvTileConfig = { rows: 1, cols: 1, vec4: false, kVec: false, wgX: 1, wgY: 1, kUnroll: 1 };
@@ -324,6 +356,53 @@ describe('conv kernels on webgpu against the reference', () => {
       for (const c of [...fixed, randomCase(r), randomCase(r)]) await check(be, op, c, undefined, seed);
     });
   }
+
+  for (const op of ['forward', 'backwardData'] as const) {
+    it(`${op}: subgroup-shared tiles, every rows / cols / width / vector value, on random awkward geometries`, async () => {
+      const be = await gpu();
+      const S = be.subgroupTiles;
+      if (S === null) {
+        expect.fail(`this test needs a device with the subgroups feature and one fixed subgroup size; ${be.gpu.info.name} reports ${be.gpu.info.subgroupMinSize}..${be.gpu.info.subgroupMaxSize} (features: ${[...be.gpu.features].join(', ')})`);
+      }
+      const r = rng(`${seed}/${op}/subgroup`);
+      const rows = shuffled([1, 2, 4, 8, 16], r);
+      const cols = shuffled([1, 2, 4], r);
+      const widths = shuffled([S, 2 * S, 4 * S, 8 * S].filter((w) => w <= 64), r);
+      for (let i = 0; i < rows.length; i++) {
+        const vec4 = i % 2 === 0;
+        const want: ConvTileConfig = { rows: rows[i], cols: cols[i % cols.length], vec4, kVec: i % 3 === 1, wgX: widths[i % widths.length], wgY: 1, kUnroll: 1, subgroup: S };
+        // Enough column units that the space holds this width (lanes past the edge are clamped), odd pixel counts.
+        const units = Math.floor((want.wgX / 2) * want.cols) + 1 + Math.floor(r() * 2);
+        const colsN = vec4 ? 4 * units : units;
+        const kCh = want.kVec ? pick(r, [4, 8, 12]) : pick(r, [1, 3, 5]);
+        const stride = pick(r, [1, 2] as const);
+        const c =
+          op === 'backwardData'
+            ? makeConvCase(pick(r, [1, 2]), pick(r, [5, 7]), pick(r, [5, 6]), colsN, kCh, pick(r, [1, 3]), stride, 1, false)
+            : makeConvCase(pick(r, [1, 2]), pick(r, [5, 7]), pick(r, [5, 6]), kCh, colsN, pick(r, [1, 3]), stride, 1, r() < 0.5);
+        expect(space(op, c.g, S).some((t) => sameConfig(t, want)), `${configKey(want)} in the space of ${describeConvCase(c)}`).toBe(true);
+        await check(be, op, c, want, seed);
+      }
+    }, 60_000);
+  }
+
+  it('refuses a subgroup-shared tile on a device without that subgroup size', async () => {
+    const be = await gpu();
+    const c = makeConvCase(1, 5, 5, 4, 8, 3, 1, 1, false);
+    const x = be.zeros(c.xShape);
+    const w = be.zeros(c.wShape);
+    const dy = be.zeros([1, 5, 5, 8]);
+    const cfg: ConvTileConfig = { rows: 8, cols: 1, vec4: true, kVec: false, wgX: 16, wgY: 1, kUnroll: 1, subgroup: 16 };
+    const saved = be.subgroupTiles;
+    try {
+      if (saved !== 16) expect(() => convOps.conv2d(be, x, w, null, c.opts, cfg)).toThrow(/subgroups of 16/);
+      be.subgroupTiles = null;
+      expect(() => convOps.conv2dBackwardData(be, dy, w, c.xShape, c.opts, { ...cfg, subgroup: 8, wgX: 8 })).toThrow(/no fixed-size subgroups/);
+    } finally {
+      be.subgroupTiles = saved;
+      for (const t of [x, w, dy]) t.dispose();
+    }
+  });
 
   it('dispatches of more than 65535 workgroups (forward and backward-data)', async () => {
     const be = await gpu();

@@ -326,6 +326,32 @@ describe('fused conv-block kernels on webgpu', () => {
     await checkBackward(be, cases[2], GATES[2], SHARED[0], seed);
   }, 60_000);
 
+  it('subgroup-shared tiles: convBlock (every pool/ReLU/residual path) and gated convBlockBackwardData', async () => {
+    const be = await gpu();
+    const S = be.subgroupTiles;
+    if (S === null) expect.fail(`this test needs a device with the subgroups feature and one fixed subgroup size; ${be.gpu.info.name} has none`);
+    const seed = freshSeed();
+    const sg = (rows: number, cols: number, vec4: boolean, kVec: boolean, wgX: number): ConvTileConfig => ({ rows, cols, vec4, kVec, wgX, wgY: 1, kUnroll: 1, subgroup: S });
+    // Rows below, at and above the subgroup size (16: two loads per step), pool-capable rows % 4.
+    const tiles = [sg(4, 1, false, false, S), sg(8, 2, true, false, 2 * S), sg(16, 1, true, true, S), sg(2, 2, false, true, S)];
+    const cases = [
+      { c: geo(2, 9, 7, 3, 7, 3, 1, 1), bias: true },
+      { c: geo(3, 11, 9, 4, 8, 3, 2, 1), bias: true },
+      { c: geo(2, 7, 9, 8, 12, 1, 1, 0), bias: false },
+    ];
+    for (const [k, combo] of COMBOS.entries()) {
+      const { c, bias } = cases[k % cases.length];
+      const ok = tiles.filter((cfg) => forwardOk(c.g, cfg, !!combo.pool));
+      await checkForward(be, c, bias, combo, ok[k % ok.length], seed, k === COMBOS.length - 1);
+    }
+    const back = [geo(2, 9, 10, 5, 8, 3, 2, 1), geo(2, 7, 7, 8, 4, 1, 1, 0), geo(1, 10, 9, 4, 6, 3, 1, 0)];
+    let k = 0;
+    for (const [i, c] of back.entries()) {
+      const ok = tiles.filter((cfg) => backwardOk(c.g, cfg));
+      for (const gates of [GATES[i], GATES[3]]) await checkBackward(be, c, gates, ok[k++ % ok.length], seed);
+    }
+  }, 90_000);
+
   it('runs through the backend methods with the configs it chooses', async () => {
     const be = await gpu();
     const seed = freshSeed();
