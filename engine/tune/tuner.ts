@@ -24,7 +24,6 @@ import { Tensor } from '../tensor.js';
 import type { WebGPUBackend } from '../webgpu/backend.js';
 import { AdapterIdentity, CacheEntry, cachePath, loadCache, saveEntries } from './cache.js';
 import { Problem, TUNABLE_OPS, TunableOp, TunableOpName, canonicalConfig, configLabel, kernelSetHash } from './ops.js';
-import { defaultSubgroup } from '../webgpu/ops/conv.js';
 import type { KernelPrecision, TileSpaceOptions } from '../../kernels/candidates.js';
 
 export interface TunerOptions {
@@ -294,7 +293,7 @@ export class Tuner {
       if (!Number.isFinite(defaultMs)) throw new Error(`tune ${key}: the default kernel failed its check against the reference`);
       best = { config: null, ms: defaultMs };
       const seen = new Set<string>();
-      const def = top.defaultConfig(p, defaultSubgroup(be));
+      const def = top.defaultConfig(p, be.defaultTileSubgroup);
       if (def !== null) seen.add(canonicalConfig(def));
       const order = space.slice();
       for (let i = order.length - 1; i > 0; i--) {

@@ -71,6 +71,12 @@ export class WebGPUBackend implements Backend {
    * the tuner. NUDGE_SUBGROUP_TILES=0 turns the tiles off entirely, =1 makes them the default.
    */
   subgroupDefaults: boolean;
+
+  /** The subgroup size the untuned conv tiles share activation loads over, if they do. */
+  get defaultTileSubgroup(): number | undefined {
+    return this.subgroupDefaults && this.subgroupTiles ? this.subgroupTiles : undefined;
+  }
+
   private kernelPrecision: KernelPrecision = 'f32';
 
   constructor(readonly gpu: Gpu, opts: RuntimeOptions & { precision?: KernelPrecision } = {}) {

@@ -61,11 +61,6 @@ function resolve<T>(be: WebGPUBackend, op: TunableOpName, g: ConvGeometry, given
   return fallback();
 }
 
-/** The subgroup size the default tiles share activation loads over, if they do (WebGPUBackend.subgroupDefaults). */
-export function defaultSubgroup(be: WebGPUBackend): number | undefined {
-  return be.subgroupDefaults && be.subgroupTiles ? be.subgroupTiles : undefined;
-}
-
 /** A subgroup-shared tile runs only for the subgroup size the backend has (WebGPUBackend.subgroupTiles). */
 function checkSubgroup(be: WebGPUBackend, op: string, config: unknown): void {
   const sg = (config as { subgroup?: unknown } | undefined)?.subgroup;
@@ -94,7 +89,7 @@ export function conv2d(
   config?: ConvForwardConfig | null,
 ): Tensor {
   const g = conv2dShapes(x, w, bias, opts);
-  const cfg = resolve(be, 'conv2d', g, config, () => defaultConvForwardConfig(g, defaultSubgroup(be)));
+  const cfg = resolve(be, 'conv2d', g, config, () => defaultConvForwardConfig(g, be.defaultTileSubgroup));
   checkPrecision(be, 'conv2d', cfg);
   checkSubgroup(be, 'conv2d', cfg);
   const inputs = be.buffers('conv2d', ...(bias ? [x, w, bias] : [x, w]));
@@ -139,7 +134,7 @@ export function conv2dBackwardData(
 ): Tensor {
   const op = 'conv2dBackwardData';
   const g = conv2dBackwardDataShapes(dy, w, inputShape, opts);
-  const cfg = resolve(be, op, g, config, () => defaultConvBackwardDataConfig(g, defaultSubgroup(be)));
+  const cfg = resolve(be, op, g, config, () => defaultConvBackwardDataConfig(g, be.defaultTileSubgroup));
   checkPrecision(be, op, cfg);
   checkSubgroup(be, op, cfg);
   const [bdy, bw] = be.buffers(op, dy, w);
@@ -199,7 +194,7 @@ export function convBlock(be: WebGPUBackend, x: Tensor, w: Tensor, bias: Tensor 
   const add = opts.relu && opts.add ? opts.add : null;
   const e = { pool: !!opts.pool, add: add !== null, relu: !!opts.relu, residual: !!opts.relu && !!opts.residual };
   // Built before allocating, so a bad config records nothing.
-  const cfg = config ?? convBlockConfig(g, e, tuned, defaultSubgroup(be));
+  const cfg = config ?? convBlockConfig(g, e, tuned, be.defaultTileSubgroup);
   checkSubgroup(be, op, cfg);
   const spec = convBlockKernel(g, bias !== null, e, cfg);
   const inputs = be.buffers(op, x, w, ...(bias ? [bias] : []), ...(add ? [add] : []));
@@ -228,7 +223,7 @@ export function convBlockBackwardData(
   const op = 'convBlockBackwardData';
   const { g } = convBlockBackwardDataShapes(dy, w, inputShape, gates);
   // The plain backward-data's tuned config for the same geometry (the composition's tuner key).
-  const cfg = resolve(be, 'conv2dBackwardData', g, config, () => defaultConvBackwardDataConfig(g, defaultSubgroup(be)));
+  const cfg = resolve(be, 'conv2dBackwardData', g, config, () => defaultConvBackwardDataConfig(g, be.defaultTileSubgroup));
   checkPrecision(be, op, cfg);
   checkSubgroup(be, op, cfg);
   const argmax = gates.argmax ?? null;
