@@ -137,7 +137,12 @@ export async function benchConv(args: string[]): Promise<void> {
       try {
         const def = await timeOp(be, () => top.run(be, g, inputs, null).dispose(), { reps });
         // Where the default shares activation loads over subgroups, the register default without that, for the ratio.
-        const plainConfig = sharesSubgroups ? top.defaultConfig(g) : null;
+        let plainConfig: unknown | null = null;
+        if (sharesSubgroups) {
+          be.subgroupDefaults = false;
+          plainConfig = top.defaultConfig(g, be);
+          be.subgroupDefaults = true;
+        }
         const plain = plainConfig ? await timeOp(be, () => top.run(be, g, inputs, plainConfig).dispose(), { reps }) : null;
         const tun = tuned.config === null ? def : await timeOp(be, () => top.run(be, g, inputs, tuned.config).dispose(), { reps });
         let tfMs = NaN;

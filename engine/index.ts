@@ -23,7 +23,7 @@ export { streamKey, seedFromString } from '../kernels/analog.js';
 export { Tuner, adapterIdentity } from './tune/tuner.js';
 export type { TunerOptions, TuneResult, TuneProgress } from './tune/tuner.js';
 export { TUNABLE_OPS, convKey, matmulKey, configLabel, canonicalConfig, kernelSetHash } from './tune/ops.js';
-export type { TunableOpName, MatmulProblem, Problem } from './tune/ops.js';
+export type { TunableOpName, MatmulProblem, Problem, KernelChoices } from './tune/ops.js';
 export { cacheDir, cachePath, loadCache, saveEntries, CACHE_FORMAT } from './tune/cache.js';
 export type { CacheEntry, CacheFile, AdapterIdentity } from './tune/cache.js';
 

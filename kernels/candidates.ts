@@ -77,7 +77,7 @@ export function convBackwardDataCandidates(s: ConvShape, opts: TileSpaceOptions 
  */
 export function convBackwardFilterCandidates(s: ConvShape, opts: TileSpaceOptions = {}): AnyConvBackwardFilterConfig[] {
   const shared = sharedBackwardFilterConfigSpace(s, opts);
-  const out: AnyConvBackwardFilterConfig[] = [...convBackwardFilterConfigSpace(s), ...shared];
+  const out: AnyConvBackwardFilterConfig[] = [...convBackwardFilterConfigSpace(s, opts.subgroupSize), ...shared];
   if (opts.precision === 'f16') for (const c of shared) out.push({ ...c, f16: 'mul' } as SharedBackwardFilterConfig);
   return out;
 }

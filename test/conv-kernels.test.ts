@@ -63,17 +63,17 @@ function randomCase(r: () => number, channels: { Ci?: number; Co?: number } = {}
   }
 }
 
-/** `subgroup`: the device's subgroup size, which adds the subgroup-shared tiles (forward and backward-data). */
+/** `subgroup`: the device's subgroup size, which adds the subgroup-shared tiles. */
 function space(op: Op, g: ConvGeometry, subgroup?: number): AnyConfig[] {
   if (op === 'forward') return convForwardConfigSpace(g, subgroup);
   if (op === 'backwardData') return convBackwardDataConfigSpace(g, subgroup);
-  return convBackwardFilterConfigSpace(g);
+  return convBackwardFilterConfigSpace(g, subgroup);
 }
 
 function defaultConfig(op: Op, g: ConvGeometry, subgroup?: number): AnyConfig {
   if (op === 'forward') return defaultConvForwardConfig(g, subgroup);
   if (op === 'backwardData') return defaultConvBackwardDataConfig(g, subgroup);
-  return defaultConvBackwardFilterConfig(g);
+  return defaultConvBackwardFilterConfig(g, subgroup);
 }
 
 function configKey(c: AnyConfig): string {
@@ -159,7 +159,7 @@ function coveringSample(op: Op, r: () => number): { c: ConvCase; cfg: AnyConfig 
     kVec: [true, false],
     wgX: [1, 2, 4, 8, 16, 32, 64],
     kUnroll: [1, 2],
-    ...(op === 'backwardFilter' ? { splitK: [1, 2, 4, 8] } : {}),
+    ...(op === 'backwardFilter' ? { splitK: [1, 2, 4, 8, 16, 64] } : {}),
   };
   const count = Math.max(...Object.values(values).map((v) => v.length));
   const deal = (): ConvBackwardFilterConfig[] => {
@@ -197,8 +197,8 @@ function coveringSample(op: Op, r: () => number): { c: ConvCase; cfg: AnyConfig 
       const c =
         op === 'backwardData' ? randomCase(r, { Ci: colsN, Co: kCh }) : randomCase(r, { Ci: kCh, Co: colsN });
       if (op === 'backwardFilter' && want.splitK > 1) {
-        // Taller images so N*Ho reaches 8.
-        const big = makeConvCase(c.g.N, 9 + 2 * Math.floor(r() * 3), c.g.W, c.g.Ci, c.g.Co, c.g.KH, 1, c.opts.pad, false);
+        // Taller images so N*Ho reaches the split.
+        const big = makeConvCase(c.g.N, Math.max(9, want.splitK + 2) + 2 * Math.floor(r() * 3), c.g.W, c.g.Ci, c.g.Co, c.g.KH, 1, c.opts.pad, false);
         if (space(op, big.g).some((s) => sameConfig(s, want))) {
           out.push({ c: big, cfg: want });
           break;
@@ -263,9 +263,25 @@ describe('conv generators as strings', () => {
     expect(convBackwardFilterConfigSpace(four.g).some((c) => c.kVec && c.rows % 4 !== 0)).toBe(false);
   });
 
+  it('backward-filter splits its reduction until the adapter’s parallelism is reached, within 64 MB of scratch', () => {
+    // VGG10's first layer at batch 64: a 27 x 64 filter over 3.2M pixels.
+    const l1 = convGeometry('t', [64, 224, 224, 3], [3, 3, 3, 64], { pad: 1 });
+    const cpu = defaultConvBackwardFilterConfig(l1);
+    const gpuDefault = defaultConvBackwardFilterConfig(l1, undefined, 65536);
+    expect(cpu.splitK).toBeLessThanOrEqual(8);
+    expect(gpuDefault.splitK).toBe(256);
+    expect(convBackwardFilterConfigSpace(l1).some((c) => sameConfig(c, gpuDefault))).toBe(true);
+    // A 512 -> 512 filter (2.4M floats) may split only as far as the scratch allows.
+    const big = convGeometry('t', [64, 28, 28, 512], [3, 3, 512, 512], { pad: 1 });
+    const split = defaultConvBackwardFilterConfig(big, undefined, 1 << 30).splitK;
+    expect(split * 9 * 512 * 512).toBeLessThanOrEqual(1 << 24);
+    expect(split * 2 * 9 * 512 * 512).toBeGreaterThan(1 << 24);
+    expect(convBackwardFilterConfigSpace(big).every((c) => c.splitK === 1 || c.splitK * 9 * 512 * 512 <= 1 << 24)).toBe(true);
+  });
+
   it('subgroup-shared tiles: in the spaces only with a subgroup size, well formed, and refused where they cannot run', () => {
     const c = makeConvCase(2, 9, 7, 8, 12, 3, 1, 1, true);
-    for (const op of ['forward', 'backwardData'] as const) {
+    for (const op of OPS) {
       expect(space(op, c.g).some((t) => t.subgroup !== undefined)).toBe(false);
       const sg = space(op, c.g, 8).filter((t) => t.subgroup !== undefined);
       expect(sg.length).toBeGreaterThan(0);
@@ -279,7 +295,6 @@ describe('conv generators as strings', () => {
       expect(def.subgroup).toBe(8);
       expect(space(op, c.g, 8).some((t) => sameConfig(t, def))).toBe(true);
     }
-    expect(space('backwardFilter', c.g).some((t) => t.subgroup !== undefined)).toBe(false);
     // 16 rows over subgroups of 8: two activation loads per step, each broadcast 8 times.
     const r16: ConvTileConfig = { rows: 16, cols: 1, vec4: true, kVec: false, wgX: 8, wgY: 1, kUnroll: 1, subgroup: 8 };
     const wgsl = convForwardKernel(c.g, true, r16).wgsl;
@@ -291,7 +306,11 @@ describe('conv generators as strings', () => {
     expect(() => checkConvForwardConfig(c.g, { ...r16, wgX: 4 })).toThrow(/multiple of the subgroup size/);
     expect(() => checkConvBackwardDataConfig(c.g, { ...r16, subgroup: 6 })).toThrow(/power of two/);
     const bf = defaultConvBackwardFilterConfig(c.g);
-    expect(() => checkConvBackwardFilterConfig(c.g, { ...bf, wgX: 8, wgY: 1, subgroup: 8 })).toThrow(/no subgroup/);
+    expect(() => checkConvBackwardFilterConfig(c.g, { ...bf, wgX: 8, wgY: 2, subgroup: 8 })).toThrow(/wgY 1/);
+    // Backward-filter's rows are input channels: 8 of them in vec4s are two loads, one lane each.
+    const bfWgsl = convBackwardFilterKernels(c.g, { ...bf, rows: 8, kVec: true, wgX: 8, wgY: 1, subgroup: 8 }).main.wgsl;
+    expect(bfWgsl.match(/= x\[xp \+ ch/g)?.length).toBe(1);
+    expect(bfWgsl.match(/subgroupBroadcast\(/g)?.length).toBe(2);
   });
 
   it('spread dispatches over 65535 workgroups on a 2-D grid the kernel folds back', () => {
@@ -357,7 +376,7 @@ describe('conv kernels on webgpu against the reference', () => {
     });
   }
 
-  for (const op of ['forward', 'backwardData'] as const) {
+  for (const op of OPS) {
     it(`${op}: subgroup-shared tiles, every rows / cols / width / vector value, on random awkward geometries`, async () => {
       const be = await gpu();
       const S = be.subgroupTiles;
@@ -365,21 +384,26 @@ describe('conv kernels on webgpu against the reference', () => {
         expect.fail(`this test needs a device with the subgroups feature and one fixed subgroup size; ${be.gpu.info.name} reports ${be.gpu.info.subgroupMinSize}..${be.gpu.info.subgroupMaxSize} (features: ${[...be.gpu.features].join(', ')})`);
       }
       const r = rng(`${seed}/${op}/subgroup`);
-      const rows = shuffled([1, 2, 4, 8, 16], r);
+      const rows = shuffled([1, 2, 4, 8, 16, 32], r);
       const cols = shuffled([1, 2, 4], r);
       const widths = shuffled([S, 2 * S, 4 * S, 8 * S].filter((w) => w <= 64), r);
       for (let i = 0; i < rows.length; i++) {
         const vec4 = i % 2 === 0;
-        const want: ConvTileConfig = { rows: rows[i], cols: cols[i % cols.length], vec4, kVec: i % 3 === 1, wgX: widths[i % widths.length], wgY: 1, kUnroll: 1, subgroup: S };
+        const tile: ConvTileConfig = { rows: rows[i], cols: cols[i % cols.length], vec4, kVec: i % 3 === 1, wgX: widths[i % widths.length], wgY: 1, kUnroll: 1, subgroup: S };
+        // Backward-filter: vec4 loads of x need rows % 4 == 0; a split reduction on odd rows.
+        const want: AnyConfig = op === 'backwardFilter' ? { ...tile, kVec: tile.kVec && tile.rows % 4 === 0, splitK: pick(r, [1, 2]) } : tile;
         // Enough column units that the space holds this width (lanes past the edge are clamped), odd pixel counts.
         const units = Math.floor((want.wgX / 2) * want.cols) + 1 + Math.floor(r() * 2);
         const colsN = vec4 ? 4 * units : units;
-        const kCh = want.kVec ? pick(r, [4, 8, 12]) : pick(r, [1, 3, 5]);
+        // Reduction channels; for backward-filter the rows (input channels): 20-29, past a 16-row tile.
+        const kCh = op === 'backwardFilter' ? 4 * pick(r, [5, 7]) + (want.kVec ? 0 : 1) : want.kVec ? pick(r, [4, 8, 12]) : pick(r, [1, 3, 5]);
         const stride = pick(r, [1, 2] as const);
+        // Two images for the tallest tiles, so that even a stride-2 phase has over 16 rows.
+        const N = want.rows >= 16 ? 2 : pick(r, [1, 2]);
         const c =
           op === 'backwardData'
-            ? makeConvCase(pick(r, [1, 2]), pick(r, [5, 7]), pick(r, [5, 6]), colsN, kCh, pick(r, [1, 3]), stride, 1, false)
-            : makeConvCase(pick(r, [1, 2]), pick(r, [5, 7]), pick(r, [5, 6]), kCh, colsN, pick(r, [1, 3]), stride, 1, r() < 0.5);
+            ? makeConvCase(N, pick(r, [7, 9]), pick(r, [5, 6]), colsN, kCh, pick(r, [1, 3]), stride, 1, false)
+            : makeConvCase(N, pick(r, [7, 9]), pick(r, [5, 6]), kCh, colsN, pick(r, [1, 3]), stride, 1, op === 'forward' && r() < 0.5);
         expect(space(op, c.g, S).some((t) => sameConfig(t, want)), `${configKey(want)} in the space of ${describeConvCase(c)}`).toBe(true);
         await check(be, op, c, want, seed);
       }

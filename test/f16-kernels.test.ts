@@ -17,6 +17,7 @@
 // lost or doubled, a wrong operand) is off by O(|a b|), far past them on these sizes.
 import { describe, expect, it } from 'vitest';
 import { CACHE_FORMAT, Tensor, TUNABLE_OPS, Tuner, WebGPUBackend, adapterIdentity, canonicalConfig, convGeometry, kernelSetHash } from '../engine/index.js';
+import type { KernelChoices } from '../engine/index.js';
 import * as linalgOps from '../engine/webgpu/ops/linalg.js';
 import * as convOps from '../engine/webgpu/ops/conv.js';
 import {
@@ -123,14 +124,15 @@ describe('f16 configs as strings, spaces and candidates', () => {
     const p = { M: 40, K: 24, N: 36, transA: false, transB: false };
     expect(Tuner.key('matmul', p)).toMatch(/\|f32$/);
     expect(Tuner.key('matmul', p, 'f16')).toMatch(/\|f16$/);
+    const choices = (precision: 'f32' | 'f16'): KernelChoices => ({ precision, subgroupTiles: null, defaultTileSubgroup: undefined, parallelism: 256 });
     for (const op of Object.values(TUNABLE_OPS)) {
       const q = op.name === 'matmul' ? p : convGeometry('conv2d', [2, 9, 9, 16], [3, 3, 16, 12], { stride: 1, pad: 1 });
       expect(op.candidates(q).some((c) => f16Of(c) !== undefined), op.name).toBe(false);
-      expect(op.seeds(q).some((c) => f16Of(c) !== undefined), op.name).toBe(false);
-      expect(op.seeds(q, 'f16').some((c) => f16Of(c) !== undefined), op.name).toBe(true);
+      expect(op.seeds(q, choices('f32')).some((c) => f16Of(c) !== undefined), op.name).toBe(false);
+      expect(op.seeds(q, choices('f16')).some((c) => f16Of(c) !== undefined), op.name).toBe(true);
       // Every seed is in its space, so the search reaches it whatever the budget.
       const space = new Set(op.candidates(q, { precision: 'f16' }).map(canonicalConfig));
-      for (const c of op.seeds(q, 'f16')) expect(space.has(canonicalConfig(c)), `${op.name} ${canonicalConfig(c)}`).toBe(true);
+      for (const c of op.seeds(q, choices('f16'))) expect(space.has(canonicalConfig(c)), `${op.name} ${canonicalConfig(c)}`).toBe(true);
     }
 
     // A cached f32 winner is not an f16 backend's, and the reverse.

@@ -132,7 +132,7 @@ describe('tuner', () => {
     const problem = { M: 40 + Math.floor(r() * 60), K: 9 + Math.floor(r() * 40), N: 4 * (9 + Math.floor(r() * 12)), transA: false, transB: r() < 0.5 };
     const op = TUNABLE_OPS.matmul;
     const space = new Set(op.candidates(problem).map(canonicalConfig));
-    const seeds = op.seeds(problem).filter((c) => space.has(canonicalConfig(c)));
+    const seeds = op.seeds(problem, be).filter((c) => space.has(canonicalConfig(c)));
     expect(seeds.length, 'the tiled default should be a candidate').toBeGreaterThan(0);
     const tuner = new Tuner(be, { cacheFile: null, budgetMs: 0, reps: 1, log: () => {} });
     const res = await tuner.tune('matmul', problem);

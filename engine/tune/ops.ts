@@ -33,6 +33,9 @@ export type Problem = ConvGeometry | MatmulProblem;
 /** Bump when a change to the kernels is not visible in the generator sources hashed below. */
 const KERNEL_SET_VERSION = 1;
 
+/** What a backend decides about its kernels: what defaults and seeds depend on (a WebGPUBackend has them). */
+export type KernelChoices = Pick<WebGPUBackend, 'precision' | 'subgroupTiles' | 'defaultTileSubgroup' | 'parallelism'>;
+
 export interface TunableOp {
   name: TunableOpName;
   key(p: Problem): string;
@@ -43,17 +46,17 @@ export interface TunableOp {
    */
   candidates(p: Problem, opts?: cand.TileSpaceOptions): unknown[];
   /**
-   * The config the op's default path uses, when that path is one candidate kernel (skipped
-   * as a duplicate). `subgroup`: the subgroup size the backend's defaults share loads over.
+   * The config the op's default path uses on this backend (its subgroup and parallelism
+   * settings), when that path is one candidate kernel (skipped as a duplicate).
    */
-  defaultConfig(p: Problem, subgroup?: number): unknown | null;
+  defaultConfig(p: Problem, be: KernelChoices): unknown | null;
   /**
    * The starting point of each other algorithm (the workgroup-memory tiled kernels' GPU
-   * defaults, and for the convs both register defaults, with and without `subgroup`, the
-   * backend's subgroup size): measured right after the default, whatever the budget, so a
-   * search that climbs from the default cannot miss a whole algorithm.
+   * defaults in the backend's precision, and for the convs the register defaults with and
+   * without the backend's subgroup tiles): measured right after the default, whatever the
+   * budget, so a search that climbs from the default cannot miss a whole algorithm.
    */
-  seeds(p: Problem, precision?: cand.KernelPrecision, subgroup?: number): unknown[];
+  seeds(p: Problem, be: KernelChoices): unknown[];
   flops(p: Problem): number;
   /** Input shapes, in the order run() takes them. */
   inputShapes(p: Problem): number[][];
@@ -74,6 +77,11 @@ export function matmulKey(p: MatmulProblem): string {
 }
 
 /** The shared-tile GPU default, and with f16 its f16 variants (so the search reaches them whatever the budget). */
+/** A conv's register default with and without the backend's subgroup tiles (whichever is not its default gets measured early). */
+function registerSeeds<T>(be: KernelChoices, tile: (subgroup?: number) => T): T[] {
+  return be.subgroupTiles ? [tile(), tile(be.subgroupTiles)] : [tile()];
+}
+
 function tileSeeds(tile: (f16?: 'mul' | 'acc') => mmShared.SharedTileConfig, precision?: cand.KernelPrecision): unknown[] {
   return precision === 'f16' ? [tile(), tile('mul'), tile('acc')] : [tile()];
 }
@@ -93,11 +101,11 @@ const conv2dOp: TunableOp = {
   name: 'conv2d',
   key: (p) => convKey(p as ConvGeometry),
   candidates: (p, opts) => cand.convForwardCandidates(p as ConvGeometry, opts),
-  defaultConfig: (p, subgroup) => conv.defaultConvForwardConfig(p as ConvGeometry, subgroup),
-  seeds: (p, precision, subgroup) => {
+  defaultConfig: (p, be) => conv.defaultConvForwardConfig(p as ConvGeometry, be.defaultTileSubgroup),
+  seeds: (p, be) => {
     const g = p as ConvGeometry;
-    const tiles = [conv.defaultConvForwardConfig(g), ...(subgroup ? [conv.defaultConvForwardConfig(g, subgroup)] : [])];
-    return [...tiles, ...tileSeeds((f16) => mmShared.defaultSharedTileConfig(g.N * g.Ho * g.Wo, g.Co, f16), precision)];
+    const tiles = registerSeeds(be, (sg) => conv.defaultConvForwardConfig(g, sg));
+    return [...tiles, ...tileSeeds((f16) => mmShared.defaultSharedTileConfig(g.N * g.Ho * g.Wo, g.Co, f16), be.precision)];
   },
   flops: convFlops,
   inputShapes: (p) => {
@@ -129,11 +137,11 @@ const conv2dBackwardDataOp: TunableOp = {
   name: 'conv2dBackwardData',
   key: (p) => convKey(p as ConvGeometry),
   candidates: (p, opts) => cand.convBackwardDataCandidates(p as ConvGeometry, opts),
-  defaultConfig: (p, subgroup) => convData.defaultConvBackwardDataConfig(p as ConvGeometry, subgroup),
-  seeds: (p, precision, subgroup) => {
+  defaultConfig: (p, be) => convData.defaultConvBackwardDataConfig(p as ConvGeometry, be.defaultTileSubgroup),
+  seeds: (p, be) => {
     const g = p as ConvGeometry;
-    const tiles = [convData.defaultConvBackwardDataConfig(g), ...(subgroup ? [convData.defaultConvBackwardDataConfig(g, subgroup)] : [])];
-    return [...tiles, ...tileSeeds((f16) => mmShared.defaultSharedTileConfig(g.N * Math.ceil(g.H / g.stride) * Math.ceil(g.W / g.stride), g.Ci, f16), precision)];
+    const tiles = registerSeeds(be, (sg) => convData.defaultConvBackwardDataConfig(g, sg));
+    return [...tiles, ...tileSeeds((f16) => mmShared.defaultSharedTileConfig(g.N * Math.ceil(g.H / g.stride) * Math.ceil(g.W / g.stride), g.Ci, f16), be.precision)];
   },
   flops: convFlops,
   inputShapes: (p) => {
@@ -173,10 +181,12 @@ const conv2dBackwardFilterOp: TunableOp = {
   name: 'conv2dBackwardFilter',
   key: (p) => convKey(p as ConvGeometry),
   candidates: (p, opts) => cand.convBackwardFilterCandidates(p as ConvGeometry, opts),
-  defaultConfig: (p) => convFilter.defaultConvBackwardFilterConfig(p as ConvGeometry),
-  seeds: (p, precision) => {
-    const c = convShared.defaultSharedBackwardFilterConfig(p as ConvGeometry);
-    return precision === 'f16' ? [c, { ...c, f16: 'mul' }] : [c];
+  defaultConfig: (p, be) => convFilter.defaultConvBackwardFilterConfig(p as ConvGeometry, be.defaultTileSubgroup, be.parallelism),
+  seeds: (p, be) => {
+    const g = p as ConvGeometry;
+    const tiles = registerSeeds(be, (sg) => convFilter.defaultConvBackwardFilterConfig(g, sg, be.parallelism));
+    const c = convShared.defaultSharedBackwardFilterConfig(g);
+    return [...tiles, ...(be.precision === 'f16' ? [c, { ...c, f16: 'mul' }] : [c])];
   },
   flops: convFlops,
   inputShapes: (p) => {
@@ -212,7 +222,7 @@ const matmulOp: TunableOp = {
   candidates: (p, opts) => cand.matmulCandidates(p as MatmulProblem, opts),
   // With a large transposed B the default path transposes first: not one of the candidates.
   defaultConfig: (p) => (mm.transposeBFirst(p as MatmulProblem) ? null : mm.defaultMatmulConfig(p as MatmulProblem)),
-  seeds: (p, precision) => tileSeeds((f16) => mmShared.defaultSharedMatmulConfig(p as MatmulProblem, f16), precision),
+  seeds: (p, be) => tileSeeds((f16) => mmShared.defaultSharedMatmulConfig(p as MatmulProblem, f16), be.precision),
   flops: (p) => {
     const s = p as MatmulProblem;
     return 2 * s.M * s.N * s.K;

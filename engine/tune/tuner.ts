@@ -293,7 +293,7 @@ export class Tuner {
       if (!Number.isFinite(defaultMs)) throw new Error(`tune ${key}: the default kernel failed its check against the reference`);
       best = { config: null, ms: defaultMs };
       const seen = new Set<string>();
-      const def = top.defaultConfig(p, be.defaultTileSubgroup);
+      const def = top.defaultConfig(p, be);
       if (def !== null) seen.add(canonicalConfig(def));
       const order = space.slice();
       for (let i = order.length - 1; i > 0; i--) {
@@ -311,7 +311,7 @@ export class Tuner {
       // Seeds (other algorithms' defaults) that are in the space, tried whatever the budget.
       const inSpace = new Map(order.map((c) => [canonicalConfig(c), c]));
       const seeds = top
-        .seeds(p, this.be.precision, this.be.subgroupTiles ?? undefined)
+        .seeds(p, this.be)
         .map((c) => inSpace.get(canonicalConfig(c)))
         .filter((c): c is NonNullable<typeof c> => c !== undefined && !seen.has(canonicalConfig(c)));
       let n = 0;

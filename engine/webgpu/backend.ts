@@ -72,6 +72,13 @@ export class WebGPUBackend implements Backend {
    */
   subgroupDefaults: boolean;
 
+  /**
+   * Invocations the untuned kernels aim to keep busy (the register backward-filter's split of
+   * its reduction): 256 on a CPU adapter (measured on lavapipe), 65536 on a GPU (not yet
+   * measured; an H200 runs ~270K threads at once, and 256 left it at 16 GFLOP/s).
+   */
+  parallelism: number;
+
   /** The subgroup size the untuned conv tiles share activation loads over, if they do. */
   get defaultTileSubgroup(): number | undefined {
     return this.subgroupDefaults && this.subgroupTiles ? this.subgroupTiles : undefined;
@@ -85,6 +92,7 @@ export class WebGPUBackend implements Backend {
     const sg = gpu.info.subgroupMinSize;
     this.subgroupTiles = gpu.features.has('subgroups') && sg > 0 && sg === gpu.info.subgroupMaxSize ? sg : null;
     this.subgroupDefaults = gpu.info.isSoftware;
+    this.parallelism = gpu.info.isSoftware ? 256 : 65536;
     if (opts.precision) this.precision = opts.precision;
   }
 

@@ -50,28 +50,41 @@ export function anyConvBackwardFilterKernels(s: ConvShape, cfg: AnyConvBackwardF
   return cfg.algo === 'shared' ? sharedBackwardFilterKernels(s, cfg, maxStorageBytes) : convBackwardFilterKernels(s, cfg);
 }
 
-const SPLITS = [1, 2, 4, 8];
+/** Splits of the register kernel's (n, oy) reduction; the large ones are for GPUs (see the default). */
+const SPLITS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+/** Scratch floats a split may use (64 MB), as for the shared-tile kernel. */
+const MAX_SPLIT_SCRATCH_FLOATS = 1 << 24;
 
-/** Every config the autotuner may try for this shape; each one is correct for it. */
-export function convBackwardFilterConfigSpace(s: ConvShape): ConvBackwardFilterConfig[] {
+function splitFits(s: ConvShape, splitK: number): boolean {
+  return splitK <= s.N * s.Ho && (splitK === 1 || splitK * s.KH * s.KW * s.Ci * s.Co <= MAX_SPLIT_SCRATCH_FLOATS);
+}
+
+/**
+ * Every config the autotuner may try for this shape; each one is correct for it. With
+ * `subgroup` (the device's fixed subgroup size) the subgroup-shared tiles too.
+ */
+export function convBackwardFilterConfigSpace(s: ConvShape, subgroup?: number): ConvBackwardFilterConfig[] {
   const out: ConvBackwardFilterConfig[] = [];
-  const tiles = tileConfigs(s.Co, s.Ci, (rows) => s.Ci % 4 === 0 && rows % 4 === 0);
-  for (const tile of tiles) for (const splitK of SPLITS) if (splitK <= s.N * s.Ho) out.push({ ...tile, splitK });
+  const tiles = tileConfigs(s.Co, s.Ci, (rows) => s.Ci % 4 === 0 && rows % 4 === 0, subgroup);
+  for (const tile of tiles) for (const splitK of SPLITS) if (splitFits(s, splitK)) out.push({ ...tile, splitK });
   return out;
 }
 
 /**
  * The config used without tuning: the forward kernel's tile (see defaultTile), rows being
- * input channels here, and the reduction split when the tile grid alone is too small to
- * keep every core's SIMD lanes busy.
+ * input channels here, and the reduction split until the tile grid times the split reaches
+ * `parallelism` invocations. The default 256 keeps a CPU adapter's SIMD lanes busy (lavapipe,
+ * measured); a GPU needs tens of thousands (WebGPUBackend.parallelism): on an H200 the
+ * CPU-sized split left 64x224x224x3->64 at 16 GFLOP/s, a few hundred invocations each
+ * looping over 3.2M pixels. `subgroup`: share the x loads through the subgroup.
  */
-export function defaultConvBackwardFilterConfig(s: ConvShape): ConvBackwardFilterConfig {
+export function defaultConvBackwardFilterConfig(s: ConvShape, subgroup?: number, parallelism = 256): ConvBackwardFilterConfig {
   const vec4 = s.Co % 4 === 0;
   const units = vec4 ? s.Co / 4 : s.Co;
-  const tile = defaultTile(units, s.Ci, vec4);
+  const tile = defaultTile(units, s.Ci, vec4, subgroup);
   const invocations = s.KH * s.KW * Math.ceil(s.Ci / tile.rows) * Math.ceil(units / tile.cols);
   let splitK = 1;
-  while (splitK < 8 && invocations * splitK < 256 && splitK * 2 <= s.N * s.Ho) splitK *= 2;
+  while (splitK < SPLITS[SPLITS.length - 1] && invocations * splitK < parallelism && splitFits(s, splitK * 2)) splitK *= 2;
   // One vec4 load of x feeds four rows: measured ~15% faster on lavapipe (56x56x64->64).
   const kVec = s.Ci % 4 === 0 && tile.rows % 4 === 0;
   return { ...tile, kVec, splitK };
@@ -81,7 +94,6 @@ export function checkConvBackwardFilterConfig(s: ConvShape, c: ConvBackwardFilte
   const what = `conv2dBackwardFilter ${shapeKey(s)}`;
   checkTileConfig(what, c);
   const key = backwardFilterConfigKey(c);
-  if (c.subgroup !== undefined) throw new Error(`${what}: config ${key}: backward-filter has no subgroup-shared tiles`);
   if (c.vec4 && s.Co % 4 !== 0) throw new Error(`${what}: config ${key} needs Co % 4 == 0`);
   if (c.kVec && (s.Ci % 4 !== 0 || c.rows % 4 !== 0)) throw new Error(`${what}: config ${key} needs Ci % 4 == 0 and rows % 4 == 0`);
   if (!Number.isInteger(c.splitK) || c.splitK < 1 || c.splitK > s.N * s.Ho) {
@@ -104,6 +116,7 @@ export function convBackwardFilterKernels(
 ): ConvBackwardFilterPlan {
   checkConvBackwardFilterConfig(s, cfg);
   const { rows: R, cols: C, vec4, kVec, wgX, wgY, kUnroll: U, splitK } = cfg;
+  const SG = cfg.subgroup ?? 0;
   const { N, H, W, Ci, Co, KW, Ho, Wo, stride: st, pad } = s;
   const units = vec4 ? Co / 4 : Co;
   const colTy = vec4 ? 'vec4<f32>' : 'f32';
@@ -129,10 +142,15 @@ export function convBackwardFilterKernels(
   emit(pad > 0 ? `  let oxStart = select(0u, 1u, kx < ${pad}u);` : '  let oxStart = 0u;');
   emit(`  let oxNum = ${W - 1 + pad} - i32(kx);`);
   emit(`  let oxEnd = select(0u, min(${Wo}u, u32(oxNum) / ${st}u + 1u), oxNum >= 0);`);
-  if (kVec) {
-    for (let j = 0; j < R / 4; j++) emit(`  let cv${j} = min(ciBase / 4u + ${j}u, ${CiV - 1}u);`);
-  } else {
-    for (let i = 0; i < R; i++) emit(`  let ci${i} = min(ciBase + ${i}u, ${Ci - 1}u);`);
+  // The x loads per step: R / 4 vec4s (kVec) or R scalars. With a subgroup, lane j loads
+  // load j, j + S, ... and subgroupBroadcast hands them round (all lanes share ciBase).
+  const loads = kVec ? R / 4 : R;
+  const own = SG ? Math.ceil(loads / SG) : loads;
+  const lim = kVec ? CiV - 1 : Ci - 1;
+  const first = kVec ? 'ciBase / 4u' : 'ciBase';
+  for (let j = 0; j < own; j++) {
+    const which = SG ? `min(${j * SG}u + sgid, ${loads - 1}u)` : `${j}u`;
+    emit(`  let ch${j} = min(${first} + ${which}, ${lim}u);`);
   }
   for (let c = 0; c < C; c++) {
     emit(`  let unit${c} = c0 + ${c * wgX}u;`);
@@ -143,8 +161,8 @@ export function convBackwardFilterKernels(
   // One reduction step at output column `ox` (an expression).
   const step = (ox: string): string => {
     const body: string[] = [`let xp = (xb + ${ox} * ${st}u) * ${CiV}u;`, `let dp = (db + ${ox}) * ${units}u;`];
-    if (kVec) for (let j = 0; j < R / 4; j++) body.push(`let a${j} = x[xp + cv${j}];`);
-    else for (let i = 0; i < R; i++) body.push(`let a${i} = x[xp + ci${i}];`);
+    for (let j = 0; j < own; j++) body.push(`let ${SG ? 'ld' : 'a'}${j} = x[xp + ch${j}];`);
+    if (SG) for (let j = 0; j < loads; j++) body.push(`let a${j} = subgroupBroadcast(ld${Math.floor(j / SG)}, ${j % SG}u);`);
     for (let c = 0; c < C; c++) body.push(`let b${c} = dy[dp + cu${c}];`);
     for (let i = 0; i < R; i++) {
       const a = kVec ? `a${Math.floor(i / 4)}.${'xyzw'[i % 4]}` : `a${i}`;
@@ -179,12 +197,12 @@ export function convBackwardFilterKernels(
     emit('  }');
   }
 
-  const wgsl = `// conv2dBackwardFilter ${shapeKey(s)} ${backwardFilterConfigKey(cfg)}
+  const wgsl = `${SG ? 'enable subgroups;\n' : ''}// conv2dBackwardFilter ${shapeKey(s)} ${backwardFilterConfigKey(cfg)}
 @group(0) @binding(0) var<storage, read> x: array<${kVec ? 'vec4<f32>' : 'f32'}>;
 @group(0) @binding(1) var<storage, read> dy: array<${colTy}>;
 @group(0) @binding(2) var<storage, read_write> out: array<${colTy}>;
 @compute @workgroup_size(${wgX}, ${wgY})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u${SG ? ', @builtin(subgroup_invocation_id) sgid: u32' : ''}) {
   let g = ${linearGroupIndex};
   if (g >= ${groups}u) { return; }
   let sk = g / ${tileGroups}u;

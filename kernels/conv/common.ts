@@ -80,8 +80,8 @@ export const TILE_COLS = [1, 2, 4];
 export const TILE_WG_X = [1, 2, 4, 8, 16, 32, 64];
 /** Unrolling never paid on lavapipe (and costs shader compile time), so only up to 2. */
 export const TILE_UNROLLS = [1, 2];
-/** Rows of a subgroup-shared tile: 16 costs a subgroup two activation loads per step. */
-export const SUBGROUP_TILE_ROWS = [1, 2, 4, 8, 16];
+/** Rows of a subgroup-shared tile: 16 costs a subgroup of 8 two activation loads per step. */
+export const SUBGROUP_TILE_ROWS = [1, 2, 4, 8, 16, 32];
 
 /**
  * The tile configs worth trying for a GEMM with `colsN` output channels and `rowsTotal`
@@ -159,16 +159,19 @@ export function pow2AtMost(n: number, cap: number): number {
  * The register tile measured best on lavapipe (see the top of this file): 8 rows x 2
  * column units per lane, no K unroll, scalar activation loads. A workgroup row spans the
  * columns once (wgX * cols ~ units, capped at 32 lanes), since lanes past the edge compute
- * and throw away; 64 invocations per workgroup. With `subgroup`, the same tile shared
- * through the subgroup (one row block per workgroup, at least one subgroup wide): on
- * lavapipe each activation load is a per-lane loop, and sharing it made the forward conv
- * ~2x faster (kernels/README.md).
+ * and throw away; 64 invocations per workgroup. With `subgroup`, a tile whose activation
+ * loads are shared through the subgroup (one row block per workgroup, at least one subgroup
+ * wide) and, since those loads are then cheap, 16 rows: on lavapipe every load is a per-lane
+ * loop, and this made the forward conv 2-3x faster (kernels/README.md).
  */
 export function defaultTile(units: number, rowsTotal: number, vec4: boolean, subgroup?: number): ConvTileConfig {
   const cols = units >= 2 ? 2 : 1;
   const wgX = Math.min(32, pow2AtLeast(Math.ceil(units / cols)));
+  if (subgroup) {
+    const rows = pow2AtMost(rowsTotal, 16);
+    return { rows, cols, vec4, kVec: false, wgX: Math.max(subgroup, wgX), wgY: 1, kUnroll: 1, subgroup };
+  }
   const rows = pow2AtMost(rowsTotal, 8);
-  if (subgroup) return { rows, cols, vec4, kVec: false, wgX: Math.max(subgroup, wgX), wgY: 1, kUnroll: 1, subgroup };
   const wgY = Math.max(1, Math.floor(64 / wgX));
   return { rows, cols, vec4, kVec: false, wgX, wgY, kUnroll: 1 };
 }

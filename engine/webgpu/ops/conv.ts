@@ -162,7 +162,8 @@ export function conv2dBackwardFilter(
 ): Tensor {
   const op = 'conv2dBackwardFilter';
   const g = conv2dBackwardFilterShapes(x, dy, filterShape, opts);
-  const cfg = resolve<AnyConvBackwardFilterConfig>(be, op, g, config, () => defaultConvBackwardFilterConfig(g));
+  const cfg = resolve<AnyConvBackwardFilterConfig>(be, op, g, config, () => defaultConvBackwardFilterConfig(g, be.defaultTileSubgroup, be.parallelism));
+  checkSubgroup(be, op, cfg);
   checkPrecision(be, op, cfg);
   const [bx, bdy] = be.buffers(op, x, dy);
   const plan = anyConvBackwardFilterKernels(g, cfg, storageLimit(be));
