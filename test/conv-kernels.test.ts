@@ -280,8 +280,11 @@ describe('conv generators as strings', () => {
   });
 
   it('subgroup-shared tiles: in the spaces only with a subgroup size, well formed, and refused where they cannot run', () => {
-    const c = makeConvCase(2, 9, 7, 8, 12, 3, 1, 1, true);
+    const c = makeConvCase(2, 9, 7, 64, 64, 3, 1, 1, true);
+    // Too few column units to fill a subgroup: the default stays the plain tile.
+    const narrow = makeConvCase(2, 9, 7, 8, 12, 3, 1, 1, true);
     for (const op of OPS) {
+      expect(defaultConfig(op, narrow.g, 8).subgroup).toBeUndefined();
       expect(space(op, c.g).some((t) => t.subgroup !== undefined)).toBe(false);
       const sg = space(op, c.g, 8).filter((t) => t.subgroup !== undefined);
       expect(sg.length).toBeGreaterThan(0);

@@ -162,15 +162,19 @@ export function pow2AtMost(n: number, cap: number): number {
  * and throw away; 64 invocations per workgroup. With `subgroup`, a tile whose activation
  * loads are shared through the subgroup (one row block per workgroup, at least one subgroup
  * wide) and, since those loads are then cheap, 16 rows: on lavapipe every load is a per-lane
- * loop, and this made the forward conv 2-3x faster (kernels/README.md).
+ * loop, and this made the forward conv 2-3x faster (kernels/README.md). Only where the columns
+ * fill a subgroup: with fewer units than lanes the extra lanes would repeat a neighbour's work
+ * (Fashion-MNIST's 16-32 channel convs: the whole main job ran 59 s instead of 46 s).
  */
 export function defaultTile(units: number, rowsTotal: number, vec4: boolean, subgroup?: number): ConvTileConfig {
+  if (subgroup && units >= subgroup) {
+    const sgCols = units >= 2 * subgroup ? 2 : 1;
+    const rows = pow2AtMost(rowsTotal, 16);
+    const width = Math.min(32, pow2AtMost(Math.floor(units / sgCols), 64));
+    return { rows, cols: sgCols, vec4, kVec: false, wgX: Math.max(subgroup, width), wgY: 1, kUnroll: 1, subgroup };
+  }
   const cols = units >= 2 ? 2 : 1;
   const wgX = Math.min(32, pow2AtLeast(Math.ceil(units / cols)));
-  if (subgroup) {
-    const rows = pow2AtMost(rowsTotal, 16);
-    return { rows, cols, vec4, kVec: false, wgX: Math.max(subgroup, wgX), wgY: 1, kUnroll: 1, subgroup };
-  }
   const rows = pow2AtMost(rowsTotal, 8);
   const wgY = Math.max(1, Math.floor(64 / wgX));
   return { rows, cols, vec4, kVec: false, wgX, wgY, kUnroll: 1 };
