@@ -83,8 +83,12 @@ function usesF16(c: unknown): boolean {
 }
 const PROBE_RANDOM_SAMPLES = 48;
 const WIN_MARGIN = 0.98;
-/** Alternating default/winner timings that confirm a winner. */
-const CONFIRM_ROUNDS = 3;
+/**
+ * Alternating default/winner timings that confirm a winner. With 3, lavapipe kept winners
+ * that then ran up to 30% slower than the default minutes later (bench conv, 2026-11-27,
+ * twice in 11 shapes): the median of 5 single runs is less at the mercy of one slow spell.
+ */
+const CONFIRM_ROUNDS = 5;
 
 function xorshift(seed: number): () => number {
   let s = seed >>> 0 || 0x9e3779b9;
