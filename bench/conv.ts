@@ -14,6 +14,7 @@ import {
   TunableOpName,
   Tuner,
   WebGPUBackend,
+  applyKernelEnv,
   configLabel,
   dawnGpu,
   openDevice,
@@ -108,7 +109,7 @@ export async function benchConv(args: string[]): Promise<void> {
   const budgetMs = parseDuration(values.budget!);
   const ops = new Set(values.ops!.split(',')) as Set<TunableOpName>;
   const gpu = await openDevice({ adapter: values.adapter });
-  const be = new WebGPUBackend(gpu);
+  const be = applyKernelEnv(new WebGPUBackend(gpu));
   const tuner = new Tuner(be, tunerOptionsFromEnv({ budgetMs, reps, ...(values.cache ? { cacheFile: values.cache } : {}) }));
   const tfjs = values.tfjs && !values['no-tfjs'] ? await loadTfjs() : { tf: null, why: 'disabled (--no-tfjs)' };
   const f16 = !values['no-f16'] && gpu.features.has('shader-f16');

@@ -4,7 +4,7 @@
 // has one), ReLU, add and residual, as the relaxation runs it; convBlockBackwardData with
 // the pool's argmax gate (the residual arrives already masked by the ReLU).
 import { parseArgs } from 'node:util';
-import { ConvBlockOptions, Tensor, WebGPUBackend, openDevice, scope } from '../engine/index.js';
+import { ConvBlockOptions, Tensor, WebGPUBackend, applyKernelEnv, openDevice, scope } from '../engine/index.js';
 import { vgg5 } from '../pcn/models.js';
 import { ConvLayer } from '../pcn/layers.js';
 import { buildLayers } from '../pcn/network.js';
@@ -51,7 +51,7 @@ export async function benchFused(args: string[]): Promise<void> {
       return all[i - 1];
     });
   const gpu = await openDevice({ adapter: values.adapter });
-  const be = new WebGPUBackend(gpu);
+  const be = applyKernelEnv(new WebGPUBackend(gpu));
   const date = new Date().toISOString().slice(0, 10);
   console.log(
     `# nudge bench fused, ${date}, adapter ${gpu.info.name} (${gpu.info.driver}), VGG5 conv layers, batch ${batch}, ` +

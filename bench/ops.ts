@@ -2,7 +2,7 @@
 // GFLOP/s of matmul and of the VGG10 conv shapes (forward, backward-data, backward-filter),
 // GB/s of an elementwise add, on the webgpu backend.
 import { parseArgs } from 'node:util';
-import { Backend, Tensor, WebGPUBackend, openDevice, scope } from '../engine/index.js';
+import { Backend, Tensor, WebGPUBackend, applyKernelEnv, openDevice, scope } from '../engine/index.js';
 import { printTable, timeOp } from './timing.js';
 
 /** The distinct conv shapes of VGG10 (3x3, stride 1, pad 1) at a given input size. */
@@ -36,7 +36,7 @@ export async function benchOps(args: string[]): Promise<void> {
   const only = new Set(String(values.only).split(','));
   if (!(input % 16 === 0 && input > 0)) throw new Error(`--input must be a positive multiple of 16, got ${values.input}`);
   const gpu = await openDevice({ adapter: values.adapter });
-  const be: Backend = new WebGPUBackend(gpu);
+  const be: Backend = applyKernelEnv(new WebGPUBackend(gpu));
   const date = new Date().toISOString().slice(0, 10);
   console.log(`# nudge bench ops, ${date}, adapter ${gpu.info.name} (${gpu.info.driver}), ${reps} timed runs after 1 warm-up, median; timing: ${gpu.features.has('timestamp-query') ? 'GPU timestamp queries' : 'wall clock to queue completion'}`);
 

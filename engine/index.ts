@@ -62,6 +62,18 @@ export function tunerOptionsFromEnv(opts: TunerOptions = {}, env: NodeJS.Process
   return out;
 }
 
+/**
+ * The environment's kernel choices on a webgpu backend: NUDGE_GATED_LOADS=0|1 and
+ * NUDGE_SUBGROUP_TILES=0|1 (createBackend applies them; so do the commands and benches that
+ * build a WebGPUBackend themselves).
+ */
+export function applyKernelEnv(be: WebGPUBackend, env: NodeJS.ProcessEnv = process.env): WebGPUBackend {
+  if (env.NUDGE_GATED_LOADS) be.gatedLoads = env.NUDGE_GATED_LOADS !== '0';
+  if (env.NUDGE_SUBGROUP_TILES === '0') be.subgroupTiles = null;
+  if (env.NUDGE_SUBGROUP_TILES === '1') be.subgroupDefaults = true;
+  return be;
+}
+
 /** Creates a backend by name; 'webgpu' opens the process-wide device first. */
 export async function createBackend(name: BackendName, opts: BackendOptions = {}): Promise<Backend> {
   switch (name) {
@@ -72,10 +84,7 @@ export async function createBackend(name: BackendName, opts: BackendOptions = {}
       const be = new WebGPUBackend(await openDevice(opts), { ...opts, precision });
       if (opts.tune !== false) be.tuner = new Tuner(be, tunerOptionsFromEnv(opts.tune ?? {}));
       be.fuse = opts.fuse ?? process.env.NUDGE_FUSE !== '0';
-      if (process.env.NUDGE_GATED_LOADS) be.gatedLoads = process.env.NUDGE_GATED_LOADS !== '0';
-      if (process.env.NUDGE_SUBGROUP_TILES === '0') be.subgroupTiles = null;
-      if (process.env.NUDGE_SUBGROUP_TILES === '1') be.subgroupDefaults = true;
-      return be;
+      return applyKernelEnv(be);
     }
     default:
       throw new Error(`unknown backend '${name as string}' (choose webgpu or reference)`);

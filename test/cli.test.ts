@@ -34,6 +34,11 @@ describe('nudge doctor', () => {
     expect(report.backend).toBe('vulkan');
     expect(report.limits.maxStorageBufferBindingSize).toBeGreaterThan(0);
     expect(Array.isArray(report.adapterFeatures)).toBe(true);
+    // Subgroup-shared conv tiles exactly where the device has subgroups of one fixed size.
+    const [sgMin, sgMax] = report.subgroupSizes;
+    const fixed = report.deviceFeatures.includes('subgroups') && sgMin > 0 && sgMin === sgMax;
+    expect(report.subgroupTiles).toBe(fixed ? sgMin : null);
+    expect(report.subgroupDefaults).toBe(fixed && report.software);
   });
 
   it('with no Vulkan driver, says what is missing and how to fix it, exit 1', async () => {

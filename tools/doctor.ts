@@ -1,5 +1,5 @@
 // `nudge doctor`: what the adapter is, what it can do, and whether a kernel runs on it.
-import { NoAdapterError, WebGPUBackend, openDevice } from '../engine/index.js';
+import { NoAdapterError, WebGPUBackend, applyKernelEnv, openDevice } from '../engine/index.js';
 
 export interface DoctorOptions {
   adapter?: string;
@@ -31,7 +31,7 @@ export async function doctor(opts: DoctorOptions): Promise<number> {
     throw e;
   }
   // A real round trip: upload, one kernel, readback.
-  const be = new WebGPUBackend(gpu);
+  const be = applyKernelEnv(new WebGPUBackend(gpu));
   const n = 1001;
   const a = Float32Array.from({ length: n }, (_, i) => i * 0.5);
   const b = Float32Array.from({ length: n }, (_, i) => 1 - i);
@@ -52,6 +52,9 @@ export async function doctor(opts: DoctorOptions): Promise<number> {
     deviceFeatures: [...gpu.features].sort(),
     adapterFeatures: info.features,
     subgroupMatrix: info.features.includes('chromium-experimental-subgroup-matrix'),
+    subgroupSizes: [info.subgroupMinSize, info.subgroupMaxSize],
+    subgroupTiles: be.subgroupTiles,
+    subgroupDefaults: be.defaultTileSubgroup !== undefined,
     limits: Object.fromEntries(KEY_LIMITS.filter((k) => k in info.limits).map((k) => [k, info.limits[k]])),
     toggles: opts.toggles,
     kernelCheck: kernelOk ? 'passed' : 'FAILED: add kernel returned wrong values',
@@ -68,6 +71,11 @@ export async function doctor(opts: DoctorOptions): Promise<number> {
     console.log(`driver        ${report.driver}`);
     console.log(`features      ${report.deviceFeatures.join(', ') || '(none of timestamp-query, shader-f16, subgroups)'}`);
     console.log(`tensor cores  ${report.subgroupMatrix ? 'chromium-experimental-subgroup-matrix available' : 'no subgroup-matrix feature'}`);
+    const [sgMin, sgMax] = report.subgroupSizes;
+    const sgTiles = report.subgroupTiles
+      ? `conv tiles share loads over subgroups of ${report.subgroupTiles} (${report.subgroupDefaults ? 'the default' : 'tuner candidates'})`
+      : 'no subgroup-shared conv tiles (they need the subgroups feature and one fixed size; NUDGE_SUBGROUP_TILES=0 turns them off)';
+    console.log(`subgroups     ${sgMin === sgMax ? sgMin : `${sgMin}-${sgMax}`} lanes: ${sgTiles}`);
     for (const [k, v] of Object.entries(report.limits)) {
       console.log(`${k.padEnd(36)} ${/Size$/.test(k) && v > 65536 ? mib(v) : v}`);
     }
