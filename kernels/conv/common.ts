@@ -8,7 +8,9 @@
 // adjacent invocations (SIMD lanes on lavapipe) read adjacent units of the filter while
 // every lane of a workgroup row reads the same activation element (a broadcast).
 // Accumulators are named variables, never a private array (dynamic indexing of private
-// arrays is slow on lavapipe).
+// arrays is slow on lavapipe). A subgroup-shared tile (`subgroup`) gives every lane of a
+// workgroup the same rows instead and passes the activations round with subgroupBroadcast:
+// lavapipe loads per lane even where all lanes read one address (kernels/README.md).
 //
 // Measured on lavapipe (2 shared cores; 56x56x64->64 and 28x28x128->128, 3x3 pad 1):
 // - 8 rows x 2 vec4 columns per lane was best, ~5-8 GFLOP/s wall for all three ops
@@ -90,7 +92,7 @@ export const SUBGROUP_TILE_ROWS = [1, 2, 4, 8, 16, 32];
  * past the edge only repeat work). `kVecOk(rows)` says whether vec4 loads along the
  * reduction channels are possible with that many rows. With `subgroup` (the device's fixed
  * subgroup size), also the subgroup-shared tiles: one row block per workgroup (wgY 1) of
- * 1-16 rows, workgroup widths from one subgroup to 64 lanes, no unroll.
+ * 1-32 rows, workgroup widths from one subgroup to 64 lanes, no unroll.
  */
 export function tileConfigs(colsN: number, rowsTotal: number, kVecOk: (rows: number) => boolean, subgroup?: number): ConvTileConfig[] {
   const out: ConvTileConfig[] = [];
