@@ -49,7 +49,7 @@ export function configKey(c: AnyKernelConfig): string {
 
 /** `opts.maxStorageBytes` lets the shared-tile matmul space use the device's workgroup memory. */
 export function matmulCandidates(s: MatmulShape, opts: TileSpaceOptions = {}): AnyMatmulConfig[] {
-  return [...matmulConfigSpace(s), ...sharedMatmulConfigSpace(s, opts)];
+  return [...matmulConfigSpace(s, opts.subgroupSize), ...sharedMatmulConfigSpace(s, opts)];
 }
 
 /** The f16 shared-tile configs of a rows x cols GEMM within the workgroup memory `maxStorageBytes` allows. */

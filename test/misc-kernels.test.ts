@@ -101,6 +101,31 @@ describe('kernel generators (no GPU)', () => {
     expect(tiny.wgX * tiny.wgY).toBeLessThanOrEqual(64);
   });
 
+  it('subgroup-shared matmul tiles: only with a subgroup size, valid, one row block per workgroup, A shared by broadcast', () => {
+    for (const s of shapes) {
+      expect(matmulConfigSpace(s).some((c) => c.subgroup !== undefined)).toBe(false);
+      const sg = matmulConfigSpace(s, 8).filter((c) => c.subgroup !== undefined);
+      expect(sg.length).toBeGreaterThan(10);
+      for (const c of sg) {
+        expect(() => checkMatmulConfig(s, c)).not.toThrow();
+        expect([c.wgY, c.wgX % 8, c.kUnroll]).toEqual([1, 0, 1]);
+      }
+    }
+    const wide: MatmulShape = { M: 40, K: 12, N: 128, transA: false, transB: false };
+    const def = defaultMatmulConfig(wide, 8);
+    expect(def).toEqual({ rows: 16, cols: 2, vec4: true, kVec: false, wgX: 16, wgY: 1, kUnroll: 1, subgroup: 8 });
+    expect(matmulConfigSpace(wide, 8).some((c) => matmulConfigKey(c) === matmulConfigKey(def))).toBe(true);
+    // Too few column units to fill a subgroup: the plain default.
+    expect(defaultMatmulConfig({ ...wide, N: 20 }, 8).subgroup).toBeUndefined();
+    const wgsl = matmulKernel(wide, def).wgsl;
+    expect(wgsl.startsWith('enable subgroups;')).toBe(true);
+    // 16 rows over 8 lanes: two A loads per step, sixteen broadcasts.
+    expect(wgsl.match(/let la[L0-9_]+ = a\[/g)?.length).toBe(2);
+    expect(wgsl.match(/subgroupBroadcast\(/g)?.length).toBe(16);
+    expect(() => matmulKernel(wide, { ...def, wgY: 2 })).toThrow(/wgY 1/);
+    expect(() => matmulKernel(wide, { ...def, wgX: 4 })).toThrow(/multiple of the subgroup size/);
+  });
+
   it('rejects configs that do not fit the shape', () => {
     const s: MatmulShape = { M: 4, K: 6, N: 6, transA: false, transB: false };
     const c = defaultMatmulConfig(s);
@@ -226,6 +251,30 @@ describe('webgpu matmul against the reference', () => {
     }
     const samples = coveringSample(shapes.map(matmulConfigSpace), 8, r);
     for (let i = 0; i < shapes.length; i++) await check(be, shapes[i], `${seed}-${i}`, samples[i]);
+  });
+
+  it('subgroup-shared tiles: a covering sample, all four variants, and refused without that subgroup size', async () => {
+    const be = await gpu();
+    const S = be.subgroupTiles;
+    if (S === null) expect.fail(`this test needs a device with the subgroups feature and one fixed subgroup size; ${be.gpu.info.name} has none`);
+    const seed = freshSeed();
+    const r = rng(seed);
+    const shapes: MatmulShape[] = [];
+    for (const [transA, transB] of variants) {
+      shapes.push({ M: 37, K: 36, N: 4 * (2 * S + 1), transA, transB });
+      shapes.push({ M: 19, K: 13, N: S + 3, transA, transB });
+    }
+    const samples = coveringSample(shapes.map((s) => matmulConfigSpace(s, S).filter((c) => c.subgroup === S)), 8, r);
+    for (let i = 0; i < shapes.length; i++) await check(be, shapes[i], `${seed}-sg-${i}`, samples[i]);
+    const a = be.zeros([4, 8]);
+    const b = be.zeros([8, 64]);
+    const cfg = { ...defaultMatmulConfig({ M: 4, K: 8, N: 64, transA: false, transB: false }, 2 * S), subgroup: 2 * S, wgX: 2 * S };
+    try {
+      expect(() => matmulWithConfig(be, a, b, {}, cfg)).toThrow(new RegExp(`subgroups of ${2 * S}`));
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
   });
 
   it('more than 65535 workgroups', async () => {

@@ -221,8 +221,11 @@ const matmulOp: TunableOp = {
   key: (p) => matmulKey(p as MatmulProblem),
   candidates: (p, opts) => cand.matmulCandidates(p as MatmulProblem, opts),
   // With a large transposed B the default path transposes first: not one of the candidates.
-  defaultConfig: (p) => (mm.transposeBFirst(p as MatmulProblem) ? null : mm.defaultMatmulConfig(p as MatmulProblem)),
-  seeds: (p, be) => tileSeeds((f16) => mmShared.defaultSharedMatmulConfig(p as MatmulProblem, f16), be.precision),
+  defaultConfig: (p, be) => (mm.transposeBFirst(p as MatmulProblem) ? null : mm.defaultMatmulConfig(p as MatmulProblem, be.defaultTileSubgroup)),
+  seeds: (p, be) => [
+    ...registerSeeds(be, (sg) => mm.defaultMatmulConfig(p as MatmulProblem, sg)),
+    ...tileSeeds((f16) => mmShared.defaultSharedMatmulConfig(p as MatmulProblem, f16), be.precision),
+  ],
   flops: (p) => {
     const s = p as MatmulProblem;
     return 2 * s.M * s.N * s.K;

@@ -84,6 +84,18 @@ export class WebGPUBackend implements Backend {
     return this.subgroupDefaults && this.subgroupTiles ? this.subgroupTiles : undefined;
   }
 
+  /**
+   * Refuses a subgroup-shared tile (a config's `subgroup`, also inside a conv-as-matmul
+   * config) for any subgroup size but this device's (subgroupTiles).
+   */
+  checkSubgroupConfig(op: string, config: unknown): void {
+    const c = config as { subgroup?: unknown; matmul?: { subgroup?: unknown } } | undefined;
+    const sg = c?.subgroup ?? c?.matmul?.subgroup;
+    if (sg === undefined || sg === this.subgroupTiles) return;
+    const has = this.subgroupTiles ? `subgroups of ${this.subgroupTiles}` : 'no fixed-size subgroups (or the subgroups feature is off)';
+    throw new Error(`${op} config ${JSON.stringify(config)} shares loads over subgroups of ${String(sg)}, but this device has ${has}`);
+  }
+
   private kernelPrecision: KernelPrecision = 'f32';
 
   constructor(readonly gpu: Gpu, opts: RuntimeOptions & { precision?: KernelPrecision } = {}) {

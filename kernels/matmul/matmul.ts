@@ -39,10 +39,16 @@ export interface MatmulConfig {
   wgY: number;
   /** K blocks (1 step, or 4 with kVec) written out per loop iteration. */
   kUnroll: number;
+  /**
+   * Subgroup size S when the A loads are shared through the subgroup (as the conv tiles'
+   * `subgroup`, kernels/conv/common.ts): the workgroup owns one row block (wgY 1), lane j
+   * loads rows j, j + S, ... and subgroupBroadcast hands them to the other lanes.
+   */
+  subgroup?: number;
 }
 
 export function matmulConfigKey(c: MatmulConfig): string {
-  return `r${c.rows}c${c.cols}${c.vec4 ? 'v4' : 's'}${c.kVec ? 'k4' : 'k1'}w${c.wgX}x${c.wgY}u${c.kUnroll}`;
+  return `r${c.rows}c${c.cols}${c.vec4 ? 'v4' : 's'}${c.kVec ? 'k4' : 'k1'}w${c.wgX}x${c.wgY}u${c.kUnroll}${c.subgroup ? `sg${c.subgroup}` : ''}`;
 }
 
 /** Any matmul algorithm's config: register-blocked (no `algo`) or workgroup-memory tiled (sharedTile.ts). */
@@ -80,12 +86,17 @@ const MAX_ACCUMULATORS = 64;
  */
 const MAX_BODY_FMAS = 64;
 
+/** Rows and workgroup widths of the subgroup-shared tiles (a multiple of the subgroup size). */
+const SUBGROUP_ROWS = [1, 2, 4, 8, 16];
+const SUBGROUP_WIDTHS = [8, 16, 32, 64];
+
 /**
  * Every config the autotuner may try for this shape; each one is correct for it. Configs
  * that spill far beyond the register file or unroll very long bodies are left out: they
  * lost every measurement here and cost seconds of shader compilation each on lavapipe.
+ * With `subgroup` (the device's fixed subgroup size) also the subgroup-shared tiles.
  */
-export function matmulConfigSpace(s: MatmulShape): MatmulConfig[] {
+export function matmulConfigSpace(s: MatmulShape, subgroup?: number): MatmulConfig[] {
   const out: MatmulConfig[] = [];
   const vecs = s.N % 4 === 0 ? [true, false] : [false];
   const kVecs = s.K % 4 === 0 && !(s.transA && !s.transB) ? [false, true] : [false];
@@ -101,6 +112,15 @@ export function matmulConfigSpace(s: MatmulShape): MatmulConfig[] {
               out.push({ rows, cols, vec4, kVec, wgX, wgY, kUnroll });
             }
         }
+  if (subgroup)
+    for (const vec4 of vecs)
+      for (const kVec of kVecs)
+        for (const rows of SUBGROUP_ROWS)
+          for (const cols of [1, 2])
+            for (const wgX of SUBGROUP_WIDTHS) {
+              if (wgX % subgroup !== 0 || rows * cols * (vec4 ? 4 : 1) * (kVec ? 4 : 1) > 2 * MAX_BODY_FMAS) continue;
+              out.push({ rows, cols, vec4, kVec, wgX, wgY: 1, kUnroll: 1, subgroup });
+            }
   return out;
 }
 
@@ -119,9 +139,16 @@ function pow2AtMost(n: number, cap: number): number {
 /**
  * The config used without tuning: the sweep winner on lavapipe (R=8, C=2 vec4, 64x1;
  * DESIGN.md), shrunk where the output is too small to fill it, since rows and columns past
- * the edge are computed and thrown away.
+ * the edge are computed and thrown away. With `subgroup`, where the columns fill a subgroup,
+ * the subgroup-shared tile: 16 rows x 2 units, at most 32 lanes wide.
  */
-export function defaultMatmulConfig(s: MatmulShape): MatmulConfig {
+export function defaultMatmulConfig(s: MatmulShape, subgroup?: number): MatmulConfig {
+  const sgUnits = s.N % 4 === 0 ? s.N / 4 : s.N;
+  if (subgroup && sgUnits >= subgroup && subgroup <= 64) {
+    const cols = sgUnits >= 2 * subgroup ? 2 : 1;
+    const wgX = Math.max(subgroup, Math.min(32, pow2AtMost(Math.floor(sgUnits / cols), 64)));
+    return { rows: pow2AtMost(s.M, 16), cols, vec4: s.N % 4 === 0, kVec: false, wgX, wgY: 1, kUnroll: 1, subgroup };
+  }
   const vec4 = s.N % 4 === 0;
   const units = vec4 ? s.N / 4 : s.N;
   const rows = pow2AtMost(s.M, 8);
@@ -156,6 +183,12 @@ export function checkMatmulConfig(s: MatmulShape, c: MatmulConfig): void {
     if (!Number.isInteger(v) || v < 1) throw bad(`${k} must be a positive integer`);
   }
   if (c.wgX * c.wgY > 256) throw bad('workgroup larger than 256 invocations');
+  if (c.subgroup !== undefined) {
+    const S = c.subgroup;
+    if (!Number.isInteger(S) || S < 1 || (S & (S - 1)) !== 0) throw bad('subgroup must be a power of two');
+    if (c.wgY !== 1) throw bad('a subgroup-shared tile needs wgY 1');
+    if (c.wgX % S !== 0) throw bad(`the workgroup width must be a multiple of the subgroup size ${S}`);
+  }
   if (s.M < 1 || s.N < 1 || s.K < 0) throw bad('empty output');
 }
 
@@ -168,6 +201,7 @@ export function matmulKernel(s: MatmulShape, cfg: MatmulConfig = defaultMatmulCo
   checkMatmulConfig(s, cfg);
   const { M, K, N, transA, transB } = s;
   const { rows: R, cols: C, vec4, kVec, wgX, wgY, kUnroll: U } = cfg;
+  const SG = cfg.subgroup ?? 0;
   const units = vec4 ? N / 4 : N;
   const ty = vec4 ? 'vec4<f32>' : 'f32';
   // Which operands are read as vec4 arrays.
@@ -184,7 +218,15 @@ export function matmulKernel(s: MatmulShape, cfg: MatmulConfig = defaultMatmulCo
   const emit = (s: string) => lines.push(s);
   // Edge rows and units are clamped for loading (no branch in the K loop) and skipped when storing.
   for (let i = 0; i < R; i++) emit(`  let row${i} = min(r0 + ${i}u, ${M - 1}u);`);
-  if (!transA) for (let i = 0; i < R; i++) emit(`  let aOff${i} = row${i} * ${aVecK ? K4 : K}u;`);
+  // The rows whose A values this invocation loads: its own R, or with a subgroup its share of them.
+  const loadRows: string[] = [];
+  if (SG) {
+    for (let t = 0; t * SG < R; t++) {
+      loadRows.push(`L${t}`);
+      emit(`  let rowL${t} = min(r0 + min(${t * SG}u + sgid, ${R - 1}u), ${M - 1}u);`);
+    }
+  } else for (let i = 0; i < R; i++) loadRows.push(`${i}`);
+  if (!transA) for (const t of loadRows) emit(`  let aOff${t} = row${t} * ${aVecK ? K4 : K}u;`);
   for (let c = 0; c < C; c++) {
     emit(`  let unit${c} = c0 + ${c * wgX}u;`);
     emit(`  let cu${c} = min(unit${c}, ${units - 1}u);`);
@@ -201,20 +243,26 @@ export function matmulKernel(s: MatmulShape, cfg: MatmulConfig = defaultMatmulCo
   const block = (k: string): string => {
     const body: string[] = [];
     const kAt = (j: number) => (j === 0 ? k : `(${k} + ${j}u)`);
-    // A: aij is A[row i, step j].
+    // A: aij is A[row i, step j]. With a subgroup, each lane loads its load rows' values
+    // (l<t>...) and row i's come from lane i % S of load row i / S.
     const aAt: string[][] = [];
-    for (let i = 0; i < R; i++) {
-      aAt.push([]);
-      if (aVecK) {
-        body.push(`let av${i} = a[aOff${i} + ${k}];`);
-        for (let j = 0; j < kb; j++) aAt[i].push(`av${i}.${comp[j]}`);
-      } else {
+    const pre = SG ? 'l' : '';
+    for (const t of loadRows) {
+      if (aVecK) body.push(`let ${pre}av${t} = a[aOff${t} + ${k}];`);
+      else
         for (let j = 0; j < kb; j++) {
           const kk = kVec ? `(${k} * 4u + ${j}u)` : kAt(j);
-          body.push(`let a${i}_${j} = a[${transA ? `${kk} * ${M}u + row${i}` : `aOff${i} + ${kk}`}];`);
-          aAt[i].push(`a${i}_${j}`);
+          body.push(`let ${pre}a${t}_${j} = a[${transA ? `${kk} * ${M}u + row${t}` : `aOff${t} + ${kk}`}];`);
         }
+    }
+    for (let i = 0; i < R; i++) {
+      aAt.push([]);
+      if (SG) {
+        const from = `L${Math.floor(i / SG)}`;
+        if (aVecK) body.push(`let av${i} = subgroupBroadcast(lav${from}, ${i % SG}u);`);
+        else for (let j = 0; j < kb; j++) body.push(`let a${i}_${j} = subgroupBroadcast(la${from}_${j}, ${i % SG}u);`);
       }
+      for (let j = 0; j < kb; j++) aAt[i].push(aVecK ? `av${i}.${comp[j]}` : `a${i}_${j}`);
     }
     // B: bcj is the column unit c at step j.
     const bAt: string[][] = [];
@@ -262,15 +310,15 @@ export function matmulKernel(s: MatmulShape, cfg: MatmulConfig = defaultMatmulCo
   }
 
   const arr = (v: boolean) => (v ? 'array<vec4<f32>>' : 'array<f32>');
-  const wgsl = `// matmul ${M}x${K}x${N}${transA ? ' A^T' : ''}${transB ? ' B^T' : ''} ${matmulConfigKey(cfg)}
+  const wgsl = `${SG ? 'enable subgroups;\n' : ''}// matmul ${M}x${K}x${N}${transA ? ' A^T' : ''}${transB ? ' B^T' : ''} ${matmulConfigKey(cfg)}
 @group(0) @binding(0) var<storage, read> a: ${arr(aVecK)};
 @group(0) @binding(1) var<storage, read> b: ${arr(bVecK || bVecN)};
 @group(0) @binding(2) var<storage, read_write> out: ${arr(vec4)};
 @compute @workgroup_size(${wgX}, ${wgY})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u) {
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u${SG ? ', @builtin(subgroup_invocation_id) sgid: u32' : ''}) {
   let g = ${linearGroupIndex};
   if (g >= ${groups}u) { return; }
-  let r0 = ((g / ${colGroups}u) * ${wgY}u + lid.y) * ${R}u;
+  let r0 = ((g / ${colGroups}u) * ${wgY}u + ${wgY === 1 ? '0u' : 'lid.y'}) * ${R}u;
   let c0 = (g % ${colGroups}u) * ${wgX * C}u + lid.x;
 ${lines.join('\n')}
 }`;

@@ -61,14 +61,6 @@ function resolve<T>(be: WebGPUBackend, op: TunableOpName, g: ConvGeometry, given
   return fallback();
 }
 
-/** A subgroup-shared tile runs only for the subgroup size the backend has (WebGPUBackend.subgroupTiles). */
-function checkSubgroup(be: WebGPUBackend, op: string, config: unknown): void {
-  const sg = (config as { subgroup?: unknown } | undefined)?.subgroup;
-  if (sg === undefined || sg === be.subgroupTiles) return;
-  const has = be.subgroupTiles ? `subgroups of ${be.subgroupTiles}` : 'no fixed-size subgroups (or the subgroups feature is off)';
-  throw new Error(`${op} config ${JSON.stringify(config)} shares loads over subgroups of ${String(sg)}, but this device has ${has}`);
-}
-
 /**
  * A config that computes in f16 (a shared-tile config's `f16`, also inside a conv-as-matmul
  * config) runs only on a backend whose precision is 'f16', as matmul's (linalg.ts).
@@ -91,7 +83,7 @@ export function conv2d(
   const g = conv2dShapes(x, w, bias, opts);
   const cfg = resolve(be, 'conv2d', g, config, () => defaultConvForwardConfig(g, be.defaultTileSubgroup));
   checkPrecision(be, 'conv2d', cfg);
-  checkSubgroup(be, 'conv2d', cfg);
+  be.checkSubgroupConfig('conv2d', cfg);
   const inputs = be.buffers('conv2d', ...(bias ? [x, w, bias] : [x, w]));
   if (cfg.algo === 'matmul') {
     checkConvForwardConfig(g, cfg);
@@ -136,7 +128,7 @@ export function conv2dBackwardData(
   const g = conv2dBackwardDataShapes(dy, w, inputShape, opts);
   const cfg = resolve(be, op, g, config, () => defaultConvBackwardDataConfig(g, be.defaultTileSubgroup));
   checkPrecision(be, op, cfg);
-  checkSubgroup(be, op, cfg);
+  be.checkSubgroupConfig(op, cfg);
   const [bdy, bw] = be.buffers(op, dy, w);
   const plan = convBackwardDataKernels(g, cfg, storageLimit(be));
   const dx = be.newTensor([g.N, g.H, g.W, g.Ci]);
@@ -163,7 +155,7 @@ export function conv2dBackwardFilter(
   const op = 'conv2dBackwardFilter';
   const g = conv2dBackwardFilterShapes(x, dy, filterShape, opts);
   const cfg = resolve<AnyConvBackwardFilterConfig>(be, op, g, config, () => defaultConvBackwardFilterConfig(g, be.defaultTileSubgroup, be.parallelism));
-  checkSubgroup(be, op, cfg);
+  be.checkSubgroupConfig(op, cfg);
   checkPrecision(be, op, cfg);
   const [bx, bdy] = be.buffers(op, x, dy);
   const plan = anyConvBackwardFilterKernels(g, cfg, storageLimit(be));
@@ -196,7 +188,7 @@ export function convBlock(be: WebGPUBackend, x: Tensor, w: Tensor, bias: Tensor 
   const e = { pool: !!opts.pool, add: add !== null, relu: !!opts.relu, residual: !!opts.relu && !!opts.residual };
   // Built before allocating, so a bad config records nothing.
   const cfg = config ?? convBlockConfig(g, e, tuned, be.defaultTileSubgroup);
-  checkSubgroup(be, op, cfg);
+  be.checkSubgroupConfig(op, cfg);
   const spec = convBlockKernel(g, bias !== null, e, cfg);
   const inputs = be.buffers(op, x, w, ...(bias ? [bias] : []), ...(add ? [add] : []));
   const a = be.newTensor(aShape);
@@ -226,7 +218,7 @@ export function convBlockBackwardData(
   // The plain backward-data's tuned config for the same geometry (the composition's tuner key).
   const cfg = resolve(be, 'conv2dBackwardData', g, config, () => defaultConvBackwardDataConfig(g, be.defaultTileSubgroup));
   checkPrecision(be, op, cfg);
-  checkSubgroup(be, op, cfg);
+  be.checkSubgroupConfig(op, cfg);
   const argmax = gates.argmax ?? null;
   const reluAt = gates.reluAt ?? null;
   const plan = convBlockBackwardDataKernels(g, { argmax: argmax !== null, reluAt: reluAt !== null }, cfg, storageLimit(be));

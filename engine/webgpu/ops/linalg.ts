@@ -31,9 +31,10 @@ export function matmul(be: WebGPUBackend, a: Tensor, b: Tensor, opts: MatmulOpti
   if (config?.algo === 'shared' && config.f16 && be.precision !== 'f16') {
     throw new Error(`matmul config ${anyMatmulConfigKey(config)} computes in f16, but the backend's precision is '${be.precision}' (set precision 'f16' to allow it)`);
   }
+  be.checkSubgroupConfig(op, config);
   if (config || !transposeBFirst(shape)) {
     // The kernel first: a config that does not fit throws before anything is allocated or recorded.
-    const spec = anyMatmulKernel(shape, config ?? defaultMatmulConfig(shape), be.rt.device.limits.maxComputeWorkgroupStorageSize);
+    const spec = anyMatmulKernel(shape, config ?? defaultMatmulConfig(shape, be.defaultTileSubgroup), be.rt.device.limits.maxComputeWorkgroupStorageSize);
     const out = be.newTensor([M, N]);
     be.rt.dispatch(spec, [ba, bb, out.storage(op).buffer]);
     return out;
@@ -46,7 +47,7 @@ export function matmul(be: WebGPUBackend, a: Tensor, b: Tensor, opts: MatmulOpti
   const btBuf = bt.storage(op).buffer;
   be.rt.dispatch(transposeKernel(N, K), [bb, btBuf]);
   const plain = { ...shape, transB: false };
-  be.rt.dispatch(matmulKernel(plain, defaultMatmulConfig(plain)), [ba, btBuf, dst]);
+  be.rt.dispatch(matmulKernel(plain, defaultMatmulConfig(plain, be.defaultTileSubgroup)), [ba, btBuf, dst]);
   bt.dispose();
   return out;
 }
