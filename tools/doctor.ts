@@ -73,8 +73,8 @@ export async function doctor(opts: DoctorOptions): Promise<number> {
     console.log(`tensor cores  ${report.subgroupMatrix ? 'chromium-experimental-subgroup-matrix available' : 'no subgroup-matrix feature'}`);
     const [sgMin, sgMax] = report.subgroupSizes;
     const sgTiles = report.subgroupTiles
-      ? `conv tiles share loads over subgroups of ${report.subgroupTiles} (${report.subgroupDefaults ? 'the default' : 'tuner candidates'})`
-      : 'no subgroup-shared conv tiles (they need the subgroups feature and one fixed size; NUDGE_SUBGROUP_TILES=0 turns them off)';
+      ? `conv and matmul tiles share loads over subgroups of ${report.subgroupTiles} (${report.subgroupDefaults ? 'the default' : 'tuner candidates'})`
+      : 'no subgroup-shared conv or matmul tiles (they need the subgroups feature and one fixed size; NUDGE_SUBGROUP_TILES=0 turns them off)';
     console.log(`subgroups     ${sgMin === sgMax ? sgMin : `${sgMin}-${sgMax}`} lanes: ${sgTiles}`);
     for (const [k, v] of Object.entries(report.limits)) {
       console.log(`${k.padEnd(36)} ${/Size$/.test(k) && v > 65536 ? mib(v) : v}`);
