@@ -9,6 +9,7 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import {
   ConvGeometry,
+  KernelChoices,
   Problem,
   TUNABLE_OPS,
   TunableOpName,
@@ -114,6 +115,7 @@ export async function benchConv(args: string[]): Promise<void> {
   const tfjs = values.tfjs && !values['no-tfjs'] ? await loadTfjs() : { tf: null, why: 'disabled (--no-tfjs)' };
   const f16 = !values['no-f16'] && gpu.features.has('shader-f16');
   const sharesSubgroups = be.defaultTileSubgroup !== undefined;
+  const kernelChoices: KernelChoices = { precision: be.precision, subgroupTiles: be.subgroupTiles, defaultTileSubgroup: be.defaultTileSubgroup, parallelism: be.parallelism };
   const date = new Date().toISOString().slice(0, 10);
   console.log(
     `# nudge bench conv, ${date}, adapter ${gpu.info.name} (${gpu.info.driver}); median of ${reps} after warm-up, ` +
@@ -138,12 +140,7 @@ export async function benchConv(args: string[]): Promise<void> {
       try {
         const def = await timeOp(be, () => top.run(be, g, inputs, null).dispose(), { reps });
         // Where the default shares activation loads over subgroups, the register default without that, for the ratio.
-        let plainConfig: unknown | null = null;
-        if (sharesSubgroups) {
-          be.subgroupDefaults = false;
-          plainConfig = top.defaultConfig(g, be);
-          be.subgroupDefaults = true;
-        }
+        const plainConfig = sharesSubgroups ? top.defaultConfig(g, { ...kernelChoices, defaultTileSubgroup: undefined }) : null;
         const plain = plainConfig ? await timeOp(be, () => top.run(be, g, inputs, plainConfig).dispose(), { reps }) : null;
         const tun = tuned.config === null ? def : await timeOp(be, () => top.run(be, g, inputs, tuned.config).dispose(), { reps });
         let tfMs = NaN;

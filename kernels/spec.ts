@@ -43,3 +43,32 @@ export function f32Lit(v: number): string {
 export function ceilDiv(a: number, b: number): number {
   return Math.floor((a + b - 1) / b);
 }
+
+/**
+ * Why a subgroup-shared register tile (conv or matmul `subgroup`) is malformed, or null: the
+ * whole workgroup owns one row block (wgY 1), so every subgroup shares its rows however the
+ * adapter maps invocations to subgroups, and the width is whole subgroups.
+ */
+export function subgroupTileProblem(c: { subgroup?: number; wgX: number; wgY: number }): string | null {
+  if (c.subgroup === undefined) return null;
+  const S = c.subgroup;
+  if (!Number.isInteger(S) || S < 1 || (S & (S - 1)) !== 0) return 'subgroup must be a power of two';
+  if (c.wgY !== 1) return 'a subgroup-shared tile needs wgY 1';
+  if (c.wgX % S !== 0) return `the workgroup width must be a multiple of the subgroup size ${S}`;
+  return null;
+}
+
+/**
+ * The default subgroup-shared tile for `units` output column units and `rowsTotal` rows, or
+ * null where the columns do not fill a subgroup (extra lanes would repeat a neighbour's
+ * work): 16 rows x 2 units (1 unit below 2S units), one subgroup to 32 lanes wide.
+ */
+export function defaultSubgroupTile(units: number, rowsTotal: number, subgroup: number): { rows: number; cols: number; wgX: number } | null {
+  if (units < subgroup || subgroup > 64) return null;
+  const cols = units >= 2 * subgroup ? 2 : 1;
+  let rows = 1;
+  while (rows * 2 <= Math.min(rowsTotal, 16)) rows *= 2;
+  let width = 1;
+  while (width * 2 <= Math.min(Math.floor(units / cols), 32)) width *= 2;
+  return { rows, cols, wgX: Math.max(subgroup, width) };
+}

@@ -24,7 +24,7 @@
 //   30 s of shader compilation (shared CPU). Reduction and tap loops therefore run to
 //   `n * one`, where `one` is num_workgroups.z (always 1 under grid(), but unknown to the
 //   compiler): 0.2 s.
-import { BindingKind, KernelSpec, ceilDiv, grid, linearGroupIndex } from '../spec.js';
+import { BindingKind, KernelSpec, ceilDiv, defaultSubgroupTile, grid, linearGroupIndex, subgroupTileProblem } from '../spec.js';
 
 /** What a conv kernel is generated for (the engine calls it ConvGeometry). */
 export interface ConvShape {
@@ -130,20 +130,10 @@ export function checkTileConfig(what: string, c: ConvTileConfig): void {
     if (!Number.isInteger(v) || v < 1) throw new Error(`${what}: config ${tileConfigKey(c)}: ${k} must be a positive integer`);
   }
   if (c.wgX * c.wgY > 256) throw new Error(`${what}: config ${tileConfigKey(c)}: workgroup larger than 256 invocations`);
-  checkSubgroupTile(what, c);
+  const sgProblem = subgroupTileProblem(c);
+  if (sgProblem) throw new Error(`${what}: config ${tileConfigKey(c)}: ${sgProblem}`);
 }
 
-/**
- * A subgroup-shared tile's constraints: the whole workgroup owns one row block (wgY 1), so
- * every subgroup, however the adapter maps invocations to subgroups, shares its rows.
- */
-export function checkSubgroupTile(what: string, c: ConvTileConfig): void {
-  if (c.subgroup === undefined) return;
-  const S = c.subgroup;
-  if (!Number.isInteger(S) || S < 1 || (S & (S - 1)) !== 0) throw new Error(`${what}: config ${tileConfigKey(c)}: subgroup must be a power of two`);
-  if (c.wgY !== 1) throw new Error(`${what}: config ${tileConfigKey(c)}: a subgroup-shared tile needs wgY 1`);
-  if (c.wgX % S !== 0) throw new Error(`${what}: config ${tileConfigKey(c)}: the workgroup width must be a multiple of the subgroup size ${S}`);
-}
 
 export function pow2AtLeast(n: number): number {
   let p = 1;
@@ -164,17 +154,13 @@ export function pow2AtMost(n: number, cap: number): number {
  * and throw away; 64 invocations per workgroup. With `subgroup`, a tile whose activation
  * loads are shared through the subgroup (one row block per workgroup, at least one subgroup
  * wide) and, since those loads are then cheap, 16 rows: on lavapipe every load is a per-lane
- * loop, and this made the forward conv 2-3x faster (kernels/README.md). Only where the columns
+ * loop, and this made the forward conv 1.6-3x faster (kernels/README.md). Only where the columns
  * fill a subgroup: with fewer units than lanes the extra lanes would repeat a neighbour's work
  * (Fashion-MNIST's 16-32 channel convs: the whole main job ran 59 s instead of 46 s).
  */
 export function defaultTile(units: number, rowsTotal: number, vec4: boolean, subgroup?: number): ConvTileConfig {
-  if (subgroup && units >= subgroup) {
-    const sgCols = units >= 2 * subgroup ? 2 : 1;
-    const rows = pow2AtMost(rowsTotal, 16);
-    const width = Math.min(32, pow2AtMost(Math.floor(units / sgCols), 64));
-    return { rows, cols: sgCols, vec4, kVec: false, wgX: Math.max(subgroup, width), wgY: 1, kUnroll: 1, subgroup };
-  }
+  const shared = subgroup ? defaultSubgroupTile(units, rowsTotal, subgroup) : null;
+  if (shared) return { ...shared, vec4, kVec: false, wgY: 1, kUnroll: 1, subgroup };
   const cols = units >= 2 ? 2 : 1;
   const wgX = Math.min(32, pow2AtLeast(Math.ceil(units / cols)));
   const rows = pow2AtMost(rowsTotal, 8);
@@ -330,7 +316,6 @@ export function checkFusedGemm(g: GatherGemm, rowsPerInvocation: number | null):
 export function gatherGemmKernel(g: GatherGemm, cfg: ConvTileConfig): KernelSpec {
   const { rows: R, cols: C, vec4, kVec, wgX, wgY, kUnroll: U } = cfg;
   const SG = cfg.subgroup ?? 0;
-  checkSubgroupTile(g.name, cfg);
   if (vec4 && g.colsN % 4 !== 0) throw new Error(`${g.name}: vec4 columns need ${g.colsN} % 4 == 0`);
   if (kVec && g.K % 4 !== 0) throw new Error(`${g.name}: vec4 loads need ${g.K} reduction channels % 4 == 0`);
   const phases = g.phases.filter((p) => p.destH > 0 && p.destW > 0);

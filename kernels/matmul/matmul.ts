@@ -6,7 +6,7 @@
 // variables, never a private array: dynamic indexing of private arrays is slow on lavapipe.
 // Workgroup-memory tiling measured slower than none on lavapipe (DESIGN.md), so there is
 // none; the config space is what the autotuner searches.
-import { KernelSpec, ceilDiv, grid, linearGroupIndex } from '../spec.js';
+import { KernelSpec, ceilDiv, defaultSubgroupTile, grid, linearGroupIndex, subgroupTileProblem } from '../spec.js';
 import { SharedTileConfig, sharedMatmulKernel, sharedTileConfigKey } from './sharedTile.js';
 
 export interface MatmulShape {
@@ -143,12 +143,8 @@ function pow2AtMost(n: number, cap: number): number {
  * the subgroup-shared tile: 16 rows x 2 units, at most 32 lanes wide.
  */
 export function defaultMatmulConfig(s: MatmulShape, subgroup?: number): MatmulConfig {
-  const sgUnits = s.N % 4 === 0 ? s.N / 4 : s.N;
-  if (subgroup && sgUnits >= subgroup && subgroup <= 64) {
-    const cols = sgUnits >= 2 * subgroup ? 2 : 1;
-    const wgX = Math.max(subgroup, Math.min(32, pow2AtMost(Math.floor(sgUnits / cols), 64)));
-    return { rows: pow2AtMost(s.M, 16), cols, vec4: s.N % 4 === 0, kVec: false, wgX, wgY: 1, kUnroll: 1, subgroup };
-  }
+  const shared = subgroup ? defaultSubgroupTile(s.N % 4 === 0 ? s.N / 4 : s.N, s.M, subgroup) : null;
+  if (shared) return { ...shared, vec4: s.N % 4 === 0, kVec: false, wgY: 1, kUnroll: 1, subgroup };
   const vec4 = s.N % 4 === 0;
   const units = vec4 ? s.N / 4 : s.N;
   const rows = pow2AtMost(s.M, 8);
@@ -183,12 +179,8 @@ export function checkMatmulConfig(s: MatmulShape, c: MatmulConfig): void {
     if (!Number.isInteger(v) || v < 1) throw bad(`${k} must be a positive integer`);
   }
   if (c.wgX * c.wgY > 256) throw bad('workgroup larger than 256 invocations');
-  if (c.subgroup !== undefined) {
-    const S = c.subgroup;
-    if (!Number.isInteger(S) || S < 1 || (S & (S - 1)) !== 0) throw bad('subgroup must be a power of two');
-    if (c.wgY !== 1) throw bad('a subgroup-shared tile needs wgY 1');
-    if (c.wgX % S !== 0) throw bad(`the workgroup width must be a multiple of the subgroup size ${S}`);
-  }
+  const sgProblem = subgroupTileProblem(c);
+  if (sgProblem) throw bad(sgProblem);
   if (s.M < 1 || s.N < 1 || s.K < 0) throw bad('empty output');
 }
 
