@@ -16,6 +16,7 @@ import {
   Tuner,
   WebGPUBackend,
   applyKernelEnv,
+  canonicalConfig,
   configLabel,
   dawnGpu,
   openDevice,
@@ -114,8 +115,15 @@ export async function benchConv(args: string[]): Promise<void> {
   const tuner = new Tuner(be, tunerOptionsFromEnv({ budgetMs, reps, ...(values.cache ? { cacheFile: values.cache } : {}) }));
   const tfjs = values.tfjs && !values['no-tfjs'] ? await loadTfjs() : { tf: null, why: 'disabled (--no-tfjs)' };
   const f16 = !values['no-f16'] && gpu.features.has('shader-f16');
-  const sharesSubgroups = be.defaultTileSubgroup !== undefined;
-  const kernelChoices: KernelChoices = { precision: be.precision, subgroupTiles: be.subgroupTiles, defaultTileSubgroup: be.defaultTileSubgroup, parallelism: be.parallelism };
+  // Where the defaults may run Winograd, the register default is timed too (the previous default, for the ratio).
+  const showRegister = be.winogradDefaults;
+  const kernelChoices: KernelChoices = {
+    precision: be.precision,
+    subgroupTiles: be.subgroupTiles,
+    defaultTileSubgroup: be.defaultTileSubgroup,
+    parallelism: be.parallelism,
+    winogradDefaults: be.winogradDefaults,
+  };
   const date = new Date().toISOString().slice(0, 10);
   console.log(
     `# nudge bench conv, ${date}, adapter ${gpu.info.name} (${gpu.info.driver}); median of ${reps} after warm-up, ` +
@@ -139,8 +147,8 @@ export async function benchConv(args: string[]): Promise<void> {
       const flops = top.flops(g);
       try {
         const def = await timeOp(be, () => top.run(be, g, inputs, null).dispose(), { reps });
-        // Where the default shares activation loads over subgroups, the register default without that, for the ratio.
-        const plainConfig = sharesSubgroups ? top.defaultConfig(g, { ...kernelChoices, defaultTileSubgroup: undefined }) : null;
+        const registerConfig = showRegister ? top.defaultConfig(g, { ...kernelChoices, winogradDefaults: false }) : null;
+        const plainConfig = registerConfig && canonicalConfig(registerConfig) !== canonicalConfig(top.defaultConfig(g, kernelChoices)) ? registerConfig : null;
         const plain = plainConfig ? await timeOp(be, () => top.run(be, g, inputs, plainConfig).dispose(), { reps }) : null;
         const tun = tuned.config === null ? def : await timeOp(be, () => top.run(be, g, inputs, tuned.config).dispose(), { reps });
         let tfMs = NaN;
@@ -161,7 +169,7 @@ export async function benchConv(args: string[]): Promise<void> {
         rows.push([
           `${spec.name} ${job.where}`,
           `${OP_SHORT[job.op] ?? job.op} ${top.key(g)}`,
-          ...(sharesSubgroups ? [plain ? gf(plain.medianMs) : ''] : []),
+          ...(showRegister ? [plain ? gf(plain.medianMs) : ''] : []),
           gf(def.medianMs),
           gf(tun.medianMs),
           Number.isFinite(tfMs) ? gf(tfMs) : '',
@@ -172,15 +180,15 @@ export async function benchConv(args: string[]): Promise<void> {
         ]);
         records.push({
           model: spec.name, layers: job.where, op: job.op, geometry: g, shape: top.key(g), flops,
-          defaultMs: def.medianMs, plainDefaultMs: plain ? plain.medianMs : null, tunedMs: tun.medianMs, tfjsMs: Number.isFinite(tfMs) ? tfMs : null, tunedConfig: tuned.config, timing: def.method,
+          defaultMs: def.medianMs, registerDefaultMs: plain ? plain.medianMs : null, defaultConfig: top.defaultConfig(g, kernelChoices), tunedMs: tun.medianMs, tfjsMs: Number.isFinite(tfMs) ? tfMs : null, tunedConfig: tuned.config, timing: def.method,
           f16Ms: half ? half.ms : null, f16Config: half ? half.config : null,
         });
-        console.error(`${spec.name} ${job.where} ${job.op}: ${plain ? `no-subgroup default ${gf(plain.medianMs).toFixed(2)}, ` : ''}default ${gf(def.medianMs).toFixed(2)}, tuned ${gf(tun.medianMs).toFixed(2)}${Number.isFinite(tfMs) ? `, tfjs ${gf(tfMs).toFixed(2)}` : ''}${half ? `, f16 ${gf(half.ms).toFixed(2)}` : ''} GFLOP/s`);
+        console.error(`${spec.name} ${job.where} ${job.op}: ${plain ? `register default ${gf(plain.medianMs).toFixed(2)}, ` : ''}default ${gf(def.medianMs).toFixed(2)}, tuned ${gf(tun.medianMs).toFixed(2)}${Number.isFinite(tfMs) ? `, tfjs ${gf(tfMs).toFixed(2)}` : ''}${half ? `, f16 ${gf(half.ms).toFixed(2)}` : ''} GFLOP/s`);
       } finally {
         for (const t of inputs) t.dispose();
       }
     }
   }
   if (values.json) writeFileSync(values.json, JSON.stringify({ date, adapter: gpu.info, reps, budgetMs, tfjs: tfjs.tf ? tfjs.tf.version_core : null, results: records }, null, 1) + '\n');
-  printTable(['layer', 'op shape (NxHxWxCi->Co)', ...(sharesSubgroups ? ['no-subgroup default GFLOP/s'] : []), 'default GFLOP/s', 'tuned GFLOP/s', 'tfjs GFLOP/s', 'tuned/tfjs', 'tuned config', 'f16 GFLOP/s', 'f16 config'], rows);
+  printTable(['layer', 'op shape (NxHxWxCi->Co)', ...(showRegister ? ['register default GFLOP/s'] : []), 'default GFLOP/s', 'tuned GFLOP/s', 'tfjs GFLOP/s', 'tuned/tfjs', 'tuned config', 'f16 GFLOP/s', 'f16 config'], rows);
 }

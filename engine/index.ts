@@ -63,14 +63,15 @@ export function tunerOptionsFromEnv(opts: TunerOptions = {}, env: NodeJS.Process
 }
 
 /**
- * The environment's kernel choices on a webgpu backend: NUDGE_GATED_LOADS=0|1 and
- * NUDGE_SUBGROUP_TILES=0|1 (createBackend applies them; so do the commands and benches that
- * build a WebGPUBackend themselves).
+ * The environment's kernel choices on a webgpu backend: NUDGE_GATED_LOADS=0|1,
+ * NUDGE_SUBGROUP_TILES=0|1 and NUDGE_WINOGRAD=0|1 (createBackend applies them; so do the
+ * commands and benches that build a WebGPUBackend themselves).
  */
 export function applyKernelEnv(be: WebGPUBackend, env: NodeJS.ProcessEnv = process.env): WebGPUBackend {
   if (env.NUDGE_GATED_LOADS) be.gatedLoads = env.NUDGE_GATED_LOADS !== '0';
   if (env.NUDGE_SUBGROUP_TILES === '0') be.subgroupTiles = null;
   if (env.NUDGE_SUBGROUP_TILES === '1') be.subgroupDefaults = true;
+  if (env.NUDGE_WINOGRAD) be.winogradDefaults = env.NUDGE_WINOGRAD !== '0';
   return be;
 }
 

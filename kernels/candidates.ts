@@ -16,11 +16,13 @@ import {
   convForwardConfigSpace,
   convIsMatmul,
   sharedConvForwardConfigSpace,
+  winogradForwardConfigSpace,
 } from './conv/forward.js';
 import {
   ConvBackwardDataConfig,
   convBackwardDataConfigSpace,
   sharedConvBackwardDataConfigSpace,
+  winogradBackwardDataConfigSpace,
 } from './conv/backwardData.js';
 import {
   AnyConvBackwardFilterConfig,
@@ -37,7 +39,8 @@ export type AnyKernelConfig = ConvForwardConfig | ConvBackwardDataConfig | AnyCo
 
 /**
  * A stable name for any config of any op: register-blocked keys as before (`r8c2v4...`,
- * backward-filter with `k<split>`), shared-tile keys start with `sh`, conv-as-matmul with `mm-`.
+ * backward-filter with `k<split>`), shared-tile keys start with `sh`, conv-as-matmul with `mm-`,
+ * Winograd with `wino-`.
  */
 export function configKey(c: AnyKernelConfig): string {
   if ('matmul' in c) return convForwardConfigKey(c);
@@ -58,14 +61,22 @@ function f16TileConfigs(rows: number, cols: number, maxStorageBytes?: number): S
 }
 
 export function convForwardCandidates(s: ConvShape, opts: TileSpaceOptions = {}): ConvForwardConfig[] {
-  const out: ConvForwardConfig[] = [...convForwardConfigSpace(s, opts.subgroupSize), ...sharedConvForwardConfigSpace(s, opts)];
+  const out: ConvForwardConfig[] = [
+    ...convForwardConfigSpace(s, opts.subgroupSize),
+    ...sharedConvForwardConfigSpace(s, opts),
+    ...winogradForwardConfigSpace(s, opts.subgroupSize),
+  ];
   if (opts.precision === 'f16') out.push(...f16TileConfigs(s.N * s.Ho * s.Wo, s.Co, opts.maxStorageBytes));
   if (convIsMatmul(s)) for (const matmul of matmulCandidates(convAsMatmulShape(s), opts)) out.push({ algo: 'matmul', matmul });
   return out;
 }
 
 export function convBackwardDataCandidates(s: ConvShape, opts: TileSpaceOptions = {}): ConvBackwardDataConfig[] {
-  const out: ConvBackwardDataConfig[] = [...convBackwardDataConfigSpace(s, opts.subgroupSize), ...sharedConvBackwardDataConfigSpace(s, opts)];
+  const out: ConvBackwardDataConfig[] = [
+    ...convBackwardDataConfigSpace(s, opts.subgroupSize),
+    ...sharedConvBackwardDataConfigSpace(s, opts),
+    ...winogradBackwardDataConfigSpace(s, opts.subgroupSize),
+  ];
   if (opts.precision === 'f16') out.push(...f16TileConfigs(s.N * Math.ceil(s.H / s.stride) * Math.ceil(s.W / s.stride), s.Ci, opts.maxStorageBytes));
   return out;
 }

@@ -39,6 +39,7 @@ describe('nudge doctor', () => {
     const fixed = report.deviceFeatures.includes('subgroups') && sgMin > 0 && sgMin === sgMax;
     expect(report.subgroupTiles).toBe(fixed ? sgMin : null);
     expect(report.subgroupDefaults).toBe(fixed && report.software);
+    expect(report.winogradDefaults).toBe(report.software);
   });
 
   it('with no Vulkan driver, says what is missing and how to fix it, exit 1', async () => {

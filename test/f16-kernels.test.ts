@@ -124,7 +124,7 @@ describe('f16 configs as strings, spaces and candidates', () => {
     const p = { M: 40, K: 24, N: 36, transA: false, transB: false };
     expect(Tuner.key('matmul', p)).toMatch(/\|f32$/);
     expect(Tuner.key('matmul', p, 'f16')).toMatch(/\|f16$/);
-    const choices = (precision: 'f32' | 'f16'): KernelChoices => ({ precision, subgroupTiles: null, defaultTileSubgroup: undefined, parallelism: 256 });
+    const choices = (precision: 'f32' | 'f16'): KernelChoices => ({ precision, subgroupTiles: null, defaultTileSubgroup: undefined, parallelism: 256, winogradDefaults: false });
     for (const op of Object.values(TUNABLE_OPS)) {
       const q = op.name === 'matmul' ? p : convGeometry('conv2d', [2, 9, 9, 16], [3, 3, 16, 12], { stride: 1, pad: 1 });
       expect(op.candidates(q).some((c) => f16Of(c) !== undefined), op.name).toBe(false);

@@ -55,6 +55,7 @@ export async function doctor(opts: DoctorOptions): Promise<number> {
     subgroupSizes: [info.subgroupMinSize, info.subgroupMaxSize],
     subgroupTiles: be.subgroupTiles,
     subgroupDefaults: be.defaultTileSubgroup !== undefined,
+    winogradDefaults: be.winogradDefaults,
     limits: Object.fromEntries(KEY_LIMITS.filter((k) => k in info.limits).map((k) => [k, info.limits[k]])),
     toggles: opts.toggles,
     kernelCheck: kernelOk ? 'passed' : 'FAILED: add kernel returned wrong values',
@@ -76,6 +77,9 @@ export async function doctor(opts: DoctorOptions): Promise<number> {
       ? `conv and matmul tiles share loads over subgroups of ${report.subgroupTiles} (${report.subgroupDefaults ? 'the default' : 'tuner candidates'})`
       : 'no subgroup-shared conv or matmul tiles (they need the subgroups feature and one fixed size; NUDGE_SUBGROUP_TILES=0 turns them off)';
     console.log(`subgroups     ${sgMin === sgMax ? sgMin : `${sgMin}-${sgMax}`} lanes: ${sgTiles}`);
+    console.log(
+      `winograd      F(2x2,3x3) for 3x3 stride-1 convs: ${report.winogradDefaults ? 'the default from 64 channels where its GEMM shares subgroup loads' : 'tuner candidates'} (NUDGE_WINOGRAD=0|1)`,
+    );
     for (const [k, v] of Object.entries(report.limits)) {
       console.log(`${k.padEnd(36)} ${/Size$/.test(k) && v > 65536 ? mib(v) : v}`);
     }

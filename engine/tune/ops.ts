@@ -17,6 +17,7 @@ import * as mmT from '../../kernels/matmul/transpose.js';
 import * as mmShared from '../../kernels/matmul/sharedTile.js';
 import * as convShared from '../../kernels/conv/sharedTile.js';
 import * as cand from '../../kernels/candidates.js';
+import * as winograd from '../../kernels/conv/winograd.js';
 
 export type TunableOpName = 'conv2d' | 'conv2dBackwardData' | 'conv2dBackwardFilter' | 'matmul';
 
@@ -34,7 +35,7 @@ export type Problem = ConvGeometry | MatmulProblem;
 const KERNEL_SET_VERSION = 1;
 
 /** What a backend decides about its kernels: what defaults and seeds depend on (a WebGPUBackend has them). */
-export type KernelChoices = Pick<WebGPUBackend, 'precision' | 'subgroupTiles' | 'defaultTileSubgroup' | 'parallelism'>;
+export type KernelChoices = Pick<WebGPUBackend, 'precision' | 'subgroupTiles' | 'defaultTileSubgroup' | 'parallelism' | 'winogradDefaults'>;
 
 export interface TunableOp {
   name: TunableOpName;
@@ -86,6 +87,9 @@ function tileSeeds(tile: (f16?: 'mul' | 'acc') => mmShared.SharedTileConfig, pre
   return precision === 'f16' ? [tile(), tile('mul'), tile('acc')] : [tile()];
 }
 
+/** The Winograd generators (their GEMM is matmulKernel, and the op code is convOps'). */
+const WINOGRAD_SOURCES = [winograd.winogradPlan, winograd.filterTransformKernel, winograd.inputTransformKernel, winograd.outputTransformKernel, winograd.winogradTiling, winograd.winogradConfigSpace, winograd.defaultWinogradConfig, winograd.winogradPreferred, mm.matmulKernel, mm.defaultMatmulConfig, mm.matmulConfigSpace];
+
 const convFlops = (p: Problem) => {
   const g = p as ConvGeometry;
   return 2 * g.N * g.Ho * g.Wo * g.Co * g.KH * g.KW * g.Ci;
@@ -101,11 +105,12 @@ const conv2dOp: TunableOp = {
   name: 'conv2d',
   key: (p) => convKey(p as ConvGeometry),
   candidates: (p, opts) => cand.convForwardCandidates(p as ConvGeometry, opts),
-  defaultConfig: (p, be) => conv.defaultConvForwardConfig(p as ConvGeometry, be.defaultTileSubgroup),
+  defaultConfig: (p, be) => conv.defaultConvForwardAlgorithm(p as ConvGeometry, be.defaultTileSubgroup, be.winogradDefaults),
   seeds: (p, be) => {
     const g = p as ConvGeometry;
     const tiles = registerSeeds(be, (sg) => conv.defaultConvForwardConfig(g, sg));
-    return [...tiles, ...tileSeeds((f16) => mmShared.defaultSharedTileConfig(g.N * g.Ho * g.Wo, g.Co, f16), be.precision)];
+    const wino = winograd.winogradProblem(g) === null ? registerSeeds(be, (sg) => winograd.defaultWinogradConfig(winograd.winogradForward(g), sg)) : [];
+    return [...tiles, ...wino, ...tileSeeds((f16) => mmShared.defaultSharedTileConfig(g.N * g.Ho * g.Wo, g.Co, f16), be.precision)];
   },
   flops: convFlops,
   inputShapes: (p) => {
@@ -130,18 +135,19 @@ const conv2dOp: TunableOp = {
         }
     return s;
   },
-  sources: [cand.convForwardCandidates, conv.sharedConvForwardConfigSpace, convShared.sharedGatherGemmKernel, mmShared.tileGemmKernel, mmShared.sharedTileConfigs, mmShared.sharedMatmulKernel, conv.convForwardKernel, conv.convForwardConfigSpace, conv.defaultConvForwardConfig, convCommon.gatherGemmKernel, convCommon.tileConfigs, convOps.conv2d],
+  sources: [cand.convForwardCandidates, conv.sharedConvForwardConfigSpace, convShared.sharedGatherGemmKernel, mmShared.tileGemmKernel, mmShared.sharedTileConfigs, mmShared.sharedMatmulKernel, conv.convForwardKernel, conv.convForwardConfigSpace, conv.defaultConvForwardConfig, conv.defaultConvForwardAlgorithm, conv.winogradForwardConfigSpace, ...WINOGRAD_SOURCES, convCommon.gatherGemmKernel, convCommon.tileConfigs, convOps.conv2d],
 };
 
 const conv2dBackwardDataOp: TunableOp = {
   name: 'conv2dBackwardData',
   key: (p) => convKey(p as ConvGeometry),
   candidates: (p, opts) => cand.convBackwardDataCandidates(p as ConvGeometry, opts),
-  defaultConfig: (p, be) => convData.defaultConvBackwardDataConfig(p as ConvGeometry, be.defaultTileSubgroup),
+  defaultConfig: (p, be) => convData.defaultConvBackwardDataAlgorithm(p as ConvGeometry, be.defaultTileSubgroup, be.winogradDefaults),
   seeds: (p, be) => {
     const g = p as ConvGeometry;
     const tiles = registerSeeds(be, (sg) => convData.defaultConvBackwardDataConfig(g, sg));
-    return [...tiles, ...tileSeeds((f16) => mmShared.defaultSharedTileConfig(g.N * Math.ceil(g.H / g.stride) * Math.ceil(g.W / g.stride), g.Ci, f16), be.precision)];
+    const wino = winograd.winogradProblem(g) === null ? registerSeeds(be, (sg) => winograd.defaultWinogradConfig(winograd.winogradBackwardData(g), sg)) : [];
+    return [...tiles, ...wino, ...tileSeeds((f16) => mmShared.defaultSharedTileConfig(g.N * Math.ceil(g.H / g.stride) * Math.ceil(g.W / g.stride), g.Ci, f16), be.precision)];
   },
   flops: convFlops,
   inputShapes: (p) => {
@@ -174,7 +180,7 @@ const conv2dBackwardDataOp: TunableOp = {
     }
     return s;
   },
-  sources: [cand.convBackwardDataCandidates, convData.sharedConvBackwardDataConfigSpace, convShared.sharedGatherGemmKernel, mmShared.tileGemmKernel, mmShared.sharedTileConfigs, convData.convBackwardDataKernels, convData.backwardDataPhases, convData.filterTransposeKernel, convData.convBackwardDataConfigSpace, convData.defaultConvBackwardDataConfig, convCommon.gatherGemmKernel, convCommon.tileConfigs, convOps.conv2dBackwardData],
+  sources: [cand.convBackwardDataCandidates, convData.sharedConvBackwardDataConfigSpace, convShared.sharedGatherGemmKernel, mmShared.tileGemmKernel, mmShared.sharedTileConfigs, convData.convBackwardDataKernels, convData.backwardDataPhases, convData.filterTransposeKernel, convData.convBackwardDataConfigSpace, convData.defaultConvBackwardDataConfig, convData.defaultConvBackwardDataAlgorithm, convData.winogradBackwardDataConfigSpace, ...WINOGRAD_SOURCES, convCommon.gatherGemmKernel, convCommon.tileConfigs, convOps.conv2dBackwardData],
 };
 
 const conv2dBackwardFilterOp: TunableOp = {

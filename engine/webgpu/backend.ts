@@ -79,6 +79,15 @@ export class WebGPUBackend implements Backend {
    */
   parallelism: number;
 
+  /**
+   * Whether the untuned 3x3 stride-1 convs (forward, and backward-data without gates) with
+   * at least 64 reduction channels run Winograd F(2x2, 3x3) (kernels/conv/winograd.ts,
+   * winogradPreferred). On lavapipe it was 1.2-2.2x the register default on VGG shapes, so CPU
+   * adapters use it by default; on GPUs (not yet measured) it is one of the tuner's
+   * candidates. Results differ from the direct sum in the last bits. NUDGE_WINOGRAD=0|1.
+   */
+  winogradDefaults: boolean;
+
   /** The subgroup size the untuned conv tiles share activation loads over, if they do. */
   get defaultTileSubgroup(): number | undefined {
     return this.subgroupDefaults && this.subgroupTiles ? this.subgroupTiles : undefined;
@@ -105,6 +114,7 @@ export class WebGPUBackend implements Backend {
     this.subgroupTiles = gpu.features.has('subgroups') && sg > 0 && sg === gpu.info.subgroupMaxSize ? sg : null;
     this.subgroupDefaults = gpu.info.isSoftware;
     this.parallelism = gpu.info.isSoftware ? 256 : 65536;
+    this.winogradDefaults = gpu.info.isSoftware;
     if (opts.precision) this.precision = opts.precision;
   }
 

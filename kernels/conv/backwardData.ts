@@ -27,11 +27,26 @@ import {
 } from './common.js';
 import { sharedGatherGemmKernel } from './sharedTile.js';
 import { SharedTileConfig, TileSpaceOptions, sharedTileConfigKey, sharedTileConfigs } from '../matmul/sharedTile.js';
+import { checkMatmulConfig } from '../matmul/matmul.js';
+import {
+  ConvWinogradConfig,
+  defaultWinogradConfig,
+  winogradBackwardData,
+  winogradConfigKey,
+  winogradConfigSpace,
+  winogradGemmShape,
+  winogradPreferred,
+  winogradProblem,
+} from './winograd.js';
 
-/** Register-blocked implicit GEMM (no `algo`) or workgroup-memory tiled ('shared'). */
-export type ConvBackwardDataConfig = ConvTileConfig | SharedTileConfig;
+/**
+ * Register-blocked implicit GEMM (no `algo`), workgroup-memory tiled ('shared'), or (3x3
+ * stride 1, no gates) Winograd F(2x2, 3x3) on dy with the turned filter (kernels/conv/winograd.ts).
+ */
+export type ConvBackwardDataConfig = ConvTileConfig | SharedTileConfig | ConvWinogradConfig;
 
 export function convBackwardDataConfigKey(c: ConvBackwardDataConfig): string {
+  if (c.algo === 'winograd') return winogradConfigKey(c);
   return c.algo === 'shared' ? sharedTileConfigKey(c) : tileConfigKey(c);
 }
 
@@ -51,7 +66,24 @@ export function defaultConvBackwardDataConfig(s: ConvShape, subgroup?: number): 
   return defaultTile(vec4 ? s.Ci / 4 : s.Ci, s.N * Math.ceil(s.H / s.stride) * Math.ceil(s.W / s.stride), vec4, subgroup);
 }
 
+/** The default path's config: Winograd where winogradPreferred says so and `winograd` allows it, else the register default. */
+export function defaultConvBackwardDataAlgorithm(s: ConvShape, subgroup?: number, winograd = false): ConvTileConfig | ConvWinogradConfig {
+  const p = winogradBackwardData(s);
+  return winograd && winogradPreferred(s, p, subgroup) ? defaultWinogradConfig(p, subgroup) : defaultConvBackwardDataConfig(s, subgroup);
+}
+
+/** The Winograd configs for this shape's backward-data (none unless 3x3 stride 1). */
+export function winogradBackwardDataConfigSpace(s: ConvShape, subgroup?: number): ConvWinogradConfig[] {
+  return winogradProblem(s) === null ? winogradConfigSpace(winogradBackwardData(s), subgroup) : [];
+}
+
 export function checkConvBackwardDataConfig(s: ConvShape, c: ConvBackwardDataConfig): void {
+  if (c.algo === 'winograd') {
+    const problem = winogradProblem(s);
+    if (problem) throw new Error(`conv2dBackwardData ${shapeKey(s)}: config ${winogradConfigKey(c)}: Winograd F(2x2,3x3) ${problem}`);
+    checkMatmulConfig(winogradGemmShape(winogradBackwardData(s), c.chunk), c.matmul);
+    return;
+  }
   if (c.algo === 'shared') {
     if (c.vec4 && s.Ci % 4 !== 0) throw new Error(`conv2dBackwardData ${shapeKey(s)}: config ${sharedTileConfigKey(c)} needs Ci % 4 == 0`);
     return;
@@ -134,6 +166,7 @@ export function convBlockBackwardDataKernels(
   maxStorageBytes?: number,
 ): ConvBackwardDataPlan {
   checkConvBackwardDataConfig(s, cfg);
+  if (cfg.algo === 'winograd') throw new Error(`conv2dBackwardData ${shapeKey(s)}: the 'winograd' algorithm is not one gather GEMM (kernels/conv/winograd.ts)`);
   const gated = gates.argmax || gates.reluAt;
   if (gates.argmax && (s.Ho < 2 || s.Wo < 2)) throw new Error(`convBlockBackwardData ${shapeKey(s)}: a 2x2 pool needs a conv output of at least 2x2`);
   const gateKey = [gates.reluAt ? 'relu' : '', gates.argmax ? 'pool' : ''].filter(Boolean).join('+');

@@ -15,7 +15,17 @@ import {
 } from './common.js';
 import { sharedGatherGemmKernel } from './sharedTile.js';
 import { SharedTileConfig, TileSpaceOptions, sharedTileConfigKey, sharedTileConfigs } from '../matmul/sharedTile.js';
-import { AnyMatmulConfig, MatmulShape, anyMatmulConfigKey } from '../matmul/matmul.js';
+import { AnyMatmulConfig, MatmulShape, anyMatmulConfigKey, checkMatmulConfig } from '../matmul/matmul.js';
+import {
+  ConvWinogradConfig,
+  defaultWinogradConfig,
+  winogradConfigKey,
+  winogradConfigSpace,
+  winogradForward,
+  winogradGemmShape,
+  winogradPreferred,
+  winogradProblem,
+} from './winograd.js';
 
 /**
  * A 1x1, stride-1, unpadded conv2d is exactly the matmul [N*H*W, Ci] x [Ci, Co] on the same
@@ -27,11 +37,15 @@ export interface ConvMatmulConfig {
   matmul: AnyMatmulConfig;
 }
 
-/** Register-blocked implicit GEMM (no `algo`), workgroup-memory tiled ('shared'), or 1x1 as matmul. */
-export type ConvForwardConfig = ConvTileConfig | SharedTileConfig | ConvMatmulConfig;
+/**
+ * Register-blocked implicit GEMM (no `algo`), workgroup-memory tiled ('shared'), 1x1 as
+ * matmul, or (3x3 stride 1) Winograd F(2x2, 3x3) (kernels/conv/winograd.ts).
+ */
+export type ConvForwardConfig = ConvTileConfig | SharedTileConfig | ConvMatmulConfig | ConvWinogradConfig;
 
 export function convForwardConfigKey(c: ConvForwardConfig): string {
   if (c.algo === 'shared') return sharedTileConfigKey(c);
+  if (c.algo === 'winograd') return winogradConfigKey(c);
   if (c.algo === 'matmul') return `mm-${anyMatmulConfigKey(c.matmul)}`;
   return tileConfigKey(c);
 }
@@ -65,7 +79,27 @@ export function defaultConvForwardConfig(s: ConvShape, subgroup?: number): ConvT
   return defaultTile(vec4 ? s.Co / 4 : s.Co, s.N * s.Ho * s.Wo, vec4, subgroup);
 }
 
+/**
+ * The config the op's default path runs: with `winograd` (the backend lets defaults use it)
+ * Winograd where winogradPreferred says so, else the register default.
+ */
+export function defaultConvForwardAlgorithm(s: ConvShape, subgroup?: number, winograd = false): ConvTileConfig | ConvWinogradConfig {
+  const p = winogradForward(s);
+  return winograd && winogradPreferred(s, p, subgroup) ? defaultWinogradConfig(p, subgroup) : defaultConvForwardConfig(s, subgroup);
+}
+
+/** The Winograd configs for this shape (none unless 3x3 stride 1); `subgroup` as for the other spaces. */
+export function winogradForwardConfigSpace(s: ConvShape, subgroup?: number): ConvWinogradConfig[] {
+  return winogradProblem(s) === null ? winogradConfigSpace(winogradForward(s), subgroup) : [];
+}
+
 export function checkConvForwardConfig(s: ConvShape, c: ConvForwardConfig): void {
+  if (c.algo === 'winograd') {
+    const problem = winogradProblem(s);
+    if (problem) throw new Error(`conv2d ${shapeKey(s)}: config ${winogradConfigKey(c)}: Winograd F(2x2,3x3) ${problem}`);
+    checkMatmulConfig(winogradGemmShape(winogradForward(s), c.chunk), c.matmul);
+    return;
+  }
   if (c.algo === 'matmul') {
     if (!convIsMatmul(s)) throw new Error(`conv2d ${shapeKey(s)}: config ${convForwardConfigKey(c)} needs a 1x1 kernel, stride 1, pad 0`);
     return;
@@ -85,7 +119,7 @@ export function checkConvForwardConfig(s: ConvShape, c: ConvForwardConfig): void
  */
 export function convForwardKernel(s: ConvShape, bias: boolean, cfg: ConvForwardConfig = defaultConvForwardConfig(s), maxStorageBytes?: number): KernelSpec {
   checkConvForwardConfig(s, cfg);
-  if (cfg.algo === 'matmul') throw new Error(`conv2d ${shapeKey(s)}: the 'matmul' algorithm runs as a matmul, not a conv kernel`);
+  if (cfg.algo === 'matmul' || cfg.algo === 'winograd') throw new Error(`conv2d ${shapeKey(s)}: the '${cfg.algo}' algorithm is not one kernel (see its config type)`);
   const gemm = forwardGemm(s, bias);
   return cfg.algo === 'shared' ? sharedGatherGemmKernel(gemm, cfg, maxStorageBytes) : gatherGemmKernel(gemm, cfg);
 }
@@ -110,10 +144,10 @@ function blockConfigProblem(s: ConvShape, e: BlockEpilogue, c: ConvTileConfig): 
  * when the fused kernel can run it, else the default register tile (at least 4 rows with
  * pool). The fused kernel is register-blocked only: the shared-tile template strides an
  * invocation's rows across the tile, so a pooling window is not in one invocation, and the
- * 'matmul' algorithm is a different kernel family. `subgroup` as for defaultConvForwardConfig.
+ * 'matmul' and 'winograd' algorithms are different kernel families. `subgroup` as for defaultConvForwardConfig.
  */
 export function convBlockConfig(s: ConvShape, e: BlockEpilogue, tuned?: ConvForwardConfig, subgroup?: number): ConvTileConfig {
-  if (tuned && tuned.algo !== 'shared' && tuned.algo !== 'matmul' && blockConfigProblem(s, e, tuned) === null) return tuned;
+  if (tuned && tuned.algo === undefined && blockConfigProblem(s, e, tuned) === null) return tuned;
   const vec4 = s.Co % 4 === 0;
   const rowsTotal = e.pool ? s.N * Math.floor(s.Ho / 2) * Math.floor(s.Wo / 2) * 4 : s.N * s.Ho * s.Wo;
   const c = defaultTile(vec4 ? s.Co / 4 : s.Co, rowsTotal, vec4, subgroup);

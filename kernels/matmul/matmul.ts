@@ -17,6 +17,11 @@ export interface MatmulShape {
   transA: boolean;
   /** B is stored [N, K]. */
   transB: boolean;
+  /**
+   * Independent products in one dispatch (default 1): A, B and out hold `batch` matrices
+   * back to back (the Winograd conv's 16 transformed-domain GEMMs, kernels/conv/winograd.ts).
+   */
+  batch?: number;
 }
 
 /** The register-blocked kernel's config (this file); `algo` absent means the same. */
@@ -182,6 +187,7 @@ export function checkMatmulConfig(s: MatmulShape, c: MatmulConfig): void {
   const sgProblem = subgroupTileProblem(c);
   if (sgProblem) throw bad(sgProblem);
   if (s.M < 1 || s.N < 1 || s.K < 0) throw bad('empty output');
+  if (s.batch !== undefined && (!Number.isInteger(s.batch) || s.batch < 1)) throw bad('batch must be a positive integer');
 }
 
 /**
@@ -204,7 +210,11 @@ export function matmulKernel(s: MatmulShape, cfg: MatmulConfig = defaultMatmulCo
   const K4 = K / 4;
   const colGroups = ceilDiv(units, wgX * C);
   const rowGroups = ceilDiv(M, wgY * R);
-  const groups = colGroups * rowGroups;
+  const batch = s.batch ?? 1;
+  const groups = colGroups * rowGroups * batch;
+  // With a batch, each product owns colGroups * rowGroups consecutive workgroups; the
+  // operands' element offsets (in each binding's own units) of product `bi`.
+  const at = (base: string, idx: string) => (batch > 1 ? `${base} + ${idx}` : idx);
 
   const lines: string[] = [];
   const emit = (s: string) => lines.push(s);
@@ -218,14 +228,19 @@ export function matmulKernel(s: MatmulShape, cfg: MatmulConfig = defaultMatmulCo
       emit(`  let rowL${t} = min(r0 + min(${t * SG}u + sgid, ${R - 1}u), ${M - 1}u);`);
     }
   } else for (let i = 0; i < R; i++) loadRows.push(`${i}`);
-  if (!transA) for (const t of loadRows) emit(`  let aOff${t} = row${t} * ${aVecK ? K4 : K}u;`);
+  if (batch > 1) {
+    emit(`  let aB = bi * ${(M * K) / (aVecK ? 4 : 1)}u;`);
+    emit(`  let bB = bi * ${(K * N) / (bVecK || bVecN ? 4 : 1)}u;`);
+    emit(`  let oB = bi * ${M * units}u;`);
+  }
+  if (!transA) for (const t of loadRows) emit(`  let aOff${t} = ${at('aB', `row${t} * ${aVecK ? K4 : K}u`)};`);
   for (let c = 0; c < C; c++) {
     emit(`  let unit${c} = c0 + ${c * wgX}u;`);
     emit(`  let cu${c} = min(unit${c}, ${units - 1}u);`);
     if (transB) {
       const stride = bVecK ? K4 : K;
-      if (vec4) for (let m = 0; m < 4; m++) emit(`  let bOff${c}_${m} = (cu${c} * 4u + ${m}u) * ${stride}u;`);
-      else emit(`  let bOff${c} = cu${c} * ${stride}u;`);
+      if (vec4) for (let m = 0; m < 4; m++) emit(`  let bOff${c}_${m} = ${at('bB', `(cu${c} * 4u + ${m}u) * ${stride}u`)};`);
+      else emit(`  let bOff${c} = ${at('bB', `cu${c} * ${stride}u`)};`);
     }
   }
   for (let i = 0; i < R; i++) for (let c = 0; c < C; c++) emit(`  var acc${i}_${c} = ${ty}(0.0);`);
@@ -244,7 +259,7 @@ export function matmulKernel(s: MatmulShape, cfg: MatmulConfig = defaultMatmulCo
       else
         for (let j = 0; j < kb; j++) {
           const kk = kVec ? `(${k} * 4u + ${j}u)` : kAt(j);
-          body.push(`let ${pre}a${t}_${j} = a[${transA ? `${kk} * ${M}u + row${t}` : `aOff${t} + ${kk}`}];`);
+          body.push(`let ${pre}a${t}_${j} = a[${transA ? at('aB', `${kk} * ${M}u + row${t}`) : `aOff${t} + ${kk}`}];`);
         }
     }
     for (let i = 0; i < R; i++) {
@@ -272,8 +287,8 @@ export function matmulKernel(s: MatmulShape, cfg: MatmulConfig = defaultMatmulCo
         for (let j = 0; j < kb; j++) {
           const kk = kVec ? `(${k} * 4u + ${j}u)` : kAt(j);
           let load: string;
-          if (bVecN) load = `b[${kk} * ${units}u + cu${c}]`;
-          else if (!transB) load = `b[${kk} * ${N}u + cu${c}]`;
+          if (bVecN) load = `b[${at('bB', `${kk} * ${units}u + cu${c}`)}]`;
+          else if (!transB) load = `b[${at('bB', `${kk} * ${N}u + cu${c}`)}]`;
           else if (vec4) load = `vec4<f32>(${[0, 1, 2, 3].map((m) => `b[bOff${c}_${m} + ${kk}]`).join(', ')})`;
           else load = `b[bOff${c} + ${kk}]`;
           body.push(`let b${c}_${j} = ${load};`);
@@ -297,19 +312,21 @@ export function matmulKernel(s: MatmulShape, cfg: MatmulConfig = defaultMatmulCo
 
   for (let i = 0; i < R; i++) {
     emit(`  if (r0 + ${i}u < ${M}u) {`);
-    for (let c = 0; c < C; c++) emit(`    if (unit${c} < ${units}u) { out[(r0 + ${i}u) * ${units}u + unit${c}] = acc${i}_${c}; }`);
+    for (let c = 0; c < C; c++) emit(`    if (unit${c} < ${units}u) { out[${at('oB', `(r0 + ${i}u) * ${units}u + unit${c}`)}] = acc${i}_${c}; }`);
     emit('  }');
   }
 
   const arr = (v: boolean) => (v ? 'array<vec4<f32>>' : 'array<f32>');
-  const wgsl = `${SG ? 'enable subgroups;\n' : ''}// matmul ${M}x${K}x${N}${transA ? ' A^T' : ''}${transB ? ' B^T' : ''} ${matmulConfigKey(cfg)}
+  const wgsl = `${SG ? 'enable subgroups;\n' : ''}// matmul ${batch > 1 ? `${batch}x ` : ''}${M}x${K}x${N}${transA ? ' A^T' : ''}${transB ? ' B^T' : ''} ${matmulConfigKey(cfg)}
 @group(0) @binding(0) var<storage, read> a: ${arr(aVecK)};
 @group(0) @binding(1) var<storage, read> b: ${arr(bVecK || bVecN)};
 @group(0) @binding(2) var<storage, read_write> out: ${arr(vec4)};
 @compute @workgroup_size(${wgX}, ${wgY})
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_id) lid: vec3u${SG ? ', @builtin(subgroup_invocation_id) sgid: u32' : ''}) {
-  let g = ${linearGroupIndex};
-  if (g >= ${groups}u) { return; }
+  let ${batch > 1 ? 'gb' : 'g'} = ${linearGroupIndex};
+  if (${batch > 1 ? 'gb' : 'g'} >= ${groups}u) { return; }${batch > 1 ? `
+  let bi = gb / ${colGroups * rowGroups}u;
+  let g = gb % ${colGroups * rowGroups}u;` : ''}
   let r0 = ((g / ${colGroups}u) * ${wgY}u + ${wgY === 1 ? '0u' : 'lid.y'}) * ${R}u;
   let c0 = (g % ${colGroups}u) * ${wgX * C}u + lid.x;
 ${lines.join('\n')}

@@ -21,15 +21,17 @@ import {
   convBlockKernel,
   convForwardKernel,
   checkConvForwardConfig,
-  defaultConvForwardConfig,
+  defaultConvForwardAlgorithm,
 } from '../../../kernels/conv/forward.js';
 import { anyMatmulKernel } from '../../../kernels/matmul/matmul.js';
 import { sharedMatmulKernel } from '../../../kernels/matmul/sharedTile.js';
 import { addBiasKernel } from '../../../kernels/elementwise.js';
 import {
   ConvBackwardDataConfig,
+  checkConvBackwardDataConfig,
   convBackwardDataKernels,
   convBlockBackwardDataKernels,
+  defaultConvBackwardDataAlgorithm,
   defaultConvBackwardDataConfig,
 } from '../../../kernels/conv/backwardData.js';
 import { ConvTileConfig } from '../../../kernels/conv/common.js';
@@ -38,6 +40,7 @@ import {
   anyConvBackwardFilterKernels,
   defaultConvBackwardFilterConfig,
 } from '../../../kernels/conv/backwardFilter.js';
+import { ConvWinogradConfig, WinogradProblem, winogradBackwardData, winogradForward, winogradPlan } from '../../../kernels/conv/winograd.js';
 import type { WebGPUBackend } from '../backend.js';
 import type { TunableOpName } from '../../tune/ops.js';
 
@@ -81,9 +84,13 @@ export function conv2d(
   config?: ConvForwardConfig | null,
 ): Tensor {
   const g = conv2dShapes(x, w, bias, opts);
-  const cfg = resolve(be, 'conv2d', g, config, () => defaultConvForwardConfig(g, be.defaultTileSubgroup));
+  const cfg = resolve<ConvForwardConfig>(be, 'conv2d', g, config, () => defaultConvForwardAlgorithm(g, be.defaultTileSubgroup, be.winogradDefaults));
   checkPrecision(be, 'conv2d', cfg);
   be.checkSubgroupConfig('conv2d', cfg);
+  if (cfg.algo === 'winograd') {
+    checkConvForwardConfig(g, cfg);
+    return winograd(be, 'conv2d', winogradForward(g), cfg, x, w, bias, [g.N, g.Ho, g.Wo, g.Co]);
+  }
   const inputs = be.buffers('conv2d', ...(bias ? [x, w, bias] : [x, w]));
   if (cfg.algo === 'matmul') {
     checkConvForwardConfig(g, cfg);
@@ -126,9 +133,13 @@ export function conv2dBackwardData(
 ): Tensor {
   const op = 'conv2dBackwardData';
   const g = conv2dBackwardDataShapes(dy, w, inputShape, opts);
-  const cfg = resolve(be, op, g, config, () => defaultConvBackwardDataConfig(g, be.defaultTileSubgroup));
+  const cfg = resolve<ConvBackwardDataConfig>(be, op, g, config, () => defaultConvBackwardDataAlgorithm(g, be.defaultTileSubgroup, be.winogradDefaults));
   checkPrecision(be, op, cfg);
   be.checkSubgroupConfig(op, cfg);
+  if (cfg.algo === 'winograd') {
+    checkConvBackwardDataConfig(g, cfg);
+    return winograd(be, op, winogradBackwardData(g), cfg, dy, w, null, [g.N, g.H, g.W, g.Ci]);
+  }
   const [bdy, bw] = be.buffers(op, dy, w);
   const plan = convBackwardDataKernels(g, cfg, storageLimit(be));
   const dx = be.newTensor([g.N, g.H, g.W, g.Ci]);
@@ -215,12 +226,19 @@ export function convBlockBackwardData(
 ): Tensor {
   const op = 'convBlockBackwardData';
   const { g } = convBlockBackwardDataShapes(dy, w, inputShape, gates);
-  // The plain backward-data's tuned config for the same geometry (the composition's tuner key).
-  const cfg = resolve(be, 'conv2dBackwardData', g, config, () => defaultConvBackwardDataConfig(g, be.defaultTileSubgroup));
-  checkPrecision(be, op, cfg);
-  be.checkSubgroupConfig(op, cfg);
   const argmax = gates.argmax ?? null;
   const reluAt = gates.reluAt ?? null;
+  // The plain backward-data's tuned config for the same geometry (the composition's tuner key);
+  // Winograd cannot gate its loads (its input transform mixes 16 dy pixels), so a gated
+  // block then runs the register default.
+  let cfg = resolve<ConvBackwardDataConfig>(be, 'conv2dBackwardData', g, config, () => defaultConvBackwardDataAlgorithm(g, be.defaultTileSubgroup, be.winogradDefaults));
+  if (cfg.algo === 'winograd' && (argmax || reluAt)) cfg = defaultConvBackwardDataConfig(g, be.defaultTileSubgroup);
+  checkPrecision(be, op, cfg);
+  be.checkSubgroupConfig(op, cfg);
+  if (cfg.algo === 'winograd') {
+    checkConvBackwardDataConfig(g, cfg);
+    return winograd(be, op, winogradBackwardData(g), cfg, dy, w, null, [g.N, g.H, g.W, g.Ci]);
+  }
   const plan = convBlockBackwardDataKernels(g, { argmax: argmax !== null, reluAt: reluAt !== null }, cfg, storageLimit(be));
   const inputs = be.buffers(op, dy, w, ...(argmax ? [argmax] : []), ...(reluAt ? [reluAt] : []));
   const [bdy, bw, ...bgates] = inputs;
@@ -235,4 +253,43 @@ export function convBlockBackwardData(
     wT.dispose();
   }
   return dx;
+}
+
+/**
+ * A conv (forward or backward-data) by Winograd F(2x2, 3x3): the filter transform once, then
+ * per chunk of tiles the input transform, the 16 batched GEMMs and the output transform
+ * (kernels/conv/winograd.ts). Every kernel is built before anything is allocated.
+ */
+function winograd(
+  be: WebGPUBackend,
+  op: string,
+  p: WinogradProblem,
+  cfg: ConvWinogradConfig,
+  src: Tensor,
+  w: Tensor,
+  bias: Tensor | null,
+  outShape: Shape,
+): Tensor {
+  const plan = winogradPlan(p, bias !== null, cfg, op);
+  const [bsrc, bw, ...bb] = be.buffers(op, ...(bias ? [src, w, bias] : [src, w]));
+  const out = be.newTensor(outShape);
+  if (out.size === 0) return out;
+  const u = be.newTensor([plan.uFloats]);
+  const v = be.newTensor([plan.vFloats]);
+  const m = be.newTensor([plan.mFloats]);
+  try {
+    const [bu, bv, bm] = [u, v, m].map((t) => t.storage(op).buffer);
+    const bout = out.storage(op).buffer;
+    be.rt.dispatch(plan.filter, [bw, bu]);
+    for (let c = 0; c < plan.chunks; c++) {
+      const t0 = new Uint32Array([c * plan.chunk, 0, 0, 0]);
+      be.rt.dispatch(plan.input, [bsrc, bv], t0);
+      be.rt.dispatch(plan.gemm, [bv, bu, bm]);
+      be.rt.dispatch(plan.output, [bm, ...bb, bout], t0);
+    }
+  } finally {
+    // Safe before the GPU ran: later writes to the pooled buffers are queue-ordered after these reads.
+    for (const t of [u, v, m]) t.dispose();
+  }
+  return out;
 }
