@@ -23,6 +23,8 @@ import { ConvTileConfig, tileConfigKey } from '../kernels/conv/common.js';
 import { convBlockConfig, convBlockKernel } from '../kernels/conv/forward.js';
 import { convBlockBackwardDataKernels, convBackwardDataKernels } from '../kernels/conv/backwardData.js';
 import { SharedTileConfig } from '../kernels/matmul/sharedTile.js';
+import { ConvWinogradConfig, defaultWinogradConfig, winogradConfigKey, winogradForward } from '../kernels/conv/winograd.js';
+import type { Tuner } from '../engine/tune/tuner.js';
 import { freshSeed, gpu, pair, randomValues, ref, relErr, rng } from './helpers.js';
 
 /** Against the float64 reference. */
@@ -91,8 +93,9 @@ function backwardOk(g: ConvGeometry, c: ConvTileConfig | SharedTileConfig): bool
   return (!c.vec4 || g.Ci % 4 === 0) && (!c.kVec || g.Co % 4 === 0);
 }
 
-function cfgKey(c: ConvTileConfig | SharedTileConfig | undefined): string {
+function cfgKey(c: ConvTileConfig | SharedTileConfig | ConvWinogradConfig | undefined): string {
   if (!c) return 'chosen';
+  if (c.algo === 'winograd') return winogradConfigKey(c);
   return c.algo === 'shared' ? `shared ${c.BM}x${c.BN}x${c.BK}` : tileConfigKey(c);
 }
 
@@ -121,7 +124,7 @@ async function checkForward(
   c: Geo,
   bias: boolean,
   combo: Combo,
-  cfg: ConvTileConfig | undefined,
+  cfg: ConvTileConfig | ConvWinogradConfig | undefined,
   seed: string,
   ties = false,
 ): Promise<void> {
@@ -143,7 +146,16 @@ async function checkForward(
   const opts = (add: Tensor | null): ConvBlockOptions => ({ ...c.opts, pool: combo.pool, relu: combo.relu, residual: combo.residual, add });
   try {
     const got = convOps.convBlock(be, gx, gw, gb, opts(gadd), cfg);
-    const comp = composeConvBlock(be, gx, gw, gb, opts(gadd));
+    // A Winograd block is compared with a composition whose conv2d runs the same Winograd
+    // config (through a tuner that knows only it): the same arithmetic, as for the register kernels.
+    const saved = be.tuner;
+    if (cfg?.algo === 'winograd') be.tuner = { configFor: () => cfg } as unknown as Tuner;
+    let comp: ReturnType<typeof composeConvBlock>;
+    try {
+      comp = composeConvBlock(be, gx, gw, gb, opts(gadd));
+    } finally {
+      be.tuner = saved;
+    }
     const want = composeConvBlock(ref, rx, rw, rb, opts(radd));
     const outs = (o: typeof got) => [o.a, o.argmax, o.h, o.r];
     made.push(...([...outs(got), ...outs(comp), ...outs(want)].filter((t) => t) as Tensor[]));
@@ -349,6 +361,42 @@ describe('fused conv-block kernels on webgpu', () => {
     for (const [i, c] of back.entries()) {
       const ok = tiles.filter((cfg) => backwardOk(c.g, cfg));
       for (const gates of [GATES[i], GATES[3]]) await checkBackward(be, c, gates, ok[k++ % ok.length], seed);
+    }
+  }, 90_000);
+
+  it('Winograd blocks: every option combination, the epilogue in the output transform, vs reference and the same Winograd conv composed', async () => {
+    const be = await gpu();
+    const seed = freshSeed();
+    const cases = [
+      // Odd 9x7 output (the pool drops a row and a column), Co % 4 != 0, Ci = 3.
+      { c: geo(2, 9, 7, 3, 7, 3, 1, 1), bias: true },
+      // Unpadded, 8x7 output, vec4 columns (Co = 12).
+      { c: geo(1, 10, 9, 4, 12, 3, 1, 0), bias: false },
+      // Chunked: 2 tiles per chunk on a 6x6 output, vec4.
+      { c: geo(2, 6, 6, 8, 8, 3, 1, 1), bias: true, chunk: 2 },
+    ];
+    const S = be.subgroupTiles ?? undefined;
+    for (const [k, combo] of COMBOS.entries()) {
+      const { c, bias, chunk } = cases[k % cases.length] as { c: Geo; bias: boolean; chunk?: number };
+      const cfg: ConvWinogradConfig = { ...defaultWinogradConfig(winogradForward(c.g), k % 2 ? S : undefined), ...(chunk ? { chunk } : {}) };
+      await checkForward(be, c, bias, combo, cfg, seed, k === COMBOS.length - 1);
+    }
+    // Without a config, the block runs Winograd where the plain conv2d would (its default here).
+    const big = geo(1, 6, 6, 64, 32, 3, 1, 1);
+    const saved = be.winogradDefaults;
+    be.winogradDefaults = true;
+    const ran: string[] = [];
+    const dispatch = be.rt.dispatch.bind(be.rt);
+    be.rt.dispatch = (spec, ...rest) => {
+      ran.push(spec.name);
+      dispatch(spec, ...rest);
+    };
+    try {
+      await checkForward(be, big, true, COMBOS[COMBOS.length - 1], undefined, seed);
+      expect(ran.filter((n) => n.startsWith('convBlock')).sort()).toEqual(S ? ['convBlock.gemm', 'convBlock.winogradFilter', 'convBlock.winogradInput', 'convBlock.winogradOutput'] : ['convBlock']);
+    } finally {
+      be.winogradDefaults = saved;
+      delete (be.rt as { dispatch?: unknown }).dispatch;
     }
   }, 90_000);
 

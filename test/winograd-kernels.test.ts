@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { ConvGeometry, Tensor, WebGPUBackend, convGeometry } from '../engine/index.js';
 import * as convOps from '../engine/webgpu/ops/conv.js';
-import { TUNABLE_OPS } from '../engine/tune/ops.js';
+import { TUNABLE_OPS, configLabel } from '../engine/tune/ops.js';
 import { convForwardCandidates, convBackwardDataCandidates, configKey } from '../kernels/candidates.js';
 import { convBlockConfig, convForwardKernel, defaultConvForwardAlgorithm } from '../kernels/conv/forward.js';
 import { convBackwardDataKernels, defaultConvBackwardDataAlgorithm } from '../kernels/conv/backwardData.js';
@@ -127,12 +127,14 @@ describe('Winograd generators as strings', () => {
     expect(fwd.output.bindings).toEqual(['read', 'read', 'rw', 'uniform']);
     expect(fwd.gemm.wgsl).toMatch(/matmul 16x /);
     expect(fwd.gemm.wgsl).toMatch(/let bi = gb \/ /);
-    expect(fwd.filter.wgsl).toContain('w[(0u + k) * 12u + n]');
+    // Nc = 12: three vec4 units of n per k.
+    expect(fwd.filter.wgsl).toContain('w[(0u + k) * 3u + nu]');
     const bwd = winogradPlan(winogradBackwardData(g), false, defaultWinogradConfig(winogradBackwardData(g)), 'conv2dBackwardData');
     // Tap (0, 0) of the turned filter is tap (2, 2) = 8 of the stored one, channels swapped.
-    expect(bwd.filter.wgsl).toContain(`w[(${8 * 8}u + n) * 12u + k]`);
+    expect(bwd.filter.wgsl).toContain(`w[(${8 * 8}u + nu * 4u + 3u) * 12u + k]`);
     expect(bwd.input.wgsl).toMatch(/pad 1/);
     expect(configKey(defaultWinogradConfig(winogradForward(g)))).toMatch(/^wino-/);
+    expect(configLabel(defaultWinogradConfig(winogradForward(g)))).toMatch(/^algo=winograd matmul\(rows=\d+ cols=\d+ /);
   });
 
   it('defaults: Winograd only where allowed, 3x3 stride 1, >= 64 reduction channels and a subgroup-shared GEMM tile', () => {

@@ -276,11 +276,11 @@ export function canonicalConfig(c: unknown): string {
     .join(',')}}`;
 }
 
-/** A short readable name of a config: its fields in order, e.g. rows=8 cols=2 vec4. */
+/** A short readable name of a config: its fields in order, e.g. rows=8 cols=2 vec4; a nested config in parentheses. */
 export function configLabel(c: unknown): string {
   if (c === null) return 'default';
   return Object.entries(c as Record<string, unknown>)
-    .map(([k, v]) => (v === true ? k : v === false ? '' : `${k}=${String(v)}`))
+    .map(([k, v]) => (v === true ? k : v === false ? '' : v !== null && typeof v === 'object' ? `${k}(${configLabel(v)})` : `${k}=${String(v)}`))
     .filter(Boolean)
     .join(' ');
 }

@@ -20,8 +20,8 @@
 // results differ from the direct sum in the last bits, more than the register kernels do
 // (measured: relative error ~1e-7-1e-6 on the test shapes); larger tiles (F(4x4, 3x3)) would
 // save more multiplies but amplify rounding by far more, and are not offered.
-import { KernelSpec, ceilDiv, grid, linearGroupIndex } from '../spec.js';
-import { ConvShape } from './common.js';
+import { BindingKind, KernelSpec, ceilDiv, grid, linearGroupIndex } from '../spec.js';
+import { BlockEpilogue, ConvShape } from './common.js';
 import { MatmulConfig, MatmulShape, checkMatmulConfig, defaultMatmulConfig, matmulConfigKey, matmulConfigSpace, matmulKernel } from '../matmul/matmul.js';
 
 /** conv2d (or backward-data) by F(2x2, 3x3); `matmul` is the batched transformed-domain GEMM's tile. */
@@ -145,7 +145,7 @@ export interface WinogradPlan {
   input: KernelSpec;
   /** V x U -> M. Bindings: v, u, m. */
   gemm: KernelSpec;
-  /** M -> dst (+ bias). Bindings: m, [bias], dst, uniform {t0}. */
+  /** M -> dst (+ bias), or a block epilogue's outputs. Bindings: m, [bias], dst, uniform {t0} (see outputTransformKernel). */
   output: KernelSpec;
   chunk: number;
   chunks: number;
@@ -154,7 +154,8 @@ export interface WinogradPlan {
   mFloats: number;
 }
 
-export function winogradPlan(p: WinogradProblem, bias: boolean, cfg: ConvWinogradConfig, name: string): WinogradPlan {
+/** `epilogue`: a conv block's (forward only); see outputTransformKernel. */
+export function winogradPlan(p: WinogradProblem, bias: boolean, cfg: ConvWinogradConfig, name: string, epilogue?: BlockEpilogue): WinogradPlan {
   const what = `${name} ${p.N}x${p.H}x${p.W}x${p.K}->${p.Nc} 3x3 pad ${p.pad}`;
   if (p.pad < 0 || p.pad > 2 || p.Ho !== p.H + 2 * p.pad - 2 || p.Wo !== p.W + 2 * p.pad - 2) {
     throw new Error(`${what}: not a stride-1 3x3 conv with pad 0-2`);
@@ -169,7 +170,7 @@ export function winogradPlan(p: WinogradProblem, bias: boolean, cfg: ConvWinogra
     filter: filterTransformKernel(p, name),
     input: inputTransformKernel(p, t, name),
     gemm: { ...gemm, name: `${name}.gemm` },
-    output: outputTransformKernel(p, t, bias, name),
+    output: outputTransformKernel(p, t, bias, name, epilogue),
     chunk: t.chunk,
     chunks: t.chunks,
     uFloats: 16 * p.K * p.Nc,
@@ -218,15 +219,26 @@ const filterT = ([g0, g1, g2]: string[]) => [g0, `0.5 * (${g0} + ${g1} + ${g2})`
 /** A^T m for a column of 4. */
 const outputT = ([m0, m1, m2, m3]: string[]) => [`${m0} + ${m1} + ${m2}`, `${m1} - ${m2} - ${m3}`];
 
-/** One invocation per (k, n) filter pair: 9 loads, 16 stores of U[xi][k][n]. */
+/**
+ * One invocation per (k, unit of n): 9 loads, 16 stores of U[xi][k][n], a vec4 of n where
+ * Nc % 4 == 0 (a 512x512 filter took ~25 ms on lavapipe with one n per invocation; the GEMM
+ * of a 14x14 conv takes about as long). Turned (`flip`), the four n of a unit are 4 scalar
+ * loads K apart.
+ */
 export function filterTransformKernel(p: WinogradProblem, name: string): KernelSpec {
   const { K, Nc } = p;
-  const count = K * Nc;
-  const tap = (ky: number, kx: number) =>
-    p.flip ? `w[(${(8 - (ky * 3 + kx)) * Nc}u + n) * ${K}u + k]` : `w[(${(ky * 3 + kx) * K}u + k) * ${Nc}u + n]`;
+  const { ty, units } = unitOf(Nc);
+  const vec = ty !== 'f32';
+  const count = K * units;
+  const tap = (ky: number, kx: number) => {
+    const t = ky * 3 + kx;
+    if (!p.flip) return `w[(${t * K}u + k) * ${units}u + nu]`;
+    if (!vec) return `w[(${(8 - t) * Nc}u + nu) * ${K}u + k]`;
+    return `vec4<f32>(${[0, 1, 2, 3].map((j) => `w[(${(8 - t) * Nc}u + nu * 4u + ${j}u) * ${K}u + k]`).join(', ')})`;
+  };
   const lines = [
-    '  let n = i % ' + `${Nc}u;`,
-    `  let k = i / ${Nc}u;`,
+    `  let nu = i % ${units}u;`,
+    `  let k = i / ${units}u;`,
     ...[0, 1, 2].flatMap((ky) => [0, 1, 2].map((kx) => `  let g${ky}_${kx} = ${tap(ky, kx)};`)),
     ...transform2d((r, c) => `g${r}_${c}`, (r, c) => `u${r}_${c}`, 3, 3, filterT, 't').map((l) => `  ${l}`),
     ...Array.from({ length: 16 }, (_, xi) => `  u[${xi * count}u + i] = u${xi >> 2}_${xi & 3};`),
@@ -234,8 +246,8 @@ export function filterTransformKernel(p: WinogradProblem, name: string): KernelS
   return {
     name: `${name}.winogradFilter`,
     wgsl: `// ${name} Winograd F(2x2,3x3) filter transform ${K}->${Nc}${p.flip ? ' turned' : ''}
-@group(0) @binding(0) var<storage, read> w: array<f32>;
-@group(0) @binding(1) var<storage, read_write> u: array<f32>;
+@group(0) @binding(0) var<storage, read> w: array<${p.flip ? 'f32' : ty}>;
+@group(0) @binding(1) var<storage, read_write> u: array<${ty}>;
 ${header(count)}
 ${lines.join('\n')}
 }`,
@@ -289,41 +301,93 @@ ${lines.join('\n')}
   };
 }
 
-/** One invocation per (tile of the chunk, Nc unit): 16 loads, up to 4 stores (odd edges store fewer). */
-export function outputTransformKernel(p: WinogradProblem, t: WinogradTiling, bias: boolean, name: string): KernelSpec {
+/**
+ * One invocation per (tile of the chunk, Nc unit): 16 loads, then up to 4 stores (odd edges
+ * store fewer), or a conv block's epilogue (common.ts BlockEpilogue): a = y + bias, with
+ * `pool` the tile is the 2x2 window (tiles start at even rows and columns; a window past the
+ * pooled grid floor(Ho/2) x floor(Wo/2) is dropped, as maxPool2x2 does), then h = max(a + add,
+ * 0) and r = (a > 0 ? h - a : 0). Bindings: m, [bias], dst, uniform; with an epilogue m,
+ * [bias], [add], a, [argmax (u32, with pool)], [h], [r], uniform.
+ */
+export function outputTransformKernel(p: WinogradProblem, t: WinogradTiling, bias: boolean, name: string, epi?: BlockEpilogue): KernelSpec {
   const { ty, units } = unitOf(p.Nc);
   const count = t.chunk * units;
+  if (epi && (epi.add || epi.residual) && !epi.relu) throw new Error(`${name}: add and residual need relu`);
+  const Hp = Math.floor(p.Ho / 2);
+  const Wp = Math.floor(p.Wo / 2);
+  if (epi?.pool && (Hp === 0 || Wp === 0)) throw new Error(`${name}: a 2x2 pool needs a conv output of at least 2x2`);
   const lines = [
     `  let u = i % ${units}u;`,
     `  let tl = i / ${units}u;`,
     '  let tg = chunk.t0 + tl;',
     `  if (tg >= ${t.tiles}u) { return; }`,
     `  let n = tg / ${t.tilesH * t.tilesW}u;`,
-    `  let y0 = ((tg / ${t.tilesW}u) % ${t.tilesH}u) * 2u;`,
-    `  let x0 = (tg % ${t.tilesW}u) * 2u;`,
+    `  let ty = (tg / ${t.tilesW}u) % ${t.tilesH}u;`,
+    `  let tx = tg % ${t.tilesW}u;`,
+    '  let y0 = ty * 2u;',
+    '  let x0 = tx * 2u;',
   ];
+  if (epi?.pool) lines.push(`  if (ty >= ${Hp}u || tx >= ${Wp}u) { return; }`);
   for (let xi = 0; xi < 16; xi++) lines.push(`  let m${xi >> 2}_${xi & 3} = m[${xi * count}u + i];`);
   lines.push(...transform2d((r, c) => `m${r}_${c}`, (r, c) => `o${r}_${c}`, 4, 4, outputT, 't').map((l) => `  ${l}`));
   if (bias) lines.push('  let b = bias[u];');
-  for (let r = 0; r < 2; r++)
-    for (let c = 0; c < 2; c++) {
-      const cond = [r ? `y0 + 1u < ${p.Ho}u` : '', c ? `x0 + 1u < ${p.Wo}u` : ''].filter(Boolean).join(' && ');
-      const store = `dst[((n * ${p.Ho}u + y0 + ${r}u) * ${p.Wo}u + x0 + ${c}u) * ${units}u + u] = o${r}_${c}${bias ? ' + b' : ''};`;
-      lines.push(cond ? `  if (${cond}) { ${store} }` : `  ${store}`);
+  const value = (r: number, c: number) => `o${r}_${c}${bias ? ' + b' : ''}`;
+  const at = (r: number, c: number) => `((n * ${p.Ho}u + y0 + ${r}u) * ${p.Wo}u + x0 + ${c}u) * ${units}u + u`;
+  const guarded = (r: number, c: number, body: string) => {
+    const cond = [r ? `y0 + 1u < ${p.Ho}u` : '', c ? `x0 + 1u < ${p.Wo}u` : ''].filter(Boolean).join(' && ');
+    lines.push(cond ? `  if (${cond}) { ${body} }` : `  { ${body} }`);
+  };
+  const zero = `${ty}(0.0)`;
+  // The epilogue's stores of value v at element o.
+  const tail = (o: string, v: string): string => {
+    const out = [`outA[${o}] = ${v};`];
+    if (epi?.relu) {
+      out.push(`let h = max(${epi.add ? `${v} + addend[${o}]` : v}, ${zero});`, `outH[${o}] = h;`);
+      if (epi.residual) out.push(`outR[${o}] = select(${zero}, h - ${v}, ${v} > ${zero});`);
     }
+    return out.join(' ');
+  };
+  if (!epi) {
+    for (let r = 0; r < 2; r++) for (let c = 0; c < 2; c++) guarded(r, c, `dst[${at(r, c)}] = ${value(r, c)};`);
+  } else if (!epi.pool) {
+    for (let r = 0; r < 2; r++) for (let c = 0; c < 2; c++) guarded(r, c, `let o = ${at(r, c)}; let v = ${value(r, c)}; ${tail('o', 'v')}`);
+  } else {
+    // As kernels/pool.ts: the first position wins ties, a later one must be strictly greater.
+    const argTy = ty === 'f32' ? 'u32' : 'vec4<u32>';
+    lines.push(`  var best = ${value(0, 0)};`, `  var arg = ${argTy}(0u);`);
+    for (let q = 1; q < 4; q++) {
+      lines.push(`  let v${q} = ${value(q >> 1, q & 1)};`, `  let win${q} = v${q} > best;`);
+      lines.push(`  best = select(best, v${q}, win${q});`, `  arg = select(arg, ${argTy}(${q}u), win${q});`);
+    }
+    lines.push(`  let o = ((n * ${Hp}u + ty) * ${Wp}u + tx) * ${units}u + u;`, '  outArg[o] = arg;', `  ${tail('o', 'best')}`);
+  }
   const decls = [`@group(0) @binding(0) var<storage, read> m: array<${ty}>;`];
-  if (bias) decls.push(`@group(0) @binding(1) var<storage, read> bias: array<${ty}>;`);
-  decls.push(`@group(0) @binding(${decls.length}) var<storage, read_write> dst: array<${ty}>;`);
-  decls.push(`@group(0) @binding(${decls.length}) var<uniform> chunk: Chunk;`);
+  const bindings: BindingKind[] = ['read'];
+  const add = (access: 'read' | 'read_write', decl: string) => {
+    decls.push(`@group(0) @binding(${bindings.length}) var<storage, ${access}> ${decl};`);
+    bindings.push(access === 'read' ? 'read' : 'rw');
+  };
+  if (bias) add('read', `bias: array<${ty}>`);
+  if (!epi) add('read_write', `dst: array<${ty}>`);
+  else {
+    if (epi.add) add('read', `addend: array<${ty}>`);
+    add('read_write', `outA: array<${ty}>`);
+    if (epi.pool) add('read_write', `outArg: array<${ty === 'f32' ? 'u32' : 'vec4<u32>'}>`);
+    if (epi.relu) add('read_write', `outH: array<${ty}>`);
+    if (epi.residual) add('read_write', `outR: array<${ty}>`);
+  }
+  decls.push(`@group(0) @binding(${bindings.length}) var<uniform> chunk: Chunk;`);
+  bindings.push('uniform');
+  const epiKey = epi ? ` ${['pool', 'add', 'relu', 'residual'].filter((k) => epi[k as keyof BlockEpilogue]).join('+') || 'plain'}` : '';
   return {
     name: `${name}.winogradOutput`,
-    wgsl: `// ${name} Winograd F(2x2,3x3) output transform ${p.N}x${p.Ho}x${p.Wo}x${p.Nc}${bias ? ' +bias' : ''}, ${t.chunk} tiles per chunk
+    wgsl: `// ${name} Winograd F(2x2,3x3) output transform ${p.N}x${p.Ho}x${p.Wo}x${p.Nc}${bias ? ' +bias' : ''}${epiKey}, ${t.chunk} tiles per chunk
 struct Chunk { t0: u32 }
 ${decls.join('\n')}
 ${header(count)}
 ${lines.join('\n')}
 }`,
-    bindings: bias ? ['read', 'read', 'rw', 'uniform'] : ['read', 'rw', 'uniform'],
+    bindings,
     workgroups: grid(ceilDiv(count, WG)),
     uniformBytes: 16,
   };

@@ -40,7 +40,8 @@ import {
   anyConvBackwardFilterKernels,
   defaultConvBackwardFilterConfig,
 } from '../../../kernels/conv/backwardFilter.js';
-import { ConvWinogradConfig, WinogradProblem, winogradBackwardData, winogradForward, winogradPlan } from '../../../kernels/conv/winograd.js';
+import { ConvWinogradConfig, WinogradPlan, WinogradProblem, winogradBackwardData, winogradForward, winogradPlan } from '../../../kernels/conv/winograd.js';
+import type { GpuTensor } from '../runtime.js';
 import type { WebGPUBackend } from '../backend.js';
 import type { TunableOpName } from '../../tune/ops.js';
 
@@ -191,24 +192,48 @@ export function conv2dBackwardFilter(
  * (tests force a register config), the plain conv2d's tuned config for the same geometry
  * (the tuner key the composition records) is used when the fused kernel can run it.
  */
-export function convBlock(be: WebGPUBackend, x: Tensor, w: Tensor, bias: Tensor | null, opts: ConvBlockOptions, config?: ConvTileConfig): ConvBlockResult {
+export function convBlock(
+  be: WebGPUBackend,
+  x: Tensor,
+  w: Tensor,
+  bias: Tensor | null,
+  opts: ConvBlockOptions,
+  config?: ConvTileConfig | ConvWinogradConfig,
+): ConvBlockResult {
   const op = 'convBlock';
   const { g, aShape } = convBlockShapes(x, w, bias, opts);
   const tuned = config ? undefined : (be.tuner?.configFor('conv2d', g) as ConvForwardConfig | undefined);
   const add = opts.relu && opts.add ? opts.add : null;
   const e = { pool: !!opts.pool, add: add !== null, relu: !!opts.relu, residual: !!opts.relu && !!opts.residual };
+  // Winograd where the plain conv2d would run it (given, tuned, or its default): the block's
+  // epilogue then runs in the output transform.
+  const plain = config ?? tuned ?? defaultConvForwardAlgorithm(g, be.defaultTileSubgroup, be.winogradDefaults);
+  if (plain.algo === 'winograd') {
+    be.checkSubgroupConfig(op, plain);
+    checkConvForwardConfig(g, plain);
+    const plan = winogradPlan(winogradForward(g), bias !== null, plain, op, e);
+    const outs = blockOutputs(be, aShape, e);
+    runWinograd(be, op, plan, x, w, [...(bias ? [bias] : []), ...(add ? [add] : [])], outs.list);
+    return outs.result;
+  }
   // Built before allocating, so a bad config records nothing.
-  const cfg = config ?? convBlockConfig(g, e, tuned, be.defaultTileSubgroup);
+  const cfg = config && config.algo !== 'winograd' ? config : convBlockConfig(g, e, tuned, be.defaultTileSubgroup);
   be.checkSubgroupConfig(op, cfg);
   const spec = convBlockKernel(g, bias !== null, e, cfg);
   const inputs = be.buffers(op, x, w, ...(bias ? [bias] : []), ...(add ? [add] : []));
+  const { list, result } = blockOutputs(be, aShape, e);
+  if (result.a.size > 0) be.rt.dispatch(spec, [...inputs, ...list.map((t) => t.storage(op).buffer)]);
+  return result;
+}
+
+/** A conv block's outputs: a, [argmax], [h], [r] (the kernels' binding order) and as a result. */
+function blockOutputs(be: WebGPUBackend, aShape: Shape, e: { pool: boolean; relu: boolean; residual: boolean }): { list: GpuTensor[]; result: ConvBlockResult } {
   const a = be.newTensor(aShape);
   const argmax = e.pool ? be.newTensor(aShape, 'u32') : null;
   const h = e.relu ? be.newTensor(aShape) : null;
   const r = e.residual ? be.newTensor(aShape) : null;
-  const outs = [a, argmax, h, r].filter((t): t is NonNullable<typeof t> => t !== null).map((t) => t.storage(op).buffer);
-  if (a.size > 0) be.rt.dispatch(spec, [...inputs, ...outs]);
-  return { a, argmax, h, r };
+  const list = [a, argmax, h, r].filter((t): t is NonNullable<typeof t> => t !== null);
+  return { list, result: { a, argmax, h, r } };
 }
 
 /**
@@ -256,9 +281,8 @@ export function convBlockBackwardData(
 }
 
 /**
- * A conv (forward or backward-data) by Winograd F(2x2, 3x3): the filter transform once, then
- * per chunk of tiles the input transform, the 16 batched GEMMs and the output transform
- * (kernels/conv/winograd.ts). Every kernel is built before anything is allocated.
+ * A conv (forward or backward-data) by Winograd F(2x2, 3x3) (kernels/conv/winograd.ts). The
+ * kernels are built before anything is allocated.
  */
 function winograd(
   be: WebGPUBackend,
@@ -271,25 +295,34 @@ function winograd(
   outShape: Shape,
 ): Tensor {
   const plan = winogradPlan(p, bias !== null, cfg, op);
-  const [bsrc, bw, ...bb] = be.buffers(op, ...(bias ? [src, w, bias] : [src, w]));
   const out = be.newTensor(outShape);
-  if (out.size === 0) return out;
+  runWinograd(be, op, plan, src, w, bias ? [bias] : [], [out]);
+  return out;
+}
+
+/**
+ * Records a Winograd plan: the filter transform once, then per chunk of tiles the input
+ * transform, the 16 batched GEMMs and the output transform, which reads `reads` (bias, a
+ * block's addend) and writes `outs` (its bindings, in order).
+ */
+function runWinograd(be: WebGPUBackend, op: string, plan: WinogradPlan, src: Tensor, w: Tensor, reads: Tensor[], outs: GpuTensor[]): void {
+  const [bsrc, bw, ...breads] = be.buffers(op, src, w, ...reads);
+  if (outs[0].size === 0) return;
+  const bouts = outs.map((t) => t.storage(op).buffer);
   const u = be.newTensor([plan.uFloats]);
   const v = be.newTensor([plan.vFloats]);
   const m = be.newTensor([plan.mFloats]);
   try {
     const [bu, bv, bm] = [u, v, m].map((t) => t.storage(op).buffer);
-    const bout = out.storage(op).buffer;
     be.rt.dispatch(plan.filter, [bw, bu]);
     for (let c = 0; c < plan.chunks; c++) {
       const t0 = new Uint32Array([c * plan.chunk, 0, 0, 0]);
       be.rt.dispatch(plan.input, [bsrc, bv], t0);
       be.rt.dispatch(plan.gemm, [bv, bu, bm]);
-      be.rt.dispatch(plan.output, [bm, ...bb, bout], t0);
+      be.rt.dispatch(plan.output, [bm, ...breads, ...bouts], t0);
     }
   } finally {
     // Safe before the GPU ran: later writes to the pooled buffers are queue-ordered after these reads.
     for (const t of [u, v, m]) t.dispose();
   }
-  return out;
 }
