@@ -13,7 +13,11 @@ export interface DeviceOptions {
   adapter?: string;
   /** Dawn toggles to enable, e.g. ['disable_robustness'] (also NUDGE_DAWN_TOGGLES, comma separated). */
   toggles?: string[];
-  /** Features to request when the adapter has them. Default: timestamp-query, shader-f16, subgroups. */
+  /**
+   * Features to request when the adapter has them. Default: timestamp-query, shader-f16,
+   * subgroups, and chromium-experimental-subgroup-matrix (offered only with the Dawn toggle
+   * allow_unsafe_apis).
+   */
   features?: GPUFeatureName[];
 }
 
@@ -28,6 +32,11 @@ export interface AdapterDescription {
   /** The adapter's subgroup sizes (Dawn's subgroupMinSize / subgroupMaxSize; 0 when not reported). */
   subgroupMinSize: number;
   subgroupMaxSize: number;
+  /**
+   * The subgroup-matrix shapes (adapter.info.subgroupMatrixConfigs, read field by field):
+   * component and result types, left M x K, right K x N. Empty without the feature.
+   */
+  subgroupMatrixConfigs: { component: string; result: string; M: number; N: number; K: number }[];
   features: string[];
   limits: Record<string, number>;
 }
@@ -137,9 +146,24 @@ function describe(adapter: GPUAdapter): AdapterDescription {
     isSoftware,
     subgroupMinSize: typeof rec.subgroupMinSize === 'number' ? rec.subgroupMinSize : 0,
     subgroupMaxSize: typeof rec.subgroupMaxSize === 'number' ? rec.subgroupMaxSize : 0,
+    subgroupMatrixConfigs: matrixConfigs(rec.subgroupMatrixConfigs),
     features: [...adapter.features].map(String).sort(),
     limits,
   };
+}
+
+/** Dawn's GPUSubgroupMatrixConfig objects as plain records (their fields are getters). */
+function matrixConfigs(list: unknown): AdapterDescription['subgroupMatrixConfigs'] {
+  if (!list || typeof (list as Iterable<unknown>)[Symbol.iterator] !== 'function') return [];
+  const out: AdapterDescription['subgroupMatrixConfigs'] = [];
+  for (const c of list as Iterable<Record<string, unknown>>) {
+    const M = Number(c.M);
+    const N = Number(c.N);
+    const K = Number(c.K);
+    if (![M, N, K].every((v) => Number.isInteger(v) && v > 0)) continue;
+    out.push({ component: String(c.componentType), result: String(c.resultComponentType), M, N, K });
+  }
+  return out;
 }
 
 /** What is missing when Dawn finds no adapter, and the command that fixes it. */
@@ -216,7 +240,7 @@ export async function openDevice(options: DeviceOptions = {}): Promise<Gpu> {
     const toggles = [...(options.toggles ?? []), ...envToggles()];
     const gpu = await instance(toggles);
     const adapter = await pickAdapter(gpu, options.adapter ?? process.env.NUDGE_ADAPTER);
-    const wantedFeatures = options.features ?? (['timestamp-query', 'shader-f16', 'subgroups'] as GPUFeatureName[]);
+    const wantedFeatures = options.features ?? (['timestamp-query', 'shader-f16', 'subgroups', 'chromium-experimental-subgroup-matrix'] as GPUFeatureName[]);
     const requiredFeatures = wantedFeatures.filter((f) => adapter.features.has(f));
     // Ask for the adapter's maximum limits: large storage buffers and workgroups matter here.
     const requiredLimits: Record<string, number> = {};

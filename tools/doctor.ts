@@ -52,6 +52,8 @@ export async function doctor(opts: DoctorOptions): Promise<number> {
     deviceFeatures: [...gpu.features].sort(),
     adapterFeatures: info.features,
     subgroupMatrix: info.features.includes('chromium-experimental-subgroup-matrix'),
+    subgroupMatrixConfigs: info.subgroupMatrixConfigs,
+    matrixTiles: be.subgroupMatrices.length > 0 ? { subgroup: be.matrixSubgroup, shapes: be.subgroupMatrices } : null,
     subgroupSizes: [info.subgroupMinSize, info.subgroupMaxSize],
     subgroupTiles: be.subgroupTiles,
     subgroupDefaults: be.defaultTileSubgroup !== undefined,
@@ -71,7 +73,16 @@ export async function doctor(opts: DoctorOptions): Promise<number> {
     console.log(`backend       ${report.backend}`);
     console.log(`driver        ${report.driver}`);
     console.log(`features      ${report.deviceFeatures.join(', ') || '(none of timestamp-query, shader-f16, subgroups)'}`);
-    console.log(`tensor cores  ${report.subgroupMatrix ? 'chromium-experimental-subgroup-matrix available' : 'no subgroup-matrix feature'}`);
+    const shapes = report.subgroupMatrixConfigs.map((c) => `${c.component}->${c.result} ${c.M}x${c.N}x${c.K}`).join(', ');
+    console.log(
+      `tensor cores  ${
+        report.matrixTiles
+          ? `subgroup-matrix tiles on subgroups of ${report.matrixTiles.subgroup} (${shapes}): tuner candidates, f16 ones with precision f16`
+          : report.subgroupMatrix
+            ? `chromium-experimental-subgroup-matrix offered (${shapes || 'no shapes'}) but not usable here`
+            : 'no subgroup-matrix feature (Dawn offers it only with --toggle allow_unsafe_apis, where the device has it)'
+      }`,
+    );
     const [sgMin, sgMax] = report.subgroupSizes;
     const sgTiles = report.subgroupTiles
       ? `conv and matmul tiles share loads over subgroups of ${report.subgroupTiles} (${report.subgroupDefaults ? 'the default' : 'tuner candidates'})`

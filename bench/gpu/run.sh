@@ -63,19 +63,25 @@ echo "== doctor"
 $NG doctor --json > "$OUT/doctor.json"; rc=$?
 cat "$OUT/doctor.json"
 [ $rc -eq 0 ] || { echo "FATAL: nudge doctor failed (exit $rc)"; }
+TOGGLES=""
 if [ $rc -eq 0 ]; then
   echo "== doctor with the NVIDIA f16 and unsafe-API toggles (shader-f16, subgroup matrices?)"
-  timeout 60 $NG doctor --json --toggle vulkan_enable_f16_on_nvidia --toggle allow_unsafe_apis | grep -E '"(shader-f16|chromium-experimental-subgroup-matrix|subgroups)"|subgroupMatrix|"ok"'
+  timeout 60 $NG doctor --json --toggle vulkan_enable_f16_on_nvidia --toggle allow_unsafe_apis > "$OUT/doctor-toggles.json" \
+    && TOGGLES=vulkan_enable_f16_on_nvidia,allow_unsafe_apis
+  grep -E '"(shader-f16|chromium-experimental-subgroup-matrix|subgroups)"|"ok"' "$OUT/doctor-toggles.json"
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("subgroup matrices:", d.get("subgroupMatrixConfigs"), "tiles:", d.get("matrixTiles"))' "$OUT/doctor-toggles.json"
+  # With them, the f16 column of bench conv may pick f16 tiles and subgroup-matrix (tensor core) tiles.
+  [ -n "$TOGGLES" ] && echo "tune and bench conv run with NUDGE_DAWN_TOGGLES=$TOGGLES"
 fi
 
 # NUDGE_GPU_ONLY=step: skip the conv tuning and the cuDNN comparison (issue 6's step timings only).
 ONLY=${NUDGE_GPU_ONLY:-}
 if [ $rc -eq 0 ] && [ "$ONLY" != step ]; then
   echo "== tune VGG10 convs, batch $BATCH, budget $BUDGET per shape"
-  timeout 240 $NG tune --model vgg10 --batch "$BATCH" --input "$INPUT" --ops conv2d,conv2dBackwardData,conv2dBackwardFilter \
+  NUDGE_DAWN_TOGGLES=$TOGGLES timeout 240 $NG tune --model vgg10 --batch "$BATCH" --input "$INPUT" --ops conv2d,conv2dBackwardData,conv2dBackwardFilter \
     --budget "$BUDGET" --json "$OUT/tune.json" || echo "tune failed or timed out (exit $?)"
   echo "== bench conv (default, tuned, tfjs-webgpu), all three ops"
-  timeout 120 $NG bench conv --models vgg10 --batch-vgg10 "$BATCH" --input-vgg10 "$INPUT" --ops conv2d,conv2dBackwardData,conv2dBackwardFilter \
+  NUDGE_DAWN_TOGGLES=$TOGGLES timeout 120 $NG bench conv --models vgg10 --batch-vgg10 "$BATCH" --input-vgg10 "$INPUT" --ops conv2d,conv2dBackwardData,conv2dBackwardFilter \
     --budget 1s --reps "${NUDGE_GPU_REPS:-10}" --json "$OUT/bench-conv.json" || echo "bench conv failed (exit $?)"
 fi
 

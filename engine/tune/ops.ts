@@ -135,7 +135,7 @@ const conv2dOp: TunableOp = {
         }
     return s;
   },
-  sources: [cand.convForwardCandidates, conv.sharedConvForwardConfigSpace, convShared.sharedGatherGemmKernel, mmShared.tileGemmKernel, mmShared.sharedTileConfigs, mmShared.sharedMatmulKernel, conv.convForwardKernel, conv.convForwardConfigSpace, conv.defaultConvForwardConfig, conv.defaultConvForwardAlgorithm, conv.winogradForwardConfigSpace, ...WINOGRAD_SOURCES, convCommon.gatherGemmKernel, convCommon.tileConfigs, convOps.conv2d],
+  sources: [cand.convForwardCandidates, mmShared.subgroupMatrixTileConfigs, conv.sharedConvForwardConfigSpace, convShared.sharedGatherGemmKernel, mmShared.tileGemmKernel, mmShared.sharedTileConfigs, mmShared.sharedMatmulKernel, conv.convForwardKernel, conv.convForwardConfigSpace, conv.defaultConvForwardConfig, conv.defaultConvForwardAlgorithm, conv.winogradForwardConfigSpace, ...WINOGRAD_SOURCES, convCommon.gatherGemmKernel, convCommon.tileConfigs, convOps.conv2d],
 };
 
 const conv2dBackwardDataOp: TunableOp = {
@@ -180,7 +180,7 @@ const conv2dBackwardDataOp: TunableOp = {
     }
     return s;
   },
-  sources: [cand.convBackwardDataCandidates, convData.sharedConvBackwardDataConfigSpace, convShared.sharedGatherGemmKernel, mmShared.tileGemmKernel, mmShared.sharedTileConfigs, convData.convBackwardDataKernels, convData.backwardDataPhases, convData.filterTransposeKernel, convData.convBackwardDataConfigSpace, convData.defaultConvBackwardDataConfig, convData.defaultConvBackwardDataAlgorithm, convData.winogradBackwardDataConfigSpace, ...WINOGRAD_SOURCES, convCommon.gatherGemmKernel, convCommon.tileConfigs, convOps.conv2dBackwardData],
+  sources: [cand.convBackwardDataCandidates, mmShared.subgroupMatrixTileConfigs, convData.sharedConvBackwardDataConfigSpace, convShared.sharedGatherGemmKernel, mmShared.tileGemmKernel, mmShared.sharedTileConfigs, convData.convBackwardDataKernels, convData.backwardDataPhases, convData.filterTransposeKernel, convData.convBackwardDataConfigSpace, convData.defaultConvBackwardDataConfig, convData.defaultConvBackwardDataAlgorithm, convData.winogradBackwardDataConfigSpace, ...WINOGRAD_SOURCES, convCommon.gatherGemmKernel, convCommon.tileConfigs, convOps.conv2dBackwardData],
 };
 
 const conv2dBackwardFilterOp: TunableOp = {
@@ -256,7 +256,7 @@ const matmulOp: TunableOp = {
     }
     return acc;
   },
-  sources: [cand.matmulCandidates, mmShared.sharedMatmulConfigSpace, mmShared.sharedMatmulKernel, mmShared.tileGemmKernel, mm.matmulKernel, mm.matmulConfigSpace, mm.defaultMatmulConfig, mm.transposeBFirst, mmT.transposeKernel, linalgOps.matmul],
+  sources: [cand.matmulCandidates, mmShared.subgroupMatrixTileConfigs, mmShared.sharedMatmulConfigSpace, mmShared.sharedMatmulKernel, mmShared.tileGemmKernel, mm.matmulKernel, mm.matmulConfigSpace, mm.defaultMatmulConfig, mm.transposeBFirst, mmT.transposeKernel, linalgOps.matmul],
 };
 
 export const TUNABLE_OPS: Record<TunableOpName, TunableOp> = {

@@ -179,6 +179,8 @@ export class Tuner {
       precision: this.be.precision,
       maxStorageBytes: typeof limit === 'number' ? limit : undefined,
       subgroupSize: this.be.subgroupTiles ?? undefined,
+      matrices: this.be.subgroupMatrices,
+      matrixSubgroup: this.be.matrixSubgroup ?? undefined,
     };
   }
 

@@ -32,7 +32,7 @@ import { accumulateKernel, addBiasKernel, scaleRowsKernel, binaryKernel, unaryKe
 import { GpuStorage, GpuTensor, Runtime, RuntimeOptions } from './runtime.js';
 import { oneHotKernel } from '../../kernels/loss.js';
 import { DeviceError, Gpu } from '../device.js';
-import type { KernelPrecision } from '../../kernels/matmul/sharedTile.js';
+import type { KernelPrecision, SubgroupMatrixShape, SubgroupMatrixTile } from '../../kernels/matmul/sharedTile.js';
 import * as convOps from './ops/conv.js';
 import * as linalgOps from './ops/linalg.js';
 import * as miscOps from './ops/misc.js';
@@ -88,6 +88,16 @@ export class WebGPUBackend implements Backend {
    */
   winogradDefaults: boolean;
 
+  /**
+   * The subgroup-matrix shapes this device runs (tensor cores on NVIDIA): the adapter's
+   * f16/f32 configs when the device has chromium-experimental-subgroup-matrix (Dawn offers it
+   * only with the toggle allow_unsafe_apis; f16 on NVIDIA also needs vulkan_enable_f16_on_nvidia),
+   * on subgroups of matrixSubgroup invocations. The tuner's spaces then include subgroup-matrix
+   * tiles (kernels/matmul/sharedTile.ts); else empty and no such config runs (but emulated ones).
+   */
+  subgroupMatrices: SubgroupMatrixShape[];
+  matrixSubgroup: number | null;
+
   /** The subgroup size the untuned conv tiles share activation loads over, if they do. */
   get defaultTileSubgroup(): number | undefined {
     return this.subgroupDefaults && this.subgroupTiles ? this.subgroupTiles : undefined;
@@ -98,11 +108,34 @@ export class WebGPUBackend implements Backend {
    * config) for any subgroup size but this device's (subgroupTiles).
    */
   checkSubgroupConfig(op: string, config: unknown): void {
-    const c = config as { subgroup?: unknown; matmul?: { subgroup?: unknown } } | undefined;
+    const c = config as { subgroup?: unknown; matmul?: { subgroup?: unknown; matrix?: SubgroupMatrixTile }; matrix?: SubgroupMatrixTile; f16?: unknown } | undefined;
+    const m = c?.matrix ?? c?.matmul?.matrix;
+    if (m) this.checkMatrixTile(op, config, m, c?.f16 !== undefined || (c?.matmul as { f16?: unknown } | undefined)?.f16 !== undefined);
     const sg = c?.subgroup ?? c?.matmul?.subgroup;
     if (sg === undefined || sg === this.subgroupTiles) return;
     const has = this.subgroupTiles ? `subgroups of ${this.subgroupTiles}` : 'no fixed-size subgroups (or the subgroups feature is off)';
     throw new Error(`${op} config ${JSON.stringify(config)} shares loads over subgroups of ${String(sg)}, but this device has ${has}`);
+  }
+
+  /**
+   * A subgroup-matrix tile runs only where the device offers its shape (f16 components with an
+   * f16 config, f32 without) on subgroups of its size; an emulated one only where subgroups
+   * have one fixed size equal to its own (it spreads stores over the lanes).
+   */
+  private checkMatrixTile(op: string, config: unknown, m: SubgroupMatrixTile, f16: boolean): void {
+    const what = `${op} config ${JSON.stringify(config)}`;
+    if (m.emulated) {
+      if (m.subgroup !== this.subgroupTiles) throw new Error(`${what} emulates subgroup matrices on subgroups of ${m.subgroup}, but this device has ${this.subgroupTiles ? `subgroups of ${this.subgroupTiles}` : 'no fixed-size subgroups'}`);
+      return;
+    }
+    const component = f16 ? 'f16' : 'f32';
+    const offered = this.subgroupMatrices.some((s) => s.component === component && s.M === m.M && s.N === m.N && s.K === m.K);
+    if (!offered || m.subgroup !== this.matrixSubgroup) {
+      const has = this.subgroupMatrices.length
+        ? this.subgroupMatrices.map((s) => `${s.component}->${s.result} ${s.M}x${s.N}x${s.K}`).join(', ') + ` on subgroups of ${this.matrixSubgroup}`
+        : 'no subgroup matrices (chromium-experimental-subgroup-matrix needs the Dawn toggle allow_unsafe_apis and a device that has it)';
+      throw new Error(`${what} multiplies ${component} subgroup matrices ${m.M}x${m.N}x${m.K} on subgroups of ${m.subgroup}, but this device offers ${has}`);
+    }
   }
 
   private kernelPrecision: KernelPrecision = 'f32';
@@ -115,6 +148,13 @@ export class WebGPUBackend implements Backend {
     this.subgroupDefaults = gpu.info.isSoftware;
     this.parallelism = gpu.info.isSoftware ? 256 : 65536;
     this.winogradDefaults = gpu.info.isSoftware;
+    const matrices = gpu.features.has('chromium-experimental-subgroup-matrix') && gpu.features.has('subgroups');
+    this.subgroupMatrices = matrices
+      ? (gpu.info.subgroupMatrixConfigs.filter(
+          (c) => (c.component === 'f32' || (c.component === 'f16' && gpu.features.has('shader-f16'))) && (c.result === 'f32' || c.result === 'f16'),
+        ) as SubgroupMatrixShape[])
+      : [];
+    this.matrixSubgroup = this.subgroupMatrices.length > 0 && gpu.info.subgroupMaxSize > 0 ? gpu.info.subgroupMaxSize : null;
     if (opts.precision) this.precision = opts.precision;
   }
 

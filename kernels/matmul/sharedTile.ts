@@ -50,10 +50,42 @@ export interface SharedTileConfig {
    * Absent: f32 throughout. Tensors stay f32 in their buffers either way.
    */
   f16?: 'mul' | 'acc';
+  /**
+   * Multiply on subgroup matrices (tensor cores on NVIDIA; Dawn's experimental feature
+   * chromium-experimental-subgroup-matrix) instead of per-invocation registers: TM x TN is
+   * then each subgroup's grid of M x N result fragments (see matrixTileGemm below).
+   */
+  matrix?: SubgroupMatrixTile;
+}
+
+/**
+ * A subgroup-matrix shape the adapter offers (adapter.info.subgroupMatrixConfigs): left M x K,
+ * right K x N, result M x N, on subgroups of `subgroup` invocations (the device's
+ * subgroupMaxSize). Components are f16 with the config's `f16` ('acc': f16 results), else
+ * f32. `emulated`: the builtins are replaced by plain WGSL (every invocation holds whole
+ * fragments), so the kernel runs on any adapter with subgroups; for tests, never a candidate.
+ */
+export interface SubgroupMatrixTile {
+  M: number;
+  N: number;
+  K: number;
+  subgroup: number;
+  emulated?: boolean;
+}
+
+/** A subgroup-matrix configuration as the adapter reports it. */
+export interface SubgroupMatrixShape {
+  component: 'f16' | 'f32';
+  result: 'f16' | 'f32';
+  M: number;
+  N: number;
+  K: number;
 }
 
 export function sharedTileConfigKey(c: SharedTileConfig): string {
-  return `sh${c.BM}x${c.BN}x${c.BK}t${c.TM}x${c.TN}${c.vec4 ? 'v4' : 's'}${c.unroll ? 'u' : ''}${c.f16 ? `-h${c.f16 === 'mul' ? 'm' : 'a'}` : ''}`;
+  const m = c.matrix;
+  const mk = m ? `-sm${m.M}x${m.N}x${m.K}s${m.subgroup}${m.emulated ? 'e' : ''}` : '';
+  return `sh${c.BM}x${c.BN}x${c.BK}t${c.TM}x${c.TN}${c.vec4 ? 'v4' : 's'}${c.unroll ? 'u' : ''}${c.f16 ? `-h${c.f16 === 'mul' ? 'm' : 'a'}` : ''}${mk}`;
 }
 
 /**
@@ -64,7 +96,9 @@ export const MAX_WORKGROUP_STORAGE_BYTES = 16384;
 export const MAX_WORKGROUP_INVOCATIONS = 256;
 
 export function sharedTileStorageBytes(c: SharedTileConfig): number {
-  return (c.f16 ? 2 : 4) * c.BK * (c.BM + c.BN);
+  const staging = (c.f16 ? 2 : 4) * c.BK * (c.BM + c.BN);
+  // Subgroup matrices go through a BM x BN result tile in workgroup memory for the epilogue.
+  return c.matrix ? staging + (c.f16 === 'acc' ? 2 : 4) * c.BM * c.BN : staging;
 }
 
 /** The kernel precisions a backend may allow: 'f16' admits the f16 configs (never by default). */
@@ -81,6 +115,13 @@ export interface TileSpaceOptions {
    * adds the conv register tiles that share activation loads through the subgroup.
    */
   subgroupSize?: number;
+  /**
+   * The subgroup-matrix shapes the device offers (with the feature), on subgroups of
+   * `matrixSubgroup` invocations: adds the subgroup-matrix tiles (f16 ones only with
+   * precision 'f16').
+   */
+  matrices?: SubgroupMatrixShape[];
+  matrixSubgroup?: number;
 }
 
 const TILE_MN = [32, 64, 128];
@@ -147,6 +188,7 @@ export function sharedTileProblem(c: SharedTileConfig, maxStorageBytes = MAX_WOR
   for (const [k, v] of Object.entries({ BM: c.BM, BN: c.BN, BK: c.BK, TM: c.TM, TN: c.TN })) {
     if (!Number.isInteger(v) || v < 1) return `${k} must be a positive integer`;
   }
+  if (c.matrix) return matrixTileProblem(c, c.matrix, maxStorageBytes);
   if (c.BM % c.TM !== 0) return 'BM must be a multiple of TM';
   if (c.BN % c.TN !== 0) return 'BN must be a multiple of TN';
   if (c.vec4 && c.TN % 4 !== 0) return 'vec4 needs TN % 4 == 0';
@@ -207,6 +249,7 @@ export interface TileGemm {
 export function tileGemmKernel(t: TileGemm, cfg: SharedTileConfig, maxStorageBytes = MAX_WORKGROUP_STORAGE_BYTES): KernelSpec {
   const problem = sharedTileProblem(cfg, maxStorageBytes);
   if (problem) throw new Error(`${t.name}: config ${sharedTileConfigKey(cfg)}: ${problem}`);
+  if (cfg.matrix) return matrixTileGemmKernel(t, cfg, cfg.matrix);
   const { BM, BN, BK, TM, TN, vec4 } = cfg;
   const colTy = vec4 ? 'vec4<f32>' : 'f32';
   // Element types of the workgroup tiles and of the accumulators.
@@ -308,6 +351,215 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   if (g >= ${t.groups}u) { return; }
   // 1, opaque to the shader compiler.
   let one = nwg.z;
+${lines.join('\n')}
+}`;
+  return { name: t.name, wgsl, bindings: t.bindings, workgroups: grid(t.groups) };
+}
+
+/** sharedTileProblem for a subgroup-matrix tile. */
+function matrixTileProblem(c: SharedTileConfig, m: SubgroupMatrixTile, maxStorageBytes: number): string | null {
+  for (const [k, v] of Object.entries({ M: m.M, N: m.N, K: m.K, subgroup: m.subgroup })) {
+    if (!Number.isInteger(v) || v < 1) return `matrix ${k} must be a positive integer`;
+  }
+  if (c.vec4) return 'subgroup matrices need vec4 off (the B tile is read as a row-major matrix)';
+  if (c.f16 !== undefined && c.f16 !== 'mul' && c.f16 !== 'acc') return `f16 must be 'mul' or 'acc' (or absent)`;
+  if (c.BM % (c.TM * m.M) !== 0) return `BM must be a multiple of TM * M = ${c.TM * m.M}`;
+  if (c.BN % (c.TN * m.N) !== 0) return `BN must be a multiple of TN * N = ${c.TN * m.N}`;
+  if (c.BK % m.K !== 0) return `BK must be a multiple of K = ${m.K}`;
+  const threads = matrixSubgroups(c, m) * m.subgroup;
+  if (threads > MAX_WORKGROUP_INVOCATIONS) return `workgroup of ${threads} invocations (> ${MAX_WORKGROUP_INVOCATIONS})`;
+  if (c.TM * c.TN > 16) return 'more than 16 result fragments per subgroup';
+  const bytes = sharedTileStorageBytes(c);
+  if (bytes > maxStorageBytes) return `${bytes} bytes of workgroup memory (> ${maxStorageBytes})`;
+  return null;
+}
+
+/** Subgroups per workgroup of a subgroup-matrix tile: each owns TM*M x TN*N of the BM x BN tile. */
+function matrixSubgroups(c: SharedTileConfig, m: SubgroupMatrixTile): number {
+  return (c.BM / (c.TM * m.M)) * (c.BN / (c.TN * m.N));
+}
+
+/**
+ * The subgroup-matrix tiles for a rows x cols GEMM on the device's matrix shapes
+ * (`opts.matrices`, subgroups of `opts.matrixSubgroup`): BM, BN of 32-128, BK of one or two
+ * K steps (at least 16), 1-4 x 1-4 fragments per subgroup, at most 256 invocations, within the
+ * workgroup memory. f16 shapes only with precision 'f16' (f16 results as f16 'acc').
+ */
+export function subgroupMatrixTileConfigs(rows: number, cols: number, opts: TileSpaceOptions = {}): SharedTileConfig[] {
+  const S = opts.matrixSubgroup;
+  if (!S || !opts.matrices?.length) return [];
+  const maxBytes = opts.maxStorageBytes ?? MAX_WORKGROUP_STORAGE_BYTES;
+  const out: SharedTileConfig[] = [];
+  const seen = new Set<string>();
+  for (const shape of opts.matrices) {
+    let f16: 'mul' | 'acc' | undefined;
+    if (shape.component === 'f16') {
+      if (opts.precision !== 'f16') continue;
+      f16 = shape.result === 'f16' ? 'acc' : 'mul';
+    } else if (shape.component !== 'f32' || shape.result !== 'f32') continue;
+    const matrix: SubgroupMatrixTile = { M: shape.M, N: shape.N, K: shape.K, subgroup: S };
+    for (const BM of TILE_MN) {
+      if (BM > 32 && BM >= 2 * rows) continue;
+      for (const BN of TILE_MN) {
+        if (BN > 32 && BN >= 2 * cols) continue;
+        for (const BK of [shape.K, 2 * shape.K].filter((k) => k >= 16 || k === shape.K))
+          for (const TM of [1, 2, 4])
+            for (const TN of [1, 2, 4]) {
+              const c: SharedTileConfig = { algo: 'shared', BM, BN, BK, TM, TN, vec4: false, unroll: true, matrix };
+              if (f16) c.f16 = f16;
+              const key = sharedTileConfigKey(c);
+              if (seen.has(key) || matrixTileProblem(c, matrix, maxBytes) !== null) continue;
+              seen.add(key);
+              out.push(c);
+            }
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * The subgroup-matrix form of tileGemmKernel. The staging of A and B into workgroup memory is
+ * the register template's (As k-major: a column-major BM x BK matrix; Bs row-major BK x BN);
+ * subgroup s of the workgroup (@builtin(subgroup_id)) owns rows (s / (BN / WN)) * WM and
+ * columns (s % (BN / WN)) * WN of the tile, WM = TM*M, WN = TN*N: per K step it loads TM left
+ * fragments straight from As and TN right ones from Bs and accumulates TM x TN result
+ * fragments. At the end they go to a BM x BN workgroup tile Cs, and every invocation then
+ * runs the template's epilogue hooks over its share of Cs (rows and columns past the output
+ * skipped), so matmul and the conv GEMMs take the same hooks unchanged.
+ * Emulated (`matrix.emulated`): the same kernel with each builtin replaced by a function over
+ * private arrays holding whole fragments, which any adapter with subgroups runs; the result
+ * store is spread over the subgroup's lanes (subgroup_invocation_id) so each element is
+ * written once.
+ */
+function matrixTileGemmKernel(t: TileGemm, cfg: SharedTileConfig, m: SubgroupMatrixTile): KernelSpec {
+  const { BM, BN, BK, TM, TN } = cfg;
+  const elem = cfg.f16 ? 'f16' : 'f32';
+  const res = cfg.f16 === 'acc' ? 'f16' : 'f32';
+  const S = m.subgroup;
+  const T = matrixSubgroups(cfg, m) * S;
+  const WM = TM * m.M;
+  const WN = TN * m.N;
+  const aCount = BM * BK;
+  const bCount = BK * BN;
+  const aSlots = ceilDiv(aCount, T);
+  const bSlots = ceilDiv(bCount, T);
+  const cSlots = ceilDiv(BM * BN, T);
+  const E = !!m.emulated;
+  const leftTy = E ? `array<f32, ${m.M * m.K}>` : `subgroup_matrix_left<${elem}, ${m.K}, ${m.M}>`;
+  const rightTy = E ? `array<f32, ${m.K * m.N}>` : `subgroup_matrix_right<${elem}, ${m.N}, ${m.K}>`;
+  const resultTy = E ? `array<f32, ${m.M * m.N}>` : `subgroup_matrix_result<${res}, ${m.N}, ${m.M}>`;
+  const loadLeft = (off: string) => (E ? `smLoadLeft(${off})` : `subgroupMatrixLoad<${leftTy}, col_major>(&As, ${off}, ${BM}u)`);
+  const loadRight = (off: string) => (E ? `smLoadRight(${off})` : `subgroupMatrixLoad<${rightTy}, row_major>(&Bs, ${off}, ${BN}u)`);
+  const mma = (l: string, r: string, acc: string) => (E ? `smMultiplyAccumulate(${l}, ${r}, ${acc})` : `subgroupMatrixMultiplyAccumulate(${l}, ${r}, ${acc})`);
+  const store = (off: string, v: string) => (E ? `smStore(${off}, ${v}, sgLane);` : `subgroupMatrixStore<row_major>(&Cs, ${off}, ${v}, ${BN}u);`);
+
+  const lines: string[] = [];
+  const emit = (...ls: string[]) => lines.push(...ls);
+  for (const l of t.head) emit(`  ${l}`);
+  for (let p = 0; p < aSlots; p++) {
+    emit(`  let ae${p} = li + ${p * T}u;`);
+    if (t.aAlongK) emit(`  let am${p} = ae${p} / ${BK}u;`, `  let akk${p} = ae${p} % ${BK}u;`);
+    else emit(`  let am${p} = ae${p} % ${BM}u;`, `  let akk${p} = ae${p} / ${BM}u;`);
+    emit(`  let ar${p} = min(tileRow + am${p}, rowsTotal - 1u);`);
+    for (const l of t.aOnce(p)) emit(`  ${l}`);
+  }
+  for (let q = 0; q < bSlots; q++) {
+    emit(`  let be${q} = li + ${q * T}u;`);
+    if (t.bAlongK) emit(`  let bkk${q} = be${q} % ${BK}u;`, `  let bn${q} = be${q} / ${BK}u;`);
+    else emit(`  let bn${q} = be${q} % ${BN}u;`, `  let bkk${q} = be${q} / ${BN}u;`);
+    emit(`  let bu${q} = min(tileCol + bn${q}, ${t.units - 1}u);`);
+  }
+  emit(`  let wm0 = (sgIndex / ${BN / WN}u) * ${WM}u;`);
+  emit(`  let wn0 = (sgIndex % ${BN / WN}u) * ${WN}u;`);
+  for (let i = 0; i < TM; i++) for (let j = 0; j < TN; j++) emit(`  var acc${i}_${j} = ${resultTy}();`);
+  emit(`  let slices = (kTotal - kBegin + ${BK - 1}u) / ${BK}u;`);
+  emit('  for (var s = 0u; s < slices * one; s++) {');
+  emit(`    let k0 = kBegin + s * ${BK}u;`);
+  for (const l of t.slice ?? []) emit(`    ${l}`);
+  for (let p = 0; p < aSlots; p++) {
+    const guarded = (p + 1) * T > aCount;
+    const ind = guarded ? '      ' : '    ';
+    if (guarded) emit(`    if (ae${p} < ${aCount}u) {`);
+    emit(`${ind}let ak${p} = k0 + akk${p};`);
+    for (const l of t.aLoad(p)) emit(`${ind}${l}`);
+    emit(`${ind}As[akk${p} * ${BM}u + am${p}] = ${elem}(av${p});`);
+    if (guarded) emit('    }');
+  }
+  for (let q = 0; q < bSlots; q++) {
+    const guarded = (q + 1) * T > bCount;
+    const ind = guarded ? '      ' : '    ';
+    if (guarded) emit(`    if (be${q} < ${bCount}u) {`);
+    emit(`${ind}let bk${q} = k0 + bkk${q};`);
+    for (const l of t.bLoad(q)) emit(`${ind}${l}`);
+    emit(`${ind}Bs[bkk${q} * ${BN}u + bn${q}] = ${elem}(bv${q});`);
+    if (guarded) emit('    }');
+  }
+  emit('    workgroupBarrier();');
+  // A constant trip count: the driver unrolls the K steps of a slice.
+  emit(`    for (var kk = 0u; kk < ${BK}u; kk += ${m.K}u) {`);
+  for (let i = 0; i < TM; i++) emit(`      let l${i} = ${loadLeft(`kk * ${BM}u + wm0 + ${i * m.M}u`)};`);
+  for (let j = 0; j < TN; j++) emit(`      let r${j} = ${loadRight(`kk * ${BN}u + wn0 + ${j * m.N}u`)};`);
+  for (let i = 0; i < TM; i++) for (let j = 0; j < TN; j++) emit(`      acc${i}_${j} = ${mma(`l${i}`, `r${j}`, `acc${i}_${j}`)};`);
+  emit('    }');
+  emit('    workgroupBarrier();');
+  emit('  }');
+  for (let i = 0; i < TM; i++) for (let j = 0; j < TN; j++) emit(`  ${store(`(wm0 + ${i * m.M}u) * ${BN}u + wn0 + ${j * m.N}u`, `acc${i}_${j}`)}`);
+  emit('  workgroupBarrier();');
+  // The epilogue: slot p of each invocation is element li + p*T of the result tile.
+  for (let p = 0; p < cSlots; p++) {
+    emit(`  let ce${p} = li + ${p * T}u;`);
+    emit(`  let orow${p} = tileRow + ce${p} / ${BN}u;`);
+    emit(`  let ou${p} = tileCol + ce${p} % ${BN}u;`);
+    emit(`  if (ce${p} < ${BM * BN}u && orow${p} < rowsTotal && ou${p} < ${t.units}u) {`);
+    for (const l of t.storeRow(p)) emit(`    ${l}`);
+    emit(`    ${t.store(p, p, `f32(Cs[ce${p}])`)}`);
+    emit('  }');
+  }
+
+  // Emulated loops run to n * smOne (1, opaque to the compiler): fully unrolled, the fragment
+  // products made lavapipe compile for minutes.
+  const emulation = !E
+    ? ''
+    : `
+// Emulated subgroup matrices: every invocation holds whole fragments (row-major arrays).
+var<private> smOne: u32;
+fn smLoadLeft(off: u32) -> ${leftTy} {
+  var v: ${leftTy};
+  for (var r = 0u; r < ${m.M}u * smOne; r++) { for (var c = 0u; c < ${m.K}u * smOne; c++) { v[r * ${m.K}u + c] = f32(As[off + c * ${BM}u + r]); } }
+  return v;
+}
+fn smLoadRight(off: u32) -> ${rightTy} {
+  var v: ${rightTy};
+  for (var r = 0u; r < ${m.K}u * smOne; r++) { for (var c = 0u; c < ${m.N}u * smOne; c++) { v[r * ${m.N}u + c] = f32(Bs[off + r * ${BN}u + c]); } }
+  return v;
+}
+fn smMultiplyAccumulate(l: ${leftTy}, rt: ${rightTy}, acc: ${resultTy}) -> ${resultTy} {
+  var out = acc;
+  for (var r = 0u; r < ${m.M}u * smOne; r++) {
+    for (var c = 0u; c < ${m.N}u * smOne; c++) {
+      var s = 0.0;
+      for (var k = 0u; k < ${m.K}u * smOne; k++) { s += l[r * ${m.K}u + k] * rt[k * ${m.N}u + c]; }
+      out[r * ${m.N}u + c] = ${res === 'f16' ? 'f32(f16(out[r * ' + m.N + 'u + c] + s))' : `out[r * ${m.N}u + c] + s`};
+    }
+  }
+  return out;
+}
+fn smStore(off: u32, v: ${resultTy}, lane: u32) {
+  for (var e = lane; e < ${m.M * m.N}u * smOne; e += ${S}u) { Cs[off + (e / ${m.N}u) * ${BN}u + e % ${m.N}u] = ${res}(v[e]); }
+}`;
+  const wgsl = `${cfg.f16 ? 'enable f16;\n' : ''}enable subgroups;
+${E ? '' : 'enable chromium_experimental_subgroup_matrix;\ndiagnostic(off, subgroup_matrix_uniformity);\n'}// ${t.comment} ${sharedTileConfigKey(cfg)}
+${t.decls.join('\n')}
+var<workgroup> As: array<${elem}, ${aCount}>;
+var<workgroup> Bs: array<${elem}, ${bCount}>;
+var<workgroup> Cs: array<${res}, ${BM * BN}>;${emulation}
+@compute @workgroup_size(${T})
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32, @builtin(subgroup_id) sgIndex: u32${E ? ', @builtin(subgroup_invocation_id) sgLane: u32' : ''}) {
+  let g = ${linearGroupIndex};
+  if (g >= ${t.groups}u) { return; }
+  // 1, opaque to the shader compiler.
+  let one = nwg.z;${E ? '\n  smOne = one;' : ''}
 ${lines.join('\n')}
 }`;
   return { name: t.name, wgsl, bindings: t.bindings, workgroups: grid(t.groups) };
