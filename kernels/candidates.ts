@@ -65,7 +65,7 @@ export function convForwardCandidates(s: ConvShape, opts: TileSpaceOptions = {})
   const out: ConvForwardConfig[] = [
     ...convForwardConfigSpace(s, opts.subgroupSize),
     ...sharedConvForwardConfigSpace(s, opts),
-    ...winogradForwardConfigSpace(s, opts.subgroupSize),
+    ...winogradForwardConfigSpace(s, opts),
     ...subgroupMatrixTileConfigs(s.N * s.Ho * s.Wo, s.Co, opts),
   ];
   if (opts.precision === 'f16') out.push(...f16TileConfigs(s.N * s.Ho * s.Wo, s.Co, opts.maxStorageBytes));
@@ -77,7 +77,7 @@ export function convBackwardDataCandidates(s: ConvShape, opts: TileSpaceOptions 
   const out: ConvBackwardDataConfig[] = [
     ...convBackwardDataConfigSpace(s, opts.subgroupSize),
     ...sharedConvBackwardDataConfigSpace(s, opts),
-    ...winogradBackwardDataConfigSpace(s, opts.subgroupSize),
+    ...winogradBackwardDataConfigSpace(s, opts),
     ...subgroupMatrixTileConfigs(s.N * Math.ceil(s.H / s.stride) * Math.ceil(s.W / s.stride), s.Ci, opts),
   ];
   if (opts.precision === 'f16') out.push(...f16TileConfigs(s.N * Math.ceil(s.H / s.stride) * Math.ceil(s.W / s.stride), s.Ci, opts.maxStorageBytes));

@@ -20,7 +20,8 @@ import {
   winogradProblem,
   winogradTiling,
 } from '../kernels/conv/winograd.js';
-import { MatmulConfig, MatmulShape, matmulConfigKey, matmulConfigSpace, matmulKernel } from '../kernels/matmul/matmul.js';
+import { AnyMatmulConfig, MatmulConfig, MatmulShape, anyMatmulConfigKey, anyMatmulKernel, matmulConfigSpace } from '../kernels/matmul/matmul.js';
+import { SharedTileConfig, sharedMatmulConfigSpace } from '../kernels/matmul/sharedTile.js';
 import { ConvCase, describeConvCase, freshSeed, gpu, makeConvCase, pair, pick, randomValues, ref, relErr, rng, shuffled } from './helpers.js';
 
 // The transforms add rounding (kernels/conv/winograd.ts); measured ~1e-7 - 1e-6 relative here.
@@ -45,7 +46,7 @@ function randomCase(r: () => number, channels: { Ci?: number; Co?: number } = {}
 
 type Op = 'forward' | 'backwardData';
 
-async function check(be: WebGPUBackend, op: Op, c: ConvCase, cfg: ConvWinogradConfig, seed: string): Promise<void> {
+async function check(be: WebGPUBackend, op: Op, c: ConvCase, cfg: ConvWinogradConfig, seed: string, tol = TOL): Promise<void> {
   const r = rng(`${seed}/${op}/${describeConvCase(c)}/${winogradConfigKey(cfg)}`);
   const { g } = c;
   const made: Tensor[] = [];
@@ -74,7 +75,7 @@ async function check(be: WebGPUBackend, op: Op, c: ConvCase, cfg: ConvWinogradCo
     const out = await be.read(got);
     const exp = await ref.read(want);
     const e = relErr(out, exp);
-    if (!(e < TOL)) {
+    if (!(e < tol)) {
       const bad = out.findIndex((v, i) => !(Math.abs(v - exp[i]) <= 1e-4 * (1 + Math.abs(exp[i]))));
       expect.fail(`${op} ${describeConvCase(c)} config ${winogradConfigKey(cfg)}: relative error ${e} (first bad element ${bad}: got ${out[bad]}, want ${exp[bad]}; seed ${seed})`);
     }
@@ -100,9 +101,10 @@ describe('Winograd generators as strings', () => {
     expect(() => convForwardKernel(ok, false, cfg)).toThrow(/not one kernel/);
     expect(() => convBackwardDataKernels(ok, cfg)).toThrow(/not one gather GEMM/);
     expect(() => winogradPlan(winogradForward(ok), false, { ...cfg, chunk: 0 }, 'conv2d')).toThrow(/chunk must be a positive integer/);
-    expect(() => winogradPlan(winogradForward(ok), false, { ...cfg, matmul: { ...cfg.matmul, kVec: true } }, 'conv2d')).not.toThrow();
+    const reg = cfg.matmul as MatmulConfig;
+    expect(() => winogradPlan(winogradForward(ok), false, { ...cfg, matmul: { ...reg, kVec: true } }, 'conv2d')).not.toThrow();
     const odd = convGeometry('t', [1, 8, 8, 5], [3, 3, 5, 4], { pad: 1 });
-    expect(() => winogradPlan(winogradForward(odd), false, { ...cfg, matmul: { ...cfg.matmul, kVec: true } }, 'conv2d')).toThrow(/K % 4/);
+    expect(() => winogradPlan(winogradForward(odd), false, { ...cfg, matmul: { ...reg, kVec: true } }, 'conv2d')).toThrow(/K % 4/);
   });
 
   it('chunks cover every tile once, within the scratch cap, and all chunks share one GEMM', () => {
@@ -189,7 +191,8 @@ describe('Winograd on webgpu against the reference', () => {
         const s: MatmulShape = { M: pick(r, [5, 13, 33]), K: pick(r, [4, 8, 12]), N: pick(r, [3, 8, 20]), transA, transB, batch: pick(r, [2, 3, 16]) };
         const space = matmulConfigSpace(s, be.subgroupTiles ?? undefined);
         const sgOnes = space.filter((c) => c.subgroup !== undefined);
-        const cfgs: MatmulConfig[] = [...shuffled(space, r).slice(0, 2), ...shuffled(sgOnes, r).slice(0, 1)];
+        // And one workgroup-memory tile (the GPU's kind of Winograd GEMM).
+        const cfgs: AnyMatmulConfig[] = [...shuffled(space, r).slice(0, 2), ...shuffled(sgOnes, r).slice(0, 1), ...shuffled(sharedMatmulConfigSpace(s), r).slice(0, 1)];
         const batch = s.batch!;
         const av = randomValues(batch * s.M * s.K, r);
         const bv = randomValues(batch * s.K * s.N, r);
@@ -199,11 +202,11 @@ describe('Winograd on webgpu against the reference', () => {
         try {
           for (const cfg of cfgs) {
             const out = be.newTensor([batch * s.M * s.N]);
-            be.rt.dispatch(matmulKernel(s, cfg), be.buffers('test', a, b, out));
+            be.rt.dispatch(anyMatmulKernel(s, cfg, 32768), be.buffers('test', a, b, out));
             const got = await be.read(out);
             out.dispose();
             const e = relErr(got, want);
-            if (!(e < 1e-5)) expect.fail(`batched matmul ${JSON.stringify(s)} config ${matmulConfigKey(cfg)}: relative error ${e} (seed ${seed})`);
+            if (!(e < 1e-5)) expect.fail(`batched matmul ${JSON.stringify(s)} config ${anyMatmulConfigKey(cfg)}: relative error ${e} (seed ${seed})`);
           }
         } finally {
           a.dispose();
@@ -242,7 +245,7 @@ describe('Winograd on webgpu against the reference', () => {
       // Channel counts whose spaces hold every field value: K % 4 == 0 (kVec), N % 4 == 0 (vec4).
       const c = randomCase(r, { Ci: 8, Co: 16 });
       const space = op === 'forward' ? convForwardCandidates(c.g, { subgroupSize: be.subgroupTiles ?? undefined }) : convBackwardDataCandidates(c.g, { subgroupSize: be.subgroupTiles ?? undefined });
-      const wino = space.filter((x): x is ConvWinogradConfig => x.algo === 'winograd');
+      const wino = space.filter((x): x is ConvWinogradConfig & { matmul: MatmulConfig } => x.algo === 'winograd' && x.matmul.algo !== 'shared');
       expect(wino.length).toBeGreaterThan(10);
       const fields: (keyof MatmulConfig)[] = ['rows', 'cols', 'vec4', 'kVec', 'wgX', 'kUnroll', 'subgroup'];
       // Greedy: keep drawing configs until every value of every field has been run once.
@@ -256,6 +259,33 @@ describe('Winograd on webgpu against the reference', () => {
       expect(unseen.size).toBe(0);
     });
   }
+
+  it('GEMMs on workgroup-memory tiles (f32, f16) and on emulated subgroup matrices, both ops', async () => {
+    const be = await gpu();
+    const S = be.subgroupTiles;
+    if (S === null || !be.gpu.features.has('shader-f16')) expect.fail(`this test needs fixed-size subgroups and shader-f16; ${be.gpu.info.name} lacks them`);
+    const seed = freshSeed();
+    const r = rng(seed);
+    const saved = be.precision;
+    try {
+      for (const op of ['forward', 'backwardData'] as Op[]) {
+        const c = randomCase(r, { Ci: pick(r, [5, 8]), Co: pick(r, [6, 12]) });
+        const shared = convForwardCandidates(c.g, { maxStorageBytes: 32768 }).filter(
+          (x): x is ConvWinogradConfig => x.algo === 'winograd' && x.matmul.algo === 'shared',
+        );
+        expect(shared.length).toBeGreaterThan(10);
+        await check(be, op, c, shuffled(shared, r)[0], seed);
+        be.precision = 'f16';
+        const p = problemOf(op, c.g);
+        const f16: SharedTileConfig = { algo: 'shared', BM: 32, BN: 32, BK: 16, TM: 4, TN: 4, vec4: false, unroll: true, f16: 'mul' };
+        const matrix: SharedTileConfig = { ...f16, TM: 1, TN: 2, matrix: { M: 8, N: 8, K: 8, subgroup: S, emulated: true } };
+        for (const matmul of [f16, matrix]) await check(be, op, c, { algo: 'winograd', matmul, chunk: p.N > 1 ? 5 : undefined }, seed, 4e-3);
+        be.precision = saved;
+      }
+    } finally {
+      be.precision = saved;
+    }
+  });
 
   it('the default path runs Winograd on a CPU adapter for a VGG-like conv, and a gated block backward-data falls back', async () => {
     const be = await gpu();

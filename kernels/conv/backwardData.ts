@@ -33,6 +33,7 @@ import {
   defaultWinogradConfig,
   winogradBackwardData,
   winogradConfigKey,
+  checkWinogradGemm,
   winogradConfigSpace,
   winogradGemmShape,
   winogradPreferred,
@@ -73,15 +74,15 @@ export function defaultConvBackwardDataAlgorithm(s: ConvShape, subgroup?: number
 }
 
 /** The Winograd configs for this shape's backward-data (none unless 3x3 stride 1). */
-export function winogradBackwardDataConfigSpace(s: ConvShape, subgroup?: number): ConvWinogradConfig[] {
-  return winogradProblem(s) === null ? winogradConfigSpace(winogradBackwardData(s), subgroup) : [];
+export function winogradBackwardDataConfigSpace(s: ConvShape, opts: TileSpaceOptions = {}): ConvWinogradConfig[] {
+  return winogradProblem(s) === null ? winogradConfigSpace(winogradBackwardData(s), opts) : [];
 }
 
 export function checkConvBackwardDataConfig(s: ConvShape, c: ConvBackwardDataConfig): void {
   if (c.algo === 'winograd') {
     const problem = winogradProblem(s);
     if (problem) throw new Error(`conv2dBackwardData ${shapeKey(s)}: config ${winogradConfigKey(c)}: Winograd F(2x2,3x3) ${problem}`);
-    checkMatmulConfig(winogradGemmShape(winogradBackwardData(s), c.chunk), c.matmul);
+    checkWinogradGemm(winogradGemmShape(winogradBackwardData(s), c.chunk), c.matmul, Infinity);
     return;
   }
   if (c.algo === 'shared') {

@@ -20,6 +20,7 @@ import {
   ConvWinogradConfig,
   defaultWinogradConfig,
   winogradConfigKey,
+  checkWinogradGemm,
   winogradConfigSpace,
   winogradForward,
   winogradGemmShape,
@@ -88,16 +89,16 @@ export function defaultConvForwardAlgorithm(s: ConvShape, subgroup?: number, win
   return winograd && winogradPreferred(s, p, subgroup) ? defaultWinogradConfig(p, subgroup) : defaultConvForwardConfig(s, subgroup);
 }
 
-/** The Winograd configs for this shape (none unless 3x3 stride 1); `subgroup` as for the other spaces. */
-export function winogradForwardConfigSpace(s: ConvShape, subgroup?: number): ConvWinogradConfig[] {
-  return winogradProblem(s) === null ? winogradConfigSpace(winogradForward(s), subgroup) : [];
+/** The Winograd configs for this shape (none unless 3x3 stride 1); `opts` as for the other spaces. */
+export function winogradForwardConfigSpace(s: ConvShape, opts: TileSpaceOptions = {}): ConvWinogradConfig[] {
+  return winogradProblem(s) === null ? winogradConfigSpace(winogradForward(s), opts) : [];
 }
 
 export function checkConvForwardConfig(s: ConvShape, c: ConvForwardConfig): void {
   if (c.algo === 'winograd') {
     const problem = winogradProblem(s);
     if (problem) throw new Error(`conv2d ${shapeKey(s)}: config ${winogradConfigKey(c)}: Winograd F(2x2,3x3) ${problem}`);
-    checkMatmulConfig(winogradGemmShape(winogradForward(s), c.chunk), c.matmul);
+    checkWinogradGemm(winogradGemmShape(winogradForward(s), c.chunk), c.matmul, Infinity);
     return;
   }
   if (c.algo === 'matmul') {

@@ -22,12 +22,32 @@
 // save more multiplies but amplify rounding by far more, and are not offered.
 import { BindingKind, KernelSpec, ceilDiv, grid, linearGroupIndex } from '../spec.js';
 import { BlockEpilogue, ConvShape } from './common.js';
-import { MatmulConfig, MatmulShape, checkMatmulConfig, defaultMatmulConfig, matmulConfigKey, matmulConfigSpace, matmulKernel } from '../matmul/matmul.js';
+import {
+  AnyMatmulConfig,
+  MatmulShape,
+  anyMatmulConfigKey,
+  anyMatmulKernel,
+  checkMatmulConfig,
+  defaultMatmulConfig,
+  matmulConfigKey,
+  matmulConfigSpace,
+} from '../matmul/matmul.js';
+import {
+  SharedTileConfig,
+  TileSpaceOptions,
+  checkSharedMatmulConfig,
+  sharedTileConfigs,
+  subgroupMatrixTileConfigs,
+} from '../matmul/sharedTile.js';
 
-/** conv2d (or backward-data) by F(2x2, 3x3); `matmul` is the batched transformed-domain GEMM's tile. */
+/**
+ * conv2d (or backward-data) by F(2x2, 3x3); `matmul` is the batched transformed-domain GEMM's
+ * config: a register tile (CPU adapters) or a workgroup-memory tile, in f16 or on subgroup
+ * matrices too (GPUs).
+ */
 export interface ConvWinogradConfig {
   algo: 'winograd';
-  matmul: MatmulConfig;
+  matmul: AnyMatmulConfig;
   /**
    * At most this many output tiles per chunk (default: as many as WINOGRAD_SCRATCH_BYTES of
    * scratch allow). Smaller chunks keep V and M in a cache; the tests use it to force chunking.
@@ -36,7 +56,7 @@ export interface ConvWinogradConfig {
 }
 
 export function winogradConfigKey(c: ConvWinogradConfig): string {
-  return `wino-${matmulConfigKey(c.matmul)}${c.chunk ? `-t${c.chunk}` : ''}`;
+  return `wino-${anyMatmulConfigKey(c.matmul)}${c.chunk ? `-t${c.chunk}` : ''}`;
 }
 
 /** Bytes of V or M scratch one chunk of tiles may use. */
@@ -76,6 +96,12 @@ export function winogradBackwardData(s: ConvShape): WinogradProblem {
   return { N: s.N, H: s.Ho, W: s.Wo, K: s.Co, Ho: s.H, Wo: s.W, Nc: s.Ci, pad: 2 - s.pad, flip: true };
 }
 
+/** Checks the batched GEMM's config (either algorithm) against its shape. */
+export function checkWinogradGemm(shape: MatmulShape, c: AnyMatmulConfig, maxStorageBytes?: number): void {
+  if (c.algo === 'shared') checkSharedMatmulConfig(shape, c, maxStorageBytes);
+  else checkMatmulConfig(shape, c);
+}
+
 export interface WinogradTiling {
   tiles: number;
   tilesH: number;
@@ -103,17 +129,23 @@ export function winogradGemmShape(p: WinogradProblem, chunkCap?: number): Matmul
 
 /**
  * Every Winograd config for this problem: the batched GEMM's register tiles, and its default
- * tiles (with and without `subgroup`) where the space lacks them, so the tuner's seeds are
- * candidates too.
+ * tiles (with and without the subgroup size) where the space lacks them, so the tuner's seeds
+ * are candidates too; its workgroup-memory tiles (f16 ones with precision 'f16') and
+ * subgroup-matrix tiles as `opts` allows, as for the other GEMMs (candidates.ts).
  */
-export function winogradConfigSpace(p: WinogradProblem, subgroup?: number): ConvWinogradConfig[] {
+export function winogradConfigSpace(p: WinogradProblem, opts: TileSpaceOptions = {}): ConvWinogradConfig[] {
+  const subgroup = opts.subgroupSize;
   const shape = winogradGemmShape(p);
-  const tiles = matmulConfigSpace(shape, subgroup);
-  const keys = new Set(tiles.map(matmulConfigKey));
+  const registers = matmulConfigSpace(shape, subgroup);
+  const keys = new Set(registers.map(matmulConfigKey));
   for (const d of subgroup ? [defaultMatmulConfig(shape), defaultMatmulConfig(shape, subgroup)] : [defaultMatmulConfig(shape)]) {
-    if (!keys.has(matmulConfigKey(d))) tiles.push(d);
+    if (!keys.has(matmulConfigKey(d))) registers.push(d);
     keys.add(matmulConfigKey(d));
   }
+  const tiles: AnyMatmulConfig[] = registers;
+  const shared: SharedTileConfig[] = sharedTileConfigs(shape.M, shape.N, { maxStorageBytes: opts.maxStorageBytes });
+  if (opts.precision === 'f16') shared.push(...sharedTileConfigs(shape.M, shape.N, opts).filter((c) => c.f16 !== undefined));
+  tiles.push(...shared, ...subgroupMatrixTileConfigs(shape.M, shape.N, opts));
   return tiles.map((matmul) => ({ algo: 'winograd', matmul }));
 }
 
@@ -154,8 +186,11 @@ export interface WinogradPlan {
   mFloats: number;
 }
 
-/** `epilogue`: a conv block's (forward only); see outputTransformKernel. */
-export function winogradPlan(p: WinogradProblem, bias: boolean, cfg: ConvWinogradConfig, name: string, epilogue?: BlockEpilogue): WinogradPlan {
+/**
+ * `epilogue`: a conv block's (forward only); see outputTransformKernel. `maxStorageBytes`: the
+ * device's workgroup memory, for a workgroup-memory GEMM tile (default: the portable 16 KB).
+ */
+export function winogradPlan(p: WinogradProblem, bias: boolean, cfg: ConvWinogradConfig, name: string, epilogue?: BlockEpilogue, maxStorageBytes?: number): WinogradPlan {
   const what = `${name} ${p.N}x${p.H}x${p.W}x${p.K}->${p.Nc} 3x3 pad ${p.pad}`;
   if (p.pad < 0 || p.pad > 2 || p.Ho !== p.H + 2 * p.pad - 2 || p.Wo !== p.W + 2 * p.pad - 2) {
     throw new Error(`${what}: not a stride-1 3x3 conv with pad 0-2`);
@@ -164,8 +199,8 @@ export function winogradPlan(p: WinogradProblem, bias: boolean, cfg: ConvWinogra
   if (cfg.chunk !== undefined && (!Number.isInteger(cfg.chunk) || cfg.chunk < 1)) throw new Error(`${what}: config ${winogradConfigKey(cfg)}: chunk must be a positive integer`);
   const t = winogradTiling(p, cfg.chunk);
   const gemmShape = winogradGemmShape(p, cfg.chunk);
-  checkMatmulConfig(gemmShape, cfg.matmul);
-  const gemm = matmulKernel(gemmShape, cfg.matmul);
+  checkWinogradGemm(gemmShape, cfg.matmul, maxStorageBytes);
+  const gemm = anyMatmulKernel(gemmShape, cfg.matmul, maxStorageBytes);
   return {
     filter: filterTransformKernel(p, name),
     input: inputTransformKernel(p, t, name),

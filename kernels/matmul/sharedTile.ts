@@ -571,6 +571,7 @@ export function checkSharedMatmulConfig(s: MatmulShape, c: SharedTileConfig, max
   if (problem) throw bad(problem);
   if (c.vec4 && s.N % 4 !== 0) throw bad('vec4 columns need N % 4 == 0');
   if (s.M < 1 || s.N < 1 || s.K < 0) throw bad('empty output');
+  if (s.batch !== undefined && (!Number.isInteger(s.batch) || s.batch < 1)) throw bad('batch must be a positive integer');
 }
 
 export function sharedMatmulConfigSpace(s: MatmulShape, opts: TileSpaceOptions = {}): SharedTileConfig[] {
@@ -594,7 +595,11 @@ export function sharedMatmulKernel(s: MatmulShape, cfg: SharedTileConfig, bias =
   const colTy = vec4 ? 'vec4<f32>' : 'f32';
   const BNu = vec4 ? cfg.BN / 4 : cfg.BN;
   const colGroups = ceilDiv(units, BNu);
-  const groups = colGroups * ceilDiv(M, cfg.BM);
+  // With a batch (matmul.ts MatmulShape.batch), product bi owns perProduct consecutive workgroups.
+  const batch = s.batch ?? 1;
+  const perProduct = colGroups * ceilDiv(M, cfg.BM);
+  const groups = perProduct * batch;
+  const base = (v: string) => (batch > 1 ? `${v} + ` : '');
   // B read as vec4 units only when a unit is contiguous in memory (B stored [K, N]).
   const bVec = vec4 && !transB;
   const decls = [
@@ -607,14 +612,23 @@ export function sharedMatmulKernel(s: MatmulShape, cfg: SharedTileConfig, bias =
   const spec = tileGemmKernel(
     {
       name: 'matmul',
-      comment: `matmul ${M}x${K}x${N}${transA ? ' A^T' : ''}${transB ? ' B^T' : ''}${bias ? ' +bias' : ''}`,
+      comment: `matmul ${batch > 1 ? `${batch}x ` : ''}${M}x${K}x${N}${transA ? ' A^T' : ''}${transB ? ' B^T' : ''}${bias ? ' +bias' : ''}`,
       decls,
       bindings: bias ? ['read', 'read', 'read', 'rw'] : ['read', 'read', 'rw'],
       groups,
       units,
       head: [
-        `let tileRow = (g / ${colGroups}u) * ${cfg.BM}u;`,
-        `let tileCol = (g % ${colGroups}u) * ${BNu}u;`,
+        ...(batch > 1
+          ? [
+              `let bi = g / ${perProduct}u;`,
+              `let gp = g % ${perProduct}u;`,
+              `let aB = bi * ${M * K}u;`,
+              `let bB = bi * ${(K * N) / (bVec ? 4 : 1)}u;`,
+              `let oB = bi * ${M * units}u;`,
+            ]
+          : ['let gp = g;']),
+        `let tileRow = (gp / ${colGroups}u) * ${cfg.BM}u;`,
+        `let tileCol = (gp % ${colGroups}u) * ${BNu}u;`,
         `let rowsTotal = ${M}u;`,
         'let kBegin = 0u;',
         `let kTotal = ${K}u;`,
@@ -623,19 +637,19 @@ export function sharedMatmulKernel(s: MatmulShape, cfg: SharedTileConfig, bias =
       aOnce: () => [],
       aLoad: (p) => [
         `let aok${p} = ak${p} < ${K}u;`,
-        `let av${p} = select(0.0, a[select(0u, ${transA ? `ak${p} * ${M}u + ar${p}` : `ar${p} * ${K}u + ak${p}`}, aok${p})], aok${p});`,
+        `let av${p} = select(0.0, a[${base('aB')}select(0u, ${transA ? `ak${p} * ${M}u + ar${p}` : `ar${p} * ${K}u + ak${p}`}, aok${p})], aok${p});`,
       ],
       bAlongK: transB,
       bLoad: (q) => {
         const ok = `bk${q} < ${K}u`;
         const kc = `min(bk${q}, ${Math.max(K, 1) - 1}u)`;
-        if (!transB) return [`let bv${q} = select(${zero}, b[${kc} * ${units}u + bu${q}], ${ok});`];
-        if (!vec4) return [`let bv${q} = select(0.0, b[bu${q} * ${K}u + ${kc}], ${ok});`];
-        const parts = [0, 1, 2, 3].map((m) => `b[(bu${q} * 4u + ${m}u) * ${K}u + ${kc}]`);
+        if (!transB) return [`let bv${q} = select(${zero}, b[${base('bB')}${kc} * ${units}u + bu${q}], ${ok});`];
+        if (!vec4) return [`let bv${q} = select(0.0, b[${base('bB')}bu${q} * ${K}u + ${kc}], ${ok});`];
+        const parts = [0, 1, 2, 3].map((m) => `b[${base('bB')}(bu${q} * 4u + ${m}u) * ${K}u + ${kc}]`);
         return [`let bv${q} = select(${zero}, vec4<f32>(${parts.join(', ')}), ${ok});`];
       },
       storeRow: () => [],
-      store: (i, j, v) => `out[orow${i} * ${units}u + ou${j}] = ${v}${bias ? ` + bias[ou${j}]` : ''};`,
+      store: (i, j, v) => `out[${base('oB')}orow${i} * ${units}u + ou${j}] = ${v}${bias ? ` + bias[ou${j}]` : ''};`,
     },
     cfg,
     maxStorageBytes,

@@ -211,7 +211,7 @@ export function convBlock(
   if (plain.algo === 'winograd') {
     be.checkSubgroupConfig(op, plain);
     checkConvForwardConfig(g, plain);
-    const plan = winogradPlan(winogradForward(g), bias !== null, plain, op, e);
+    const plan = winogradPlan(winogradForward(g), bias !== null, plain, op, e, storageLimit(be));
     const outs = blockOutputs(be, aShape, e);
     runWinograd(be, op, plan, x, w, [...(bias ? [bias] : []), ...(add ? [add] : [])], outs.list);
     return outs.result;
@@ -294,7 +294,7 @@ function winograd(
   bias: Tensor | null,
   outShape: Shape,
 ): Tensor {
-  const plan = winogradPlan(p, bias !== null, cfg, op);
+  const plan = winogradPlan(p, bias !== null, cfg, op, undefined, storageLimit(be));
   const out = be.newTensor(outShape);
   runWinograd(be, op, plan, src, w, bias ? [bias] : [], [out]);
   return out;
