@@ -382,7 +382,7 @@ describe('fused conv-block kernels on webgpu', () => {
       await checkForward(be, c, bias, combo, cfg, seed, k === COMBOS.length - 1);
     }
     // Without a config, the block runs Winograd where the plain conv2d would (its default here).
-    const big = geo(1, 6, 6, 64, 32, 3, 1, 1);
+    const big = geo(1, 12, 12, 64, 32, 3, 1, 1);
     const saved = be.winogradDefaults;
     be.winogradDefaults = true;
     const ran: string[] = [];

@@ -139,7 +139,7 @@ describe('Winograd generators as strings', () => {
     expect(configLabel(defaultWinogradConfig(winogradForward(g)))).toMatch(/^algo=winograd matmul\(rows=\d+ cols=\d+ /);
   });
 
-  it('defaults: Winograd only where allowed, 3x3 stride 1, >= 64 reduction channels and a subgroup-shared GEMM tile', () => {
+  it('defaults: Winograd only where allowed, 3x3 stride 1, >= 64 reduction channels, >= 32 tiles and a subgroup-shared GEMM tile', () => {
     const big = convGeometry('t', [1, 14, 14, 64], [3, 3, 64, 128], { pad: 1 });
     expect(defaultConvForwardAlgorithm(big, 8, true).algo).toBe('winograd');
     expect(defaultConvForwardAlgorithm(big, 8, false).algo).toBeUndefined();
@@ -151,6 +151,9 @@ describe('Winograd generators as strings', () => {
     expect(defaultConvBackwardDataAlgorithm(thin, 8, true).algo).toBe('winograd');
     const strided = convGeometry('t', [1, 14, 14, 64], [3, 3, 64, 128], { stride: 2, pad: 1 });
     expect(defaultConvForwardAlgorithm(strided, 8, true).algo).toBeUndefined();
+    // Too few output tiles to share the filter transform: 4x4 -> 4 tiles; 8x8 at batch 2 -> 32.
+    expect(defaultConvForwardAlgorithm(convGeometry('t', [1, 4, 4, 256], [3, 3, 256, 256], { pad: 1 }), 8, true).algo).toBeUndefined();
+    expect(defaultConvForwardAlgorithm(convGeometry('t', [2, 8, 8, 256], [3, 3, 256, 256], { pad: 1 }), 8, true).algo).toBe('winograd');
     // The default (and the tuner's seeds) come from the backend's choices.
     const choices = { precision: 'f32' as const, subgroupTiles: 8, defaultTileSubgroup: 8, parallelism: 256, winogradDefaults: true };
     expect((TUNABLE_OPS.conv2d.defaultConfig(big, choices) as ConvWinogradConfig).algo).toBe('winograd');
@@ -291,7 +294,8 @@ describe('Winograd on webgpu against the reference', () => {
     const be = await gpu();
     const seed = freshSeed();
     const r = rng(seed);
-    const c = makeConvCase(1, 6, 5, 64, 64, 3, 1, 1, true);
+    // 6 x 6 = 36 output tiles (Winograd is the default from 32).
+    const c = makeConvCase(1, 12, 11, 64, 64, 3, 1, 1, true);
     const saved = be.winogradDefaults;
     be.winogradDefaults = true;
     try {
@@ -302,7 +306,7 @@ describe('Winograd on webgpu against the reference', () => {
         ran.push(spec.name);
         dispatch(spec, ...rest);
       };
-      const [gx, rx] = pair(be, randomValues(6 * 5 * 64, r), c.xShape);
+      const [gx, rx] = pair(be, randomValues(12 * 11 * 64, r), c.xShape);
       const [gw, rw] = pair(be, randomValues(9 * 64 * 64, r), c.wShape);
       const [gb, rb] = pair(be, randomValues(64, r), [64]);
       const y = convOps.conv2d(be, gx, gw, gb, c.opts);
@@ -313,8 +317,8 @@ describe('Winograd on webgpu against the reference', () => {
       // Ungated, a block's backward-data is the plain one (Winograd here); the block's gates
       // cannot go through the input transform, so the register kernel (transpose + GEMM) runs them.
       const bwdWino = defaultConvBackwardDataAlgorithm(c.g, be.defaultTileSubgroup, true).algo === 'winograd';
-      const dy = pair(be, randomValues(6 * 5 * 64, r), [1, 6, 5, 64]);
-      const reluAt = pair(be, randomValues(6 * 5 * 64, r), [1, 6, 5, 64]);
+      const dy = pair(be, randomValues(12 * 11 * 64, r), [1, 12, 11, 64]);
+      const reluAt = pair(be, randomValues(12 * 11 * 64, r), [1, 12, 11, 64]);
       const at0 = ran.length;
       const plain = convOps.convBlockBackwardData(be, dy[0], gw, c.xShape, { ...c.opts });
       expect(kernels(at0).length).toBe(bwdWino ? 4 : 2);

@@ -17,6 +17,8 @@ cd "$(dirname "$0")/../.."
 C=$PWD/.gpu-carry
 BATCH=${NUDGE_GPU_BATCH:-64}
 BUDGET=${NUDGE_GPU_BUDGET:-5s}
+# On lavapipe (the dry run) shader compilation makes bench conv's f16 tuning take minutes:
+# NUDGE_GPU_BENCH_TIMEOUT raises its limit (seconds).
 INPUT=${NUDGE_GPU_INPUT:-224}
 W=/tmp/nudge-gpu
 mkdir -p "$W/node_modules/webgpu/dist/linux-x64"
@@ -81,7 +83,7 @@ if [ $rc -eq 0 ] && [ "$ONLY" != step ]; then
   NUDGE_DAWN_TOGGLES=$TOGGLES timeout 240 $NG tune --model vgg10 --batch "$BATCH" --input "$INPUT" --ops conv2d,conv2dBackwardData,conv2dBackwardFilter \
     --budget "$BUDGET" --json "$OUT/tune.json" || echo "tune failed or timed out (exit $?)"
   echo "== bench conv (default, tuned, tfjs-webgpu), all three ops"
-  NUDGE_DAWN_TOGGLES=$TOGGLES timeout 120 $NG bench conv --models vgg10 --batch-vgg10 "$BATCH" --input-vgg10 "$INPUT" --ops conv2d,conv2dBackwardData,conv2dBackwardFilter \
+  NUDGE_DAWN_TOGGLES=$TOGGLES timeout "${NUDGE_GPU_BENCH_TIMEOUT:-120}" $NG bench conv --models vgg10 --batch-vgg10 "$BATCH" --input-vgg10 "$INPUT" --ops conv2d,conv2dBackwardData,conv2dBackwardFilter \
     --budget 1s --reps "${NUDGE_GPU_REPS:-10}" --json "$OUT/bench-conv.json" || echo "bench conv failed (exit $?)"
 fi
 

@@ -155,17 +155,25 @@ export function defaultWinogradConfig(p: WinogradProblem, subgroup?: number): Co
 
 /** Reduction channels from which Winograd is the default where defaults may use it. */
 export const WINOGRAD_MIN_CHANNELS = 64;
+/**
+ * Output tiles (2x2 blocks over the batch) from which Winograd is the default: the filter
+ * transform costs the same however few tiles share it (on lavapipe a 4x4 output, 4 tiles,
+ * ran 3x slower than the register kernel; 49 tiles, a 14x14 output, 1.3x faster).
+ */
+export const WINOGRAD_MIN_TILES = 32;
 
 /**
  * Whether an untuned conv of this shape should run Winograd, where the backend lets defaults
  * use it (CPU adapters): a 3x3 stride-1 conv with at least WINOGRAD_MIN_CHANNELS reduction
- * channels whose batched GEMM gets the subgroup-shared tile. Measured on lavapipe
+ * channels and at least WINOGRAD_MIN_TILES output tiles whose batched GEMM gets the
+ * subgroup-shared tile. Measured on lavapipe
  * (kernels/README.md): 1.4-2.2x the register default forward and 1.2-1.7x backward-data
  * on VGG shapes (64-512 channels), but 0.8x at 16 channels and 0.35x at 3, where the
  * transforms cost more than the GEMM saves.
  */
 export function winogradPreferred(s: ConvShape, p: WinogradProblem, subgroup?: number): boolean {
   if (winogradProblem(s) !== null || p.K < WINOGRAD_MIN_CHANNELS || !subgroup) return false;
+  if (winogradTiling(p).tiles < WINOGRAD_MIN_TILES) return false;
   return defaultMatmulConfig(winogradGemmShape(p), subgroup).subgroup === subgroup;
 }
 

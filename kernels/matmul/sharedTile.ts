@@ -242,6 +242,56 @@ export interface TileGemm {
 }
 
 /**
+ * Which A and B tile element each of the T invocations stages (fixed across slices): A slot
+ * p is element li + p*T of the BM x BK tile (am, akk; its row ar clamped), B slot q element
+ * li + q*T of the BK x BNu tile (bkk, bn; its unit bu clamped), spread along the reduction or
+ * along rows/units as the hooks say their operand is contiguous.
+ */
+function stagingSlots(t: TileGemm, BM: number, BK: number, BNu: number, T: number, emit: (s: string) => void): void {
+  for (let p = 0; p < ceilDiv(BM * BK, T); p++) {
+    emit(`  let ae${p} = li + ${p * T}u;`);
+    emit(t.aAlongK ? `  let am${p} = ae${p} / ${BK}u;` : `  let am${p} = ae${p} % ${BM}u;`);
+    emit(t.aAlongK ? `  let akk${p} = ae${p} % ${BK}u;` : `  let akk${p} = ae${p} / ${BM}u;`);
+    emit(`  let ar${p} = min(tileRow + am${p}, rowsTotal - 1u);`);
+    for (const l of t.aOnce(p)) emit(`  ${l}`);
+  }
+  for (let q = 0; q < ceilDiv(BK * BNu, T); q++) {
+    emit(`  let be${q} = li + ${q * T}u;`);
+    emit(t.bAlongK ? `  let bkk${q} = be${q} % ${BK}u;` : `  let bn${q} = be${q} % ${BNu}u;`);
+    emit(t.bAlongK ? `  let bn${q} = be${q} / ${BK}u;` : `  let bkk${q} = be${q} / ${BNu}u;`);
+    emit(`  let bu${q} = min(tileCol + bn${q}, ${t.units - 1}u);`);
+  }
+}
+
+/**
+ * One slice's staging, inside the slice loop (k0 defined): each slot loads through the hooks
+ * and stores into As (k-major, As[akk * BM + am]) and Bs (Bs[bkk * BNu + bn]), converted by
+ * aCast / bCast; the last slots are guarded where T does not divide the tile.
+ */
+function stageSlice(
+  t: TileGemm,
+  BM: number,
+  BK: number,
+  BNu: number,
+  T: number,
+  aCast: (v: string) => string,
+  bCast: (v: string) => string,
+  emit: (s: string) => void,
+): void {
+  const slot = (count: number, i: number, prefix: 'a' | 'b', load: string[], store: string) => {
+    const guarded = (i + 1) * T > count;
+    const ind = guarded ? '      ' : '    ';
+    if (guarded) emit(`    if (${prefix}e${i} < ${count}u) {`);
+    emit(`${ind}let ${prefix}k${i} = k0 + ${prefix}kk${i};`);
+    for (const l of load) emit(`${ind}${l}`);
+    emit(`${ind}${store}`);
+    if (guarded) emit('    }');
+  };
+  for (let p = 0; p < ceilDiv(BM * BK, T); p++) slot(BM * BK, p, 'a', t.aLoad(p), `As[akk${p} * ${BM}u + am${p}] = ${aCast(`av${p}`)};`);
+  for (let q = 0; q < ceilDiv(BK * BNu, T); q++) slot(BK * BNu, q, 'b', t.bLoad(q), `Bs[bkk${q} * ${BNu}u + bn${q}] = ${bCast(`bv${q}`)};`);
+}
+
+/**
  * With `cfg.f16` the WGSL needs the device feature shader-f16 (`enable f16;`). The hooks
  * still load and store f32: the template rounds operands to f16 as it stages them.
  * `maxStorageBytes`: the device's workgroup memory (default: the portable 16 KB).
@@ -263,36 +313,11 @@ export function tileGemmKernel(t: TileGemm, cfg: SharedTileConfig, maxStorageByt
   const T = wx * wy;
   const aCount = BM * BK;
   const bCount = BK * BNu;
-  const aSlots = ceilDiv(aCount, T);
-  const bSlots = ceilDiv(bCount, T);
 
   const lines: string[] = [];
   const emit = (s: string) => lines.push(s);
   for (const l of t.head) emit(`  ${l}`);
-  // Which tile element each invocation loads: fixed across slices.
-  for (let p = 0; p < aSlots; p++) {
-    emit(`  let ae${p} = li + ${p * T}u;`);
-    if (t.aAlongK) {
-      emit(`  let am${p} = ae${p} / ${BK}u;`);
-      emit(`  let akk${p} = ae${p} % ${BK}u;`);
-    } else {
-      emit(`  let am${p} = ae${p} % ${BM}u;`);
-      emit(`  let akk${p} = ae${p} / ${BM}u;`);
-    }
-    emit(`  let ar${p} = min(tileRow + am${p}, rowsTotal - 1u);`);
-    for (const l of t.aOnce(p)) emit(`  ${l}`);
-  }
-  for (let q = 0; q < bSlots; q++) {
-    emit(`  let be${q} = li + ${q * T}u;`);
-    if (t.bAlongK) {
-      emit(`  let bkk${q} = be${q} % ${BK}u;`);
-      emit(`  let bn${q} = be${q} / ${BK}u;`);
-    } else {
-      emit(`  let bn${q} = be${q} % ${BNu}u;`);
-      emit(`  let bkk${q} = be${q} / ${BNu}u;`);
-    }
-    emit(`  let bu${q} = min(tileCol + bn${q}, ${t.units - 1}u);`);
-  }
+  stagingSlots(t, BM, BK, BNu, T, emit);
   for (let i = 0; i < TM; i++) for (let j = 0; j < TNu; j++) emit(`  var acc${i}_${j} = ${accTy}(0.0);`);
 
   emit(`  let slices = (kTotal - kBegin + ${BK - 1}u) / ${BK}u;`);
@@ -300,24 +325,7 @@ export function tileGemmKernel(t: TileGemm, cfg: SharedTileConfig, maxStorageByt
   emit('  for (var s = 0u; s < slices * one; s++) {');
   emit(`    let k0 = kBegin + s * ${BK}u;`);
   for (const l of t.slice ?? []) emit(`    ${l}`);
-  for (let p = 0; p < aSlots; p++) {
-    const guarded = (p + 1) * T > aCount;
-    const ind = guarded ? '      ' : '    ';
-    if (guarded) emit(`    if (ae${p} < ${aCount}u) {`);
-    emit(`${ind}let ak${p} = k0 + akk${p};`);
-    for (const l of t.aLoad(p)) emit(`${ind}${l}`);
-    emit(`${ind}As[akk${p} * ${BM}u + am${p}] = ${cfg.f16 ? `f16(av${p})` : `av${p}`};`);
-    if (guarded) emit('    }');
-  }
-  for (let q = 0; q < bSlots; q++) {
-    const guarded = (q + 1) * T > bCount;
-    const ind = guarded ? '      ' : '    ';
-    if (guarded) emit(`    if (be${q} < ${bCount}u) {`);
-    emit(`${ind}let bk${q} = k0 + bkk${q};`);
-    for (const l of t.bLoad(q)) emit(`${ind}${l}`);
-    emit(`${ind}Bs[bkk${q} * ${BNu}u + bn${q}] = ${cfg.f16 ? `${tileColTy}(bv${q})` : `bv${q}`};`);
-    if (guarded) emit('    }');
-  }
+  stageSlice(t, BM, BK, BNu, T, (v) => (cfg.f16 ? `f16(${v})` : v), (v) => (cfg.f16 ? `${tileColTy}(${v})` : v), emit);
   emit('    workgroupBarrier();');
   emit(`    for (var kk = 0u; kk < ${BK}u${cfg.unroll ? '' : ' * one'}; kk++) {`);
   for (let i = 0; i < TM; i++) emit(`      let a${i} = As[kk * ${BM}u + ${i * wy}u + lid.y];`);
@@ -442,8 +450,6 @@ function matrixTileGemmKernel(t: TileGemm, cfg: SharedTileConfig, m: SubgroupMat
   const WN = TN * m.N;
   const aCount = BM * BK;
   const bCount = BK * BN;
-  const aSlots = ceilDiv(aCount, T);
-  const bSlots = ceilDiv(bCount, T);
   const cSlots = ceilDiv(BM * BN, T);
   const E = !!m.emulated;
   const leftTy = E ? `array<f32, ${m.M * m.K}>` : `subgroup_matrix_left<${elem}, ${m.K}, ${m.M}>`;
@@ -457,19 +463,7 @@ function matrixTileGemmKernel(t: TileGemm, cfg: SharedTileConfig, m: SubgroupMat
   const lines: string[] = [];
   const emit = (...ls: string[]) => lines.push(...ls);
   for (const l of t.head) emit(`  ${l}`);
-  for (let p = 0; p < aSlots; p++) {
-    emit(`  let ae${p} = li + ${p * T}u;`);
-    if (t.aAlongK) emit(`  let am${p} = ae${p} / ${BK}u;`, `  let akk${p} = ae${p} % ${BK}u;`);
-    else emit(`  let am${p} = ae${p} % ${BM}u;`, `  let akk${p} = ae${p} / ${BM}u;`);
-    emit(`  let ar${p} = min(tileRow + am${p}, rowsTotal - 1u);`);
-    for (const l of t.aOnce(p)) emit(`  ${l}`);
-  }
-  for (let q = 0; q < bSlots; q++) {
-    emit(`  let be${q} = li + ${q * T}u;`);
-    if (t.bAlongK) emit(`  let bkk${q} = be${q} % ${BK}u;`, `  let bn${q} = be${q} / ${BK}u;`);
-    else emit(`  let bn${q} = be${q} % ${BN}u;`, `  let bkk${q} = be${q} / ${BN}u;`);
-    emit(`  let bu${q} = min(tileCol + bn${q}, ${t.units - 1}u);`);
-  }
+  stagingSlots(t, BM, BK, BN, T, emit);
   emit(`  let wm0 = (sgIndex / ${BN / WN}u) * ${WM}u;`);
   emit(`  let wn0 = (sgIndex % ${BN / WN}u) * ${WN}u;`);
   for (let i = 0; i < TM; i++) for (let j = 0; j < TN; j++) emit(`  var acc${i}_${j} = ${resultTy}();`);
@@ -477,24 +471,7 @@ function matrixTileGemmKernel(t: TileGemm, cfg: SharedTileConfig, m: SubgroupMat
   emit('  for (var s = 0u; s < slices * one; s++) {');
   emit(`    let k0 = kBegin + s * ${BK}u;`);
   for (const l of t.slice ?? []) emit(`    ${l}`);
-  for (let p = 0; p < aSlots; p++) {
-    const guarded = (p + 1) * T > aCount;
-    const ind = guarded ? '      ' : '    ';
-    if (guarded) emit(`    if (ae${p} < ${aCount}u) {`);
-    emit(`${ind}let ak${p} = k0 + akk${p};`);
-    for (const l of t.aLoad(p)) emit(`${ind}${l}`);
-    emit(`${ind}As[akk${p} * ${BM}u + am${p}] = ${elem}(av${p});`);
-    if (guarded) emit('    }');
-  }
-  for (let q = 0; q < bSlots; q++) {
-    const guarded = (q + 1) * T > bCount;
-    const ind = guarded ? '      ' : '    ';
-    if (guarded) emit(`    if (be${q} < ${bCount}u) {`);
-    emit(`${ind}let bk${q} = k0 + bkk${q};`);
-    for (const l of t.bLoad(q)) emit(`${ind}${l}`);
-    emit(`${ind}Bs[bkk${q} * ${BN}u + bn${q}] = ${elem}(bv${q});`);
-    if (guarded) emit('    }');
-  }
+  stageSlice(t, BM, BK, BN, T, (v) => `${elem}(${v})`, (v) => `${elem}(${v})`, emit);
   emit('    workgroupBarrier();');
   // A constant trip count: the driver unrolls the K steps of a slice.
   emit(`    for (var kk = 0u; kk < ${BK}u; kk += ${m.K}u) {`);
