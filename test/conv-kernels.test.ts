@@ -4,7 +4,7 @@
 // every config field at least once per run), the default configs, and dispatches large
 // enough to need the 2-D workgroup grid.
 import { describe, expect, it } from 'vitest';
-import { Conv2dOptions, ConvGeometry, ShapeError, Tensor, WebGPUBackend, convGeometry } from '../engine/index.js';
+import { ConvGeometry, ShapeError, Tensor, WebGPUBackend, convGeometry } from '../engine/index.js';
 import * as convOps from '../engine/webgpu/ops/conv.js';
 import { ConvTileConfig, tileConfigKey } from '../kernels/conv/common.js';
 import {
@@ -29,7 +29,7 @@ import {
   defaultConvBackwardFilterConfig,
 } from '../kernels/conv/backwardFilter.js';
 import { MAX_GROUPS_PER_DIM, linearGroupIndex } from '../kernels/spec.js';
-import { ConvCase, describeConvCase, makeConvCase, pick, freshSeed, gpu, pair, randomValues, ref, relErr, rng, shuffled } from './helpers.js';
+import { ConvCase, describeConvCase, makeConvCase, pick, freshSeed, gpu, rng, checkConvOp, shuffled } from './helpers.js';
 
 const TOL = 1e-5;
 type Op = 'forward' | 'backwardData' | 'backwardFilter';
@@ -97,52 +97,8 @@ function kernelStrings(op: Op, c: ConvCase, cfg: AnyConfig): string[] {
 
 
 /** Runs one op with one config on the GPU and on the reference; fails with the relative error. */
-async function check(be: WebGPUBackend, op: Op, c: ConvCase, cfg: AnyConfig | undefined, seed: string): Promise<void> {
-  const r = rng(`${seed}/${op}/${describeConvCase(c)}/${cfg ? configKey(cfg) : 'default'}`);
-  const { g } = c;
-  const opts: Conv2dOptions = c.opts;
-  const made: Tensor[] = [];
-  const both = (shape: number[]) => {
-    const n = shape.reduce((a, b) => a * b, 1);
-    const p = pair(be, randomValues(n, r), shape);
-    made.push(...p);
-    return p;
-  };
-  let got: Tensor;
-  let want: Tensor;
-  if (op === 'forward') {
-    const [gx, rx] = both(c.xShape);
-    const [gw, rw] = both(c.wShape);
-    const [gb, rb] = c.bias ? both([g.Co]) : [null, null];
-    got = convOps.conv2d(be, gx, gw, gb, opts, cfg as ConvTileConfig | undefined);
-    want = ref.conv2d(rx, rw, rb, opts);
-  } else if (op === 'backwardData') {
-    const [gdy, rdy] = both([g.N, g.Ho, g.Wo, g.Co]);
-    const [gw, rw] = both(c.wShape);
-    got = convOps.conv2dBackwardData(be, gdy, gw, c.xShape, opts, cfg as ConvTileConfig | undefined);
-    want = ref.conv2dBackwardData(rdy, rw, c.xShape, opts);
-  } else {
-    const [gx, rx] = both(c.xShape);
-    const [gdy, rdy] = both([g.N, g.Ho, g.Wo, g.Co]);
-    got = convOps.conv2dBackwardFilter(be, gx, gdy, c.wShape, opts, cfg as ConvBackwardFilterConfig | undefined);
-    want = ref.conv2dBackwardFilter(rx, rdy, c.wShape, opts);
-  }
-  made.push(got, want);
-  try {
-    expect(got.shape).toEqual(want.shape);
-    const out = await be.read(got);
-    const exp = await ref.read(want);
-    const e = relErr(out, exp);
-    if (!(e < TOL)) {
-      const bad = out.findIndex((v, i) => !(Math.abs(v - exp[i]) <= 1e-4 * (1 + Math.abs(exp[i]))));
-      expect.fail(
-        `${op} ${describeConvCase(c)} config ${cfg ? configKey(cfg) : 'default'}: relative error ${e} ` +
-          `(first bad element ${bad}: got ${out[bad]}, want ${exp[bad]}; seed ${seed})`,
-      );
-    }
-  } finally {
-    for (const t of made) t.dispose();
-  }
+function check(be: WebGPUBackend, op: Op, c: ConvCase, cfg: AnyConfig | undefined, seed: string): Promise<void> {
+  return checkConvOp(be, op, c, cfg, cfg ? configKey(cfg) : 'default', seed, TOL);
 }
 
 /**

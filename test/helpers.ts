@@ -1,5 +1,6 @@
 // Shared test helpers: backends, random inputs, error measures.
 import seedrandom from 'seedrandom';
+import * as convOps from '../engine/webgpu/ops/conv.js';
 import { ModelSpec, Network } from '../pcn/network.js';
 import { Backend, ConvGeometry, NoAdapterError, ReferenceBackend, WebGPUBackend, convGeometry, openDevice, Shape, Tensor, sizeOf } from '../engine/index.js';
 
@@ -177,4 +178,64 @@ export function makeConvCase(N: number, H: number, W: number, Ci: number, Co: nu
 
 export function describeConvCase(c: ConvCase): string {
   return `x [${c.xShape}] w [${c.wShape}] stride ${c.opts.stride} pad ${c.opts.pad}${c.bias ? ' +bias' : ''}`;
+}
+
+export type ConvOpName = 'forward' | 'backwardData' | 'backwardFilter';
+
+/**
+ * One conv op of case `c` on fresh random inputs drawn with `r`: on the webgpu backend with
+ * `cfg` (undefined: the op's own choice) and on the float64 reference. Every tensor made,
+ * inputs and outputs, is pushed to `made` for the caller to dispose.
+ */
+export function runConvPair(be: WebGPUBackend, op: ConvOpName, c: ConvCase, cfg: unknown, r: () => number, made: Tensor[]): { got: Tensor; want: Tensor } {
+  const both = (shape: number[]) => {
+    const p = pair(be, randomValues(shape.reduce((a, b) => a * b, 1), r), shape);
+    made.push(...p);
+    return p;
+  };
+  const { g, opts } = c;
+  let got: Tensor;
+  let want: Tensor;
+  if (op === 'forward') {
+    const [gx, rx] = both(c.xShape);
+    const [gw, rw] = both(c.wShape);
+    const [gb, rb] = c.bias ? both([g.Co]) : [null, null];
+    got = convOps.conv2d(be, gx, gw, gb, opts, cfg as Parameters<typeof convOps.conv2d>[5]);
+    want = ref.conv2d(rx, rw, rb, opts);
+  } else if (op === 'backwardData') {
+    const [gdy, rdy] = both([g.N, g.Ho, g.Wo, g.Co]);
+    const [gw, rw] = both(c.wShape);
+    got = convOps.conv2dBackwardData(be, gdy, gw, c.xShape, opts, cfg as Parameters<typeof convOps.conv2dBackwardData>[5]);
+    want = ref.conv2dBackwardData(rdy, rw, c.xShape, opts);
+  } else {
+    const [gx, rx] = both(c.xShape);
+    const [gdy, rdy] = both([g.N, g.Ho, g.Wo, g.Co]);
+    got = convOps.conv2dBackwardFilter(be, gx, gdy, c.wShape, opts, cfg as Parameters<typeof convOps.conv2dBackwardFilter>[5]);
+    want = ref.conv2dBackwardFilter(rx, rdy, c.wShape, opts);
+  }
+  made.push(got, want);
+  return { got, want };
+}
+
+/**
+ * Runs one conv op of case `c` with `cfg` (named `label` in messages) on the GPU and on the
+ * reference, inputs drawn from a stream seeded by (seed, op, case, label); fails with the
+ * relative error and the first bad element when it reaches `tol`.
+ */
+export async function checkConvOp(be: WebGPUBackend, op: ConvOpName, c: ConvCase, cfg: unknown, label: string, seed: string, tol: number): Promise<void> {
+  const r = rng(`${seed}/${op}/${describeConvCase(c)}/${label}`);
+  const made: Tensor[] = [];
+  const { got, want } = runConvPair(be, op, c, cfg, r, made);
+  try {
+    if (got.shape.join() !== want.shape.join()) throw new Error(`${op} ${describeConvCase(c)} config ${label}: shape [${got.shape}], want [${want.shape}]`);
+    const out = await be.read(got);
+    const exp = await ref.read(want);
+    const e = relErr(out, exp);
+    if (!(e < tol)) {
+      const bad = out.findIndex((v, i) => !(Math.abs(v - exp[i]) <= 1e-4 * (1 + Math.abs(exp[i]))));
+      throw new Error(`${op} ${describeConvCase(c)} config ${label}: relative error ${e} (first bad element ${bad}: got ${out[bad]}, want ${exp[bad]}; seed ${seed})`);
+    }
+  } finally {
+    for (const t of made) t.dispose();
+  }
 }

@@ -4,7 +4,7 @@
 // configs in which every value of every tile field occurs, each paired with a fresh awkward
 // shape (sizes that are multiples of nothing, tiny outputs, several tiles and slices).
 import { describe, expect, it } from 'vitest';
-import { Conv2dOptions, ConvGeometry, ShapeError, Tensor, WebGPUBackend, convGeometry } from '../engine/index.js';
+import { ConvGeometry, ShapeError, Tensor, WebGPUBackend, convGeometry } from '../engine/index.js';
 import * as convOps from '../engine/webgpu/ops/conv.js';
 import * as linalgOps from '../engine/webgpu/ops/linalg.js';
 import {
@@ -29,7 +29,7 @@ import {
 } from '../kernels/candidates.js';
 import { AnyConvBackwardFilterConfig } from '../kernels/conv/backwardFilter.js';
 import { sharedBackwardFilterKernels } from '../kernels/conv/sharedTile.js';
-import { ConvCase, describeConvCase, makeConvCase, pick, freshSeed, gpu, pair, randomValues, ref, relErr, rng, shuffled } from './helpers.js';
+import { ConvCase, describeConvCase, makeConvCase, pick, freshSeed, gpu, pair, randomValues, ref, relErr, rng, runConvPair, shuffled } from './helpers.js';
 
 const TOL = 1e-5;
 const FIELDS = { BM: [32, 64, 128], BN: [32, 64, 128], BK: [8, 16, 32], TM: [4, 8], TN: [4, 8], vec4: [true, false], unroll: [true, false] };
@@ -103,34 +103,8 @@ async function checkConv(be: WebGPUBackend, op: ConvOp, c: ConvCase, cfg: ConvFo
   const what = `${op} ${describeConvCase(c)} config ${key} (seed ${seed})`;
   const r = rng(`${seed}/${what}`);
   const made: Tensor[] = [];
-  const both = (shape: number[]) => {
-    const p = pair(be, randomValues(shape.reduce((a, b) => a * b, 1), r), shape);
-    made.push(...p);
-    return p;
-  };
-  const opts: Conv2dOptions = c.opts;
-  const { g } = c;
   try {
-    let got: Tensor;
-    let want: Tensor;
-    if (op === 'forward') {
-      const [gx, rx] = both(c.xShape);
-      const [gw, rw] = both(c.wShape);
-      const [gb, rb] = c.bias ? both([g.Co]) : [null, null];
-      got = convOps.conv2d(be, gx, gw, gb, opts, cfg as ConvForwardConfig);
-      want = ref.conv2d(rx, rw, rb, opts);
-    } else if (op === 'backwardData') {
-      const [gdy, rdy] = both([g.N, g.Ho, g.Wo, g.Co]);
-      const [gw, rw] = both(c.wShape);
-      got = convOps.conv2dBackwardData(be, gdy, gw, c.xShape, opts, cfg as ConvBackwardDataConfig);
-      want = ref.conv2dBackwardData(rdy, rw, c.xShape, opts);
-    } else {
-      const [gx, rx] = both(c.xShape);
-      const [gdy, rdy] = both([g.N, g.Ho, g.Wo, g.Co]);
-      got = convOps.conv2dBackwardFilter(be, gx, gdy, c.wShape, opts, cfg as AnyConvBackwardFilterConfig);
-      want = ref.conv2dBackwardFilter(rx, rdy, c.wShape, opts);
-    }
-    made.push(got, want);
+    const { got, want } = runConvPair(be, op, c, cfg, r, made);
     await compare(be, got, want, what);
   } finally {
     for (const t of made) t.dispose();

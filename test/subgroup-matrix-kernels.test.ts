@@ -148,10 +148,8 @@ describe('subgroup-matrix tiles on webgpu (emulated builtins) against the refere
     const saved = be.precision;
     be.precision = 'f16';
     try {
-      for (const [xShape, wShape, opts] of [
-        [[2, 7, 9, 5], [3, 3, 5, 12], { pad: 1 as const }],
-        [[1, 9, 8, 8], [3, 3, 8, 6], { stride: 2 as const, pad: 1 as const }],
-      ] as const) {
+      // Stride 2 (backward-data's phases), odd sizes, channels not multiples of the fragments.
+      for (const [xShape, wShape, opts] of [[[2, 9, 8, 5], [3, 3, 5, 12], { stride: 2 as const, pad: 1 as const }]] as const) {
         const g = convGeometry('t', xShape, wShape, opts);
         const [gx, rx] = pair(be, randomValues((xShape as readonly number[]).reduce((a, b) => a * b, 1), r), [...xShape]);
         const [gw, rw] = pair(be, randomValues((wShape as readonly number[]).reduce((a, b) => a * b, 1), r), [...wShape]);
