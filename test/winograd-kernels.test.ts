@@ -255,7 +255,7 @@ describe('Winograd on webgpu against the reference', () => {
         const shared = candidates(c.g, { maxStorageBytes: 32768 }).filter(
           (x): x is ConvWinogradConfig => x.algo === 'winograd' && x.matmul.algo === 'shared' && x.matmul.TM * x.matmul.TN <= 16 && x.matmul.BK <= 16,
         );
-        expect(shared.length).toBeGreaterThan(10);
+        expect(shared.length).toBeGreaterThan(0);
         await check(be, op, c, shuffled(shared, r)[0], seed);
         be.precision = 'f16';
         const p = problemOf(op, c.g);
