@@ -9,6 +9,7 @@ import { TUNABLE_OPS, configLabel } from '../engine/tune/ops.js';
 import { convForwardCandidates, convBackwardDataCandidates, configKey } from '../kernels/candidates.js';
 import { convBlockConfig, convForwardKernel, defaultConvForwardAlgorithm } from '../kernels/conv/forward.js';
 import { convBackwardDataKernels, defaultConvBackwardDataAlgorithm } from '../kernels/conv/backwardData.js';
+import type { ConvTileConfig } from '../kernels/conv/common.js';
 import {
   ConvWinogradConfig,
   WINOGRAD_MIN_CHANNELS,
@@ -129,6 +130,9 @@ describe('Winograd generators as strings', () => {
     // A conv block (one fused register kernel) never runs a tuned Winograd config.
     const e = { pool: true, add: false, relu: true, residual: false };
     expect(convBlockConfig(big, e, defaultWinogradConfig(winogradForward(big), 8), 8).algo).toBeUndefined();
+    // ... but a tuned register config, also one that names its algorithm, it does.
+    const reg = { ...(defaultConvForwardAlgorithm(big, 8, false) as ConvTileConfig), algo: 'register' as const, rows: 8 };
+    expect(convBlockConfig(big, e, reg, 8)).toBe(reg);
   });
 });
 

@@ -89,7 +89,7 @@ export async function doctor(opts: DoctorOptions): Promise<number> {
       : 'no subgroup-shared conv or matmul tiles (they need the subgroups feature and one fixed size; NUDGE_SUBGROUP_TILES=0 turns them off)';
     console.log(`subgroups     ${sgMin === sgMax ? sgMin : `${sgMin}-${sgMax}`} lanes: ${sgTiles}`);
     console.log(
-      `winograd      F(2x2,3x3) for 3x3 stride-1 convs: ${report.winogradDefaults ? 'the default from 64 channels where its GEMM shares subgroup loads' : 'tuner candidates'} (NUDGE_WINOGRAD=0|1)`,
+      `winograd      F(2x2,3x3) for 3x3 stride-1 convs: ${report.winogradDefaults ? 'the default from 64 channels and 32 output tiles where its GEMM shares subgroup loads' : 'tuner candidates'} (NUDGE_WINOGRAD=0|1)`,
     );
     for (const [k, v] of Object.entries(report.limits)) {
       console.log(`${k.padEnd(36)} ${/Size$/.test(k) && v > 65536 ? mib(v) : v}`);

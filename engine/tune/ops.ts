@@ -31,7 +31,10 @@ export interface MatmulProblem {
 
 export type Problem = ConvGeometry | MatmulProblem;
 
-/** Bump when a change to the kernels is not visible in the generator sources hashed below. */
+/**
+ * Bump when a change to the kernels is not visible in the generator sources hashed below
+ * (a generator's helpers must be listed too: String(f) holds only f's own body).
+ */
 const KERNEL_SET_VERSION = 1;
 
 /** What a backend decides about its kernels: what defaults and seeds depend on (a WebGPUBackend has them). */
@@ -88,7 +91,7 @@ function tileSeeds(tile: (f16?: 'mul' | 'acc') => mmShared.SharedTileConfig, pre
 }
 
 /** The Winograd generators (their GEMM is matmulKernel, and the op code is convOps'). */
-const WINOGRAD_SOURCES = [winograd.winogradPlan, winograd.filterTransformKernel, winograd.inputTransformKernel, winograd.outputTransformKernel, winograd.winogradTiling, winograd.winogradConfigSpace, winograd.defaultWinogradConfig, winograd.winogradPreferred, mm.matmulKernel, mm.defaultMatmulConfig, mm.matmulConfigSpace];
+const WINOGRAD_SOURCES = [winograd.winogradPlan, winograd.transform2d, winograd.inputT, winograd.filterT, winograd.outputT, winograd.filterTransformKernel, winograd.inputTransformKernel, winograd.outputTransformKernel, winograd.winogradTiling, winograd.winogradConfigSpace, winograd.defaultWinogradConfig, winograd.winogradPreferred, mm.matmulKernel, mm.defaultMatmulConfig, mm.matmulConfigSpace];
 
 const convFlops = (p: Problem) => {
   const g = p as ConvGeometry;
@@ -135,7 +138,7 @@ const conv2dOp: TunableOp = {
         }
     return s;
   },
-  sources: [cand.convForwardCandidates, mmShared.subgroupMatrixTileConfigs, conv.sharedConvForwardConfigSpace, convShared.sharedGatherGemmKernel, mmShared.tileGemmKernel, mmShared.sharedTileConfigs, mmShared.sharedMatmulKernel, conv.convForwardKernel, conv.convForwardConfigSpace, conv.defaultConvForwardConfig, conv.defaultConvForwardAlgorithm, conv.winogradForwardConfigSpace, ...WINOGRAD_SOURCES, convCommon.gatherGemmKernel, convCommon.tileConfigs, convOps.conv2d],
+  sources: [cand.convForwardCandidates, mmShared.subgroupMatrixTileConfigs, conv.sharedConvForwardConfigSpace, convShared.sharedGatherGemmKernel, mmShared.tileGemmKernel, mmShared.stagingSlots, mmShared.stageSlice, mmShared.matrixTileGemmKernel, mmShared.sharedTileConfigs, mmShared.sharedMatmulKernel, conv.convForwardKernel, conv.convForwardConfigSpace, conv.defaultConvForwardConfig, conv.defaultConvForwardAlgorithm, conv.winogradForwardConfigSpace, ...WINOGRAD_SOURCES, convCommon.gatherGemmKernel, convCommon.tileConfigs, convOps.conv2d],
 };
 
 const conv2dBackwardDataOp: TunableOp = {
@@ -180,7 +183,7 @@ const conv2dBackwardDataOp: TunableOp = {
     }
     return s;
   },
-  sources: [cand.convBackwardDataCandidates, mmShared.subgroupMatrixTileConfigs, convData.sharedConvBackwardDataConfigSpace, convShared.sharedGatherGemmKernel, mmShared.tileGemmKernel, mmShared.sharedTileConfigs, convData.convBackwardDataKernels, convData.backwardDataPhases, convData.filterTransposeKernel, convData.convBackwardDataConfigSpace, convData.defaultConvBackwardDataConfig, convData.defaultConvBackwardDataAlgorithm, convData.winogradBackwardDataConfigSpace, ...WINOGRAD_SOURCES, convCommon.gatherGemmKernel, convCommon.tileConfigs, convOps.conv2dBackwardData],
+  sources: [cand.convBackwardDataCandidates, mmShared.subgroupMatrixTileConfigs, convData.sharedConvBackwardDataConfigSpace, convShared.sharedGatherGemmKernel, mmShared.tileGemmKernel, mmShared.stagingSlots, mmShared.stageSlice, mmShared.matrixTileGemmKernel, mmShared.sharedTileConfigs, convData.convBackwardDataKernels, convData.backwardDataPhases, convData.filterTransposeKernel, convData.convBackwardDataConfigSpace, convData.defaultConvBackwardDataConfig, convData.defaultConvBackwardDataAlgorithm, convData.winogradBackwardDataConfigSpace, ...WINOGRAD_SOURCES, convCommon.gatherGemmKernel, convCommon.tileConfigs, convOps.conv2dBackwardData],
 };
 
 const conv2dBackwardFilterOp: TunableOp = {
@@ -219,7 +222,7 @@ const conv2dBackwardFilterOp: TunableOp = {
         }
     return s;
   },
-  sources: [cand.convBackwardFilterCandidates, convShared.sharedBackwardFilterConfigSpace, convShared.sharedBackwardFilterKernels, convFilter.anyConvBackwardFilterKernels, mmShared.tileGemmKernel, convFilter.convBackwardFilterKernels, convFilter.splitSumKernel, convFilter.convBackwardFilterConfigSpace, convFilter.defaultConvBackwardFilterConfig, convCommon.tileConfigs, convOps.conv2dBackwardFilter],
+  sources: [cand.convBackwardFilterCandidates, convShared.sharedBackwardFilterConfigSpace, convShared.sharedBackwardFilterKernels, convFilter.anyConvBackwardFilterKernels, mmShared.tileGemmKernel, mmShared.stagingSlots, mmShared.stageSlice, mmShared.matrixTileGemmKernel, convFilter.convBackwardFilterKernels, convFilter.splitSumKernel, convFilter.convBackwardFilterConfigSpace, convFilter.defaultConvBackwardFilterConfig, convCommon.tileConfigs, convOps.conv2dBackwardFilter],
 };
 
 const matmulOp: TunableOp = {
@@ -256,7 +259,7 @@ const matmulOp: TunableOp = {
     }
     return acc;
   },
-  sources: [cand.matmulCandidates, mmShared.subgroupMatrixTileConfigs, mmShared.sharedMatmulConfigSpace, mmShared.sharedMatmulKernel, mmShared.tileGemmKernel, mm.matmulKernel, mm.matmulConfigSpace, mm.defaultMatmulConfig, mm.transposeBFirst, mmT.transposeKernel, linalgOps.matmul],
+  sources: [cand.matmulCandidates, mmShared.subgroupMatrixTileConfigs, mmShared.sharedMatmulConfigSpace, mmShared.sharedMatmulKernel, mmShared.tileGemmKernel, mmShared.stagingSlots, mmShared.stageSlice, mmShared.matrixTileGemmKernel, mm.matmulKernel, mm.matmulConfigSpace, mm.defaultMatmulConfig, mm.transposeBFirst, mmT.transposeKernel, linalgOps.matmul],
 };
 
 export const TUNABLE_OPS: Record<TunableOpName, TunableOp> = {

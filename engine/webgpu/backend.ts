@@ -81,7 +81,7 @@ export class WebGPUBackend implements Backend {
 
   /**
    * Whether the untuned 3x3 stride-1 convs (forward, and backward-data without gates) with
-   * at least 64 reduction channels run Winograd F(2x2, 3x3) (kernels/conv/winograd.ts,
+   * at least 64 reduction channels and 32 output tiles run Winograd F(2x2, 3x3) (kernels/conv/winograd.ts,
    * winogradPreferred). On lavapipe it was 1.2-2.2x the register default on VGG shapes, so CPU
    * adapters use it by default; on GPUs (not yet measured) it is one of the tuner's
    * candidates. Results differ from the direct sum in the last bits. NUDGE_WINOGRAD=0|1.

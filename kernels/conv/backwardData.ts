@@ -27,7 +27,6 @@ import {
 } from './common.js';
 import { sharedGatherGemmKernel } from './sharedTile.js';
 import { SharedTileConfig, TileSpaceOptions, sharedTileConfigKey, sharedTileConfigs } from '../matmul/sharedTile.js';
-import { checkMatmulConfig } from '../matmul/matmul.js';
 import {
   ConvWinogradConfig,
   defaultWinogradConfig,

@@ -15,7 +15,7 @@ import {
 } from './common.js';
 import { sharedGatherGemmKernel } from './sharedTile.js';
 import { SharedTileConfig, TileSpaceOptions, sharedTileConfigKey, sharedTileConfigs } from '../matmul/sharedTile.js';
-import { AnyMatmulConfig, MatmulShape, anyMatmulConfigKey, checkMatmulConfig } from '../matmul/matmul.js';
+import { AnyMatmulConfig, MatmulShape, anyMatmulConfigKey } from '../matmul/matmul.js';
 import {
   ConvWinogradConfig,
   defaultWinogradConfig,
@@ -148,7 +148,7 @@ function blockConfigProblem(s: ConvShape, e: BlockEpilogue, c: ConvTileConfig): 
  * 'matmul' and 'winograd' algorithms are different kernel families. `subgroup` as for defaultConvForwardConfig.
  */
 export function convBlockConfig(s: ConvShape, e: BlockEpilogue, tuned?: ConvForwardConfig, subgroup?: number): ConvTileConfig {
-  if (tuned && tuned.algo === undefined && blockConfigProblem(s, e, tuned) === null) return tuned;
+  if (tuned && (tuned.algo === undefined || tuned.algo === 'register') && blockConfigProblem(s, e, tuned) === null) return tuned;
   const vec4 = s.Co % 4 === 0;
   const rowsTotal = e.pool ? s.N * Math.floor(s.Ho / 2) * Math.floor(s.Wo / 2) * 4 : s.N * s.Ho * s.Wo;
   const c = defaultTile(vec4 ? s.Co / 4 : s.Co, rowsTotal, vec4, subgroup);

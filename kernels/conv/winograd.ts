@@ -5,7 +5,7 @@
 // Summed over input channels, the element-wise products are 16 independent GEMMs:
 //   U[xi] = G g G^T          [16, K, N]   (filter transform; K reduction, N output channels)
 //   V[xi] = B^T d B          [16, T, K]   (input transform; T = 2x2 output tiles)
-//   M[xi] = V[xi] x U[xi]    [16, T, N]   (one batched register-tile matmul, kernels/matmul)
+//   M[xi] = V[xi] x U[xi]    [16, T, N]   (one batched matmul, either template in kernels/matmul)
 //   y     = A^T M A (+bias)                (output transform)
 // The GEMMs do 16/36 of the direct convolution's multiply-adds; the transforms read and write
 // each tile once. V and M are scratch: the tiles run in chunks so neither passes
@@ -18,7 +18,7 @@
 //
 // Rounding: the transforms add up to 4 (input) or 9 (output) terms and G has entries 1/2, so
 // results differ from the direct sum in the last bits, more than the register kernels do
-// (measured: relative error ~1e-7-1e-6 on the test shapes); larger tiles (F(4x4, 3x3)) would
+// (measured: relative error 1e-7-2e-7 against float64 on five small shapes); larger tiles (F(4x4, 3x3)) would
 // save more multiplies but amplify rounding by far more, and are not offered.
 import { BindingKind, KernelSpec, ceilDiv, grid, linearGroupIndex } from '../spec.js';
 import { BlockEpilogue, ConvShape } from './common.js';
@@ -232,7 +232,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
 }
 
 /** Applies a 1-D transform to the rows (index r*4+c over r) then the columns of a 4x? grid of names. */
-function transform2d(
+export function transform2d(
   inName: (r: number, c: number) => string,
   outName: (r: number, c: number) => string,
   rowsIn: number,
@@ -256,16 +256,16 @@ function transform2d(
 }
 
 /** B^T d for a column of 4 (and d B for a row). */
-const inputT = ([d0, d1, d2, d3]: string[]) => [`${d0} - ${d2}`, `${d1} + ${d2}`, `${d2} - ${d1}`, `${d1} - ${d3}`];
+export const inputT = ([d0, d1, d2, d3]: string[]) => [`${d0} - ${d2}`, `${d1} + ${d2}`, `${d2} - ${d1}`, `${d1} - ${d3}`];
 /** G g for a column of 3. */
-const filterT = ([g0, g1, g2]: string[]) => [g0, `0.5 * (${g0} + ${g1} + ${g2})`, `0.5 * (${g0} - ${g1} + ${g2})`, g2];
+export const filterT = ([g0, g1, g2]: string[]) => [g0, `0.5 * (${g0} + ${g1} + ${g2})`, `0.5 * (${g0} - ${g1} + ${g2})`, g2];
 /** A^T m for a column of 4. */
-const outputT = ([m0, m1, m2, m3]: string[]) => [`${m0} + ${m1} + ${m2}`, `${m1} - ${m2} - ${m3}`];
+export const outputT = ([m0, m1, m2, m3]: string[]) => [`${m0} + ${m1} + ${m2}`, `${m1} - ${m2} - ${m3}`];
 
 /**
  * One invocation per (k, unit of n): 9 loads, 16 stores of U[xi][k][n], a vec4 of n where
- * Nc % 4 == 0 (a 512x512 filter took ~25 ms on lavapipe with one n per invocation; the GEMM
- * of a 14x14 conv takes about as long). Turned (`flip`), the four n of a unit are 4 scalar
+ * Nc % 4 == 0 (a 512x512 filter took 21-29 ms on lavapipe with one n per invocation; the GEMM
+ * of a 14x14 conv takes 45-72 ms). Turned (`flip`), the four n of a unit are 4 scalar
  * loads K apart.
  */
 export function filterTransformKernel(p: WinogradProblem, name: string): KernelSpec {

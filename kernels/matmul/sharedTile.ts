@@ -247,7 +247,7 @@ export interface TileGemm {
  * li + q*T of the BK x BNu tile (bkk, bn; its unit bu clamped), spread along the reduction or
  * along rows/units as the hooks say their operand is contiguous.
  */
-function stagingSlots(t: TileGemm, BM: number, BK: number, BNu: number, T: number, emit: (s: string) => void): void {
+export function stagingSlots(t: TileGemm, BM: number, BK: number, BNu: number, T: number, emit: (s: string) => void): void {
   for (let p = 0; p < ceilDiv(BM * BK, T); p++) {
     emit(`  let ae${p} = li + ${p * T}u;`);
     emit(t.aAlongK ? `  let am${p} = ae${p} / ${BK}u;` : `  let am${p} = ae${p} % ${BM}u;`);
@@ -268,7 +268,7 @@ function stagingSlots(t: TileGemm, BM: number, BK: number, BNu: number, T: numbe
  * and stores into As (k-major, As[akk * BM + am]) and Bs (Bs[bkk * BNu + bn]), converted by
  * aCast / bCast; the last slots are guarded where T does not divide the tile.
  */
-function stageSlice(
+export function stageSlice(
   t: TileGemm,
   BM: number,
   BK: number,
@@ -440,7 +440,7 @@ export function subgroupMatrixTileConfigs(rows: number, cols: number, opts: Tile
  * store is spread over the subgroup's lanes (subgroup_invocation_id) so each element is
  * written once.
  */
-function matrixTileGemmKernel(t: TileGemm, cfg: SharedTileConfig, m: SubgroupMatrixTile): KernelSpec {
+export function matrixTileGemmKernel(t: TileGemm, cfg: SharedTileConfig, m: SubgroupMatrixTile): KernelSpec {
   const { BM, BN, BK, TM, TN } = cfg;
   const elem = cfg.f16 ? 'f16' : 'f32';
   const res = cfg.f16 === 'acc' ? 'f16' : 'f32';
