@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ConvGeometry, Tensor, WebGPUBackend, convGeometry } from '../engine/index.js';
 import * as convOps from '../engine/webgpu/ops/conv.js';
 import { TUNABLE_OPS, configLabel } from '../engine/tune/ops.js';
+import { neighbours } from '../engine/tune/tuner.js';
 import { convForwardCandidates, convBackwardDataCandidates, configKey } from '../kernels/candidates.js';
 import { convBlockConfig, convForwardKernel, defaultConvForwardAlgorithm } from '../kernels/conv/forward.js';
 import { convBackwardDataKernels, defaultConvBackwardDataAlgorithm } from '../kernels/conv/backwardData.js';
@@ -72,6 +73,23 @@ describe('Winograd generators as strings', () => {
     expect(() => winogradPlan(winogradForward(ok), false, { ...cfg, matmul: { ...reg, kVec: true } }, 'conv2d')).not.toThrow();
     const odd = convGeometry('t', [1, 8, 8, 5], [3, 3, 5, 4], { pad: 1 });
     expect(() => winogradPlan(winogradForward(odd), false, { ...cfg, matmul: { ...reg, kVec: true } }, 'conv2d')).toThrow(/K % 4/);
+  });
+
+  it("the tuner's hill climb steps one nested field at a time", () => {
+    const g = convGeometry('t', [1, 14, 14, 64], [3, 3, 64, 128], { pad: 1 });
+    const space = convForwardCandidates(g, { subgroupSize: 8 });
+    const from = defaultWinogradConfig(winogradForward(g), 8);
+    const near = neighbours(from, space) as ConvWinogradConfig[];
+    expect(near.length).toBeGreaterThan(0);
+    const reg = from.matmul as MatmulConfig;
+    for (const c of near) {
+      expect(c.algo).toBe('winograd');
+      const m = c.matmul as MatmulConfig;
+      const changed = (['rows', 'cols', 'vec4', 'kVec', 'wgX', 'wgY', 'kUnroll', 'subgroup'] as const).filter((f) => m[f] !== reg[f]);
+      expect(changed.length, JSON.stringify(m)).toBe(1);
+    }
+    // Far fewer than all the Winograd register tiles, which compared whole were all "one field" away.
+    expect(near.length).toBeLessThan(space.filter((c) => c.algo === 'winograd' && (c.matmul as { algo?: string }).algo !== 'shared').length / 4);
   });
 
   it('chunks cover every tile once, within the scratch cap, and all chunks share one GEMM', () => {

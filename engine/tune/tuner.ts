@@ -113,18 +113,30 @@ export function adapterIdentity(be: WebGPUBackend): AdapterIdentity {
   return { vendor: i.vendor, architecture: i.architecture, name: i.name, description: i.description, backend: i.backend };
 }
 
-/** Configs that differ from `c` in exactly one field (same set of fields). */
-function neighbours(c: unknown, space: unknown[]): unknown[] {
+/** A config's fields as path -> canonical value, nested configs (Winograd's or conv-as-matmul's `matmul`) flattened. */
+function flatFields(c: Record<string, unknown>, prefix = '', out = new Map<string, string>()): Map<string, string> {
+  for (const [k, v] of Object.entries(c)) {
+    if (v !== null && typeof v === 'object') flatFields(v as Record<string, unknown>, `${prefix}${k}.`, out);
+    else out.set(`${prefix}${k}`, canonicalConfig(v));
+  }
+  return out;
+}
+
+/**
+ * Configs that differ from `c` in exactly one field (same set of fields), nested fields
+ * counted one by one: a Winograd config's neighbours differ in one of its GEMM tile's fields,
+ * not in any of them (compared whole, every GEMM tile would be "one field" away).
+ */
+export function neighbours(c: unknown, space: unknown[]): unknown[] {
   if (c === null || typeof c !== 'object') return [];
-  const a = c as Record<string, unknown>;
-  const keys = Object.keys(a);
+  const a = flatFields(c as Record<string, unknown>);
   return space.filter((d) => {
-    const b = d as Record<string, unknown>;
-    if (Object.keys(b).length !== keys.length) return false;
+    const b = flatFields(d as Record<string, unknown>);
+    if (b.size !== a.size) return false;
     let diff = 0;
-    for (const k of keys) {
-      if (!(k in b)) return false;
-      if (canonicalConfig(a[k]) !== canonicalConfig(b[k])) diff++;
+    for (const [k, v] of a) {
+      if (!b.has(k)) return false;
+      if (b.get(k) !== v) diff++;
     }
     return diff === 1;
   });
