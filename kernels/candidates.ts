@@ -6,8 +6,8 @@
 // Precision is the caller's choice, never a default: the f16 variants of the shared-tile
 // configs (f16 staging and multiply, kernels/matmul/sharedTile.ts) are candidates only with
 // `precision: 'f16'`; so are the subgroup-matrix tiles (tensor cores) with f16 components,
-// offered where the device has subgroup matrices (`matrices`). `maxStorageBytes` (the device's workgroup memory; default the portable
-// 16 KB) bounds every shared-tile space, conv and matmul alike; the generators are given the
+// offered where the device has subgroup matrices (`matrices`); sharedGemmCandidates lists them
+// all for a GEMM. `maxStorageBytes` (the device's workgroup memory; default the portable 16 KB) bounds every shared-tile space, conv and matmul alike; the generators are given the
 // same limit when they run a config.
 import { ConvShape, tileConfigKey } from './conv/common.js';
 import {
@@ -16,13 +16,11 @@ import {
   convForwardConfigKey,
   convForwardConfigSpace,
   convIsMatmul,
-  sharedConvForwardConfigSpace,
   winogradForwardConfigSpace,
 } from './conv/forward.js';
 import {
   ConvBackwardDataConfig,
   convBackwardDataConfigSpace,
-  sharedConvBackwardDataConfigSpace,
   winogradBackwardDataConfigSpace,
 } from './conv/backwardData.js';
 import {
@@ -32,7 +30,7 @@ import {
 } from './conv/backwardFilter.js';
 import { SharedBackwardFilterConfig, sharedBackwardFilterConfigSpace } from './conv/sharedTile.js';
 import { AnyMatmulConfig, MatmulShape, anyMatmulConfigKey, matmulConfigSpace } from './matmul/matmul.js';
-import { SharedTileConfig, TileSpaceOptions, sharedMatmulConfigSpace, sharedTileConfigKey, sharedTileConfigs, subgroupMatrixTileConfigs } from './matmul/sharedTile.js';
+import { SharedTileConfig, TileSpaceOptions, sharedGemmCandidates, sharedTileConfigKey } from './matmul/sharedTile.js';
 
 export type { KernelPrecision, TileSpaceOptions } from './matmul/sharedTile.js';
 
@@ -53,35 +51,25 @@ export function configKey(c: AnyKernelConfig): string {
 
 /** `opts.maxStorageBytes` lets the shared-tile matmul space use the device's workgroup memory. */
 export function matmulCandidates(s: MatmulShape, opts: TileSpaceOptions = {}): AnyMatmulConfig[] {
-  return [...matmulConfigSpace(s, opts.subgroupSize), ...sharedMatmulConfigSpace(s, opts), ...subgroupMatrixTileConfigs(s.M, s.N, opts)];
-}
-
-/** The f16 shared-tile configs of a rows x cols GEMM within the workgroup memory `maxStorageBytes` allows. */
-function f16TileConfigs(rows: number, cols: number, maxStorageBytes?: number): SharedTileConfig[] {
-  return sharedTileConfigs(rows, cols, { precision: 'f16', maxStorageBytes }).filter((c) => c.f16 !== undefined);
+  return [...matmulConfigSpace(s, opts.subgroupSize), ...sharedGemmCandidates(s.M, s.N, opts)];
 }
 
 export function convForwardCandidates(s: ConvShape, opts: TileSpaceOptions = {}): ConvForwardConfig[] {
   const out: ConvForwardConfig[] = [
     ...convForwardConfigSpace(s, opts.subgroupSize),
-    ...sharedConvForwardConfigSpace(s, opts),
+    ...sharedGemmCandidates(s.N * s.Ho * s.Wo, s.Co, opts),
     ...winogradForwardConfigSpace(s, opts),
-    ...subgroupMatrixTileConfigs(s.N * s.Ho * s.Wo, s.Co, opts),
   ];
-  if (opts.precision === 'f16') out.push(...f16TileConfigs(s.N * s.Ho * s.Wo, s.Co, opts.maxStorageBytes));
   if (convIsMatmul(s)) for (const matmul of matmulCandidates(convAsMatmulShape(s), opts)) out.push({ algo: 'matmul', matmul });
   return out;
 }
 
 export function convBackwardDataCandidates(s: ConvShape, opts: TileSpaceOptions = {}): ConvBackwardDataConfig[] {
-  const out: ConvBackwardDataConfig[] = [
+  return [
     ...convBackwardDataConfigSpace(s, opts.subgroupSize),
-    ...sharedConvBackwardDataConfigSpace(s, opts),
+    ...sharedGemmCandidates(s.N * Math.ceil(s.H / s.stride) * Math.ceil(s.W / s.stride), s.Ci, opts),
     ...winogradBackwardDataConfigSpace(s, opts),
-    ...subgroupMatrixTileConfigs(s.N * Math.ceil(s.H / s.stride) * Math.ceil(s.W / s.stride), s.Ci, opts),
   ];
-  if (opts.precision === 'f16') out.push(...f16TileConfigs(s.N * Math.ceil(s.H / s.stride) * Math.ceil(s.W / s.stride), s.Ci, opts.maxStorageBytes));
-  return out;
 }
 
 /**

@@ -138,7 +138,7 @@ const conv2dOp: TunableOp = {
         }
     return s;
   },
-  sources: [cand.convForwardCandidates, mmShared.subgroupMatrixTileConfigs, conv.sharedConvForwardConfigSpace, convShared.sharedGatherGemmKernel, mmShared.tileGemmKernel, mmShared.stagingSlots, mmShared.stageSlice, mmShared.matrixTileGemmKernel, mmShared.sharedTileConfigs, mmShared.sharedMatmulKernel, conv.convForwardKernel, conv.convForwardConfigSpace, conv.defaultConvForwardConfig, conv.defaultConvForwardAlgorithm, conv.winogradForwardConfigSpace, ...WINOGRAD_SOURCES, convCommon.gatherGemmKernel, convCommon.tileConfigs, convOps.conv2d],
+  sources: [cand.convForwardCandidates, mmShared.subgroupMatrixTileConfigs, mmShared.sharedGemmCandidates, convShared.sharedGatherGemmKernel, mmShared.tileGemmKernel, mmShared.stagingSlots, mmShared.stageSlice, mmShared.matrixTileGemmKernel, mmShared.sharedTileConfigs, mmShared.sharedMatmulKernel, conv.convForwardKernel, conv.convForwardConfigSpace, conv.defaultConvForwardConfig, conv.defaultConvForwardAlgorithm, conv.winogradForwardConfigSpace, ...WINOGRAD_SOURCES, convCommon.gatherGemmKernel, convCommon.tileConfigs, convOps.conv2d],
 };
 
 const conv2dBackwardDataOp: TunableOp = {
@@ -183,7 +183,7 @@ const conv2dBackwardDataOp: TunableOp = {
     }
     return s;
   },
-  sources: [cand.convBackwardDataCandidates, mmShared.subgroupMatrixTileConfigs, convData.sharedConvBackwardDataConfigSpace, convShared.sharedGatherGemmKernel, mmShared.tileGemmKernel, mmShared.stagingSlots, mmShared.stageSlice, mmShared.matrixTileGemmKernel, mmShared.sharedTileConfigs, convData.convBackwardDataKernels, convData.backwardDataPhases, convData.filterTransposeKernel, convData.convBackwardDataConfigSpace, convData.defaultConvBackwardDataConfig, convData.defaultConvBackwardDataAlgorithm, convData.winogradBackwardDataConfigSpace, ...WINOGRAD_SOURCES, convCommon.gatherGemmKernel, convCommon.tileConfigs, convOps.conv2dBackwardData],
+  sources: [cand.convBackwardDataCandidates, mmShared.subgroupMatrixTileConfigs, mmShared.sharedGemmCandidates, convShared.sharedGatherGemmKernel, mmShared.tileGemmKernel, mmShared.stagingSlots, mmShared.stageSlice, mmShared.matrixTileGemmKernel, mmShared.sharedTileConfigs, convData.convBackwardDataKernels, convData.backwardDataPhases, convData.filterTransposeKernel, convData.convBackwardDataConfigSpace, convData.defaultConvBackwardDataConfig, convData.defaultConvBackwardDataAlgorithm, convData.winogradBackwardDataConfigSpace, ...WINOGRAD_SOURCES, convCommon.gatherGemmKernel, convCommon.tileConfigs, convOps.conv2dBackwardData],
 };
 
 const conv2dBackwardFilterOp: TunableOp = {
@@ -259,7 +259,7 @@ const matmulOp: TunableOp = {
     }
     return acc;
   },
-  sources: [cand.matmulCandidates, mmShared.subgroupMatrixTileConfigs, mmShared.sharedMatmulConfigSpace, mmShared.sharedMatmulKernel, mmShared.tileGemmKernel, mmShared.stagingSlots, mmShared.stageSlice, mmShared.matrixTileGemmKernel, mm.matmulKernel, mm.matmulConfigSpace, mm.defaultMatmulConfig, mm.transposeBFirst, mmT.transposeKernel, linalgOps.matmul],
+  sources: [cand.matmulCandidates, mmShared.subgroupMatrixTileConfigs, mmShared.sharedGemmCandidates, mmShared.sharedMatmulKernel, mmShared.tileGemmKernel, mmShared.stagingSlots, mmShared.stageSlice, mmShared.matrixTileGemmKernel, mm.matmulKernel, mm.matmulConfigSpace, mm.defaultMatmulConfig, mm.transposeBFirst, mmT.transposeKernel, linalgOps.matmul],
 };
 
 export const TUNABLE_OPS: Record<TunableOpName, TunableOp> = {

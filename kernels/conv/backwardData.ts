@@ -26,7 +26,7 @@ import {
   tileConfigs,
 } from './common.js';
 import { sharedGatherGemmKernel } from './sharedTile.js';
-import { SharedTileConfig, TileSpaceOptions, sharedTileConfigKey, sharedTileConfigs } from '../matmul/sharedTile.js';
+import { SharedTileConfig, TileSpaceOptions, sharedTileConfigKey } from '../matmul/sharedTile.js';
 import {
   ConvWinogradConfig,
   defaultWinogradConfig,
@@ -48,11 +48,6 @@ export type ConvBackwardDataConfig = ConvTileConfig | SharedTileConfig | ConvWin
 export function convBackwardDataConfigKey(c: ConvBackwardDataConfig): string {
   if (c.algo === 'winograd') return winogradConfigKey(c);
   return c.algo === 'shared' ? sharedTileConfigKey(c) : tileConfigKey(c);
-}
-
-/** The workgroup-memory tiled configs for this shape; rows are counted per phase. */
-export function sharedConvBackwardDataConfigSpace(s: ConvShape, opts: TileSpaceOptions = {}): SharedTileConfig[] {
-  return sharedTileConfigs(s.N * Math.ceil(s.H / s.stride) * Math.ceil(s.W / s.stride), s.Ci, { maxStorageBytes: opts.maxStorageBytes });
 }
 
 /** `subgroup`: the device's fixed subgroup size, which adds the subgroup-shared tiles. */

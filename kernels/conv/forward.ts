@@ -14,7 +14,7 @@ import {
   tileConfigs,
 } from './common.js';
 import { sharedGatherGemmKernel } from './sharedTile.js';
-import { SharedTileConfig, TileSpaceOptions, sharedTileConfigKey, sharedTileConfigs } from '../matmul/sharedTile.js';
+import { SharedTileConfig, TileSpaceOptions, sharedTileConfigKey } from '../matmul/sharedTile.js';
 import { AnyMatmulConfig, MatmulShape, anyMatmulConfigKey } from '../matmul/matmul.js';
 import {
   ConvWinogradConfig,
@@ -59,11 +59,6 @@ export function convIsMatmul(s: ConvShape): boolean {
 /** The matmul a 1x1 conv is: [N*H*W, Ci] x [Ci, Co]. */
 export function convAsMatmulShape(s: ConvShape): MatmulShape {
   return { M: s.N * s.H * s.W, K: s.Ci, N: s.Co, transA: false, transB: false };
-}
-
-/** The workgroup-memory tiled configs for this shape (for discrete GPUs). */
-export function sharedConvForwardConfigSpace(s: ConvShape, opts: TileSpaceOptions = {}): SharedTileConfig[] {
-  return sharedTileConfigs(s.N * s.Ho * s.Wo, s.Co, { maxStorageBytes: opts.maxStorageBytes });
 }
 
 /**

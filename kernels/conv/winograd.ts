@@ -32,13 +32,7 @@ import {
   matmulConfigKey,
   matmulConfigSpace,
 } from '../matmul/matmul.js';
-import {
-  SharedTileConfig,
-  TileSpaceOptions,
-  checkSharedMatmulConfig,
-  sharedTileConfigs,
-  subgroupMatrixTileConfigs,
-} from '../matmul/sharedTile.js';
+import { TileSpaceOptions, checkSharedMatmulConfig, sharedGemmCandidates } from '../matmul/sharedTile.js';
 
 /**
  * conv2d (or backward-data) by F(2x2, 3x3); `matmul` is the batched transformed-domain GEMM's
@@ -142,10 +136,7 @@ export function winogradConfigSpace(p: WinogradProblem, opts: TileSpaceOptions =
     if (!keys.has(matmulConfigKey(d))) registers.push(d);
     keys.add(matmulConfigKey(d));
   }
-  const tiles: AnyMatmulConfig[] = registers;
-  const shared: SharedTileConfig[] = sharedTileConfigs(shape.M, shape.N, { maxStorageBytes: opts.maxStorageBytes });
-  if (opts.precision === 'f16') shared.push(...sharedTileConfigs(shape.M, shape.N, opts).filter((c) => c.f16 !== undefined));
-  tiles.push(...shared, ...subgroupMatrixTileConfigs(shape.M, shape.N, opts));
+  const tiles: AnyMatmulConfig[] = [...registers, ...sharedGemmCandidates(shape.M, shape.N, opts)];
   return tiles.map((matmul) => ({ algo: 'winograd', matmul }));
 }
 

@@ -388,6 +388,16 @@ function matrixSubgroups(c: SharedTileConfig, m: SubgroupMatrixTile): number {
 }
 
 /**
+ * Every shared-template config `opts` allows for a rows x cols GEMM, in this order: the f32
+ * tiles, the f16 ones (with precision 'f16'), the subgroup-matrix tiles (with `matrices`).
+ */
+export function sharedGemmCandidates(rows: number, cols: number, opts: TileSpaceOptions = {}): SharedTileConfig[] {
+  const out = sharedTileConfigs(rows, cols, { maxStorageBytes: opts.maxStorageBytes });
+  if (opts.precision === 'f16') out.push(...sharedTileConfigs(rows, cols, { precision: 'f16', maxStorageBytes: opts.maxStorageBytes }).filter((c) => c.f16 !== undefined));
+  return [...out, ...subgroupMatrixTileConfigs(rows, cols, opts)];
+}
+
+/**
  * The subgroup-matrix tiles for a rows x cols GEMM on the device's matrix shapes
  * (`opts.matrices`, subgroups of `opts.matrixSubgroup`): BM, BN of 32-128, BK of one or two
  * K steps (at least 16), 1-4 x 1-4 fragments per subgroup, at most 256 invocations, within the
