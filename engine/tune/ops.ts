@@ -91,7 +91,7 @@ function tileSeeds(tile: (f16?: 'mul' | 'acc') => mmShared.SharedTileConfig, pre
 }
 
 /** The Winograd generators (their GEMM is matmulKernel, and the op code is convOps'). */
-const WINOGRAD_SOURCES = [winograd.winogradPlan, winograd.transform2d, winograd.inputT, winograd.filterT, winograd.outputT, winograd.filterTransformKernel, winograd.inputTransformKernel, winograd.outputTransformKernel, winograd.winogradTiling, winograd.winogradConfigSpace, winograd.defaultWinogradConfig, winograd.winogradPreferred, mm.matmulKernel, mm.defaultMatmulConfig, mm.matmulConfigSpace];
+const WINOGRAD_SOURCES = [convCommon.blockStores, convCommon.poolWindow, convCommon.blockEpilogueDecls, winograd.winogradPlan, winograd.transform2d, winograd.inputT, winograd.filterT, winograd.outputT, winograd.filterTransformKernel, winograd.inputTransformKernel, winograd.outputTransformKernel, winograd.winogradTiling, winograd.winogradConfigSpace, winograd.defaultWinogradConfig, winograd.winogradPreferred, mm.matmulKernel, mm.defaultMatmulConfig, mm.matmulConfigSpace];
 
 const convFlops = (p: Problem) => {
   const g = p as ConvGeometry;

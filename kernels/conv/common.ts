@@ -291,12 +291,41 @@ export function gatherGemmBindings(g: GatherGemm, srcVec: boolean, colTy: string
     rw(`out: array<${colTy}>`);
     return { decls, bindings };
   }
+  blockEpilogueDecls(e, colTy, read, rw);
+  return { decls, bindings };
+}
+
+/** A conv block epilogue's bindings, in order: [add], a, [argmax (u32)], [h], [r]. */
+export function blockEpilogueDecls(e: BlockEpilogue, colTy: string, read: (decl: string) => void, rw: (decl: string) => void): void {
   if (e.add) read(`addend: array<${colTy}>`);
   rw(`outA: array<${colTy}>`);
   if (e.pool) rw(`outArg: array<${colTy === 'f32' ? 'u32' : 'vec4<u32>'}>`);
   if (e.relu) rw(`outH: array<${colTy}>`);
   if (e.residual) rw(`outR: array<${colTy}>`);
-  return { decls, bindings };
+}
+
+/** A conv block's stores of value `v` at element `o`: a, then h = max(a + add, 0) and r = (a > 0 ? h - a : 0). */
+export function blockStores(e: BlockEpilogue, o: string, v: string, colTy: string): string[] {
+  const zero = `${colTy}(0.0)`;
+  const out = [`outA[${o}] = ${v};`];
+  if (e.relu) {
+    out.push(`let h = max(${e.add ? `${v} + addend[${o}]` : v}, ${zero});`, `outH[${o}] = h;`);
+    if (e.residual) out.push(`outR[${o}] = select(${zero}, h - ${v}, ${v} > ${zero});`);
+  }
+  return out;
+}
+
+/**
+ * The 2x2 max pool of a window's four values (positions 2*dy + dx) into `best` and `arg`, as
+ * kernels/pool.ts: the first position wins ties, a later one must be strictly greater.
+ */
+export function poolWindow(values: string[], colTy: string): string[] {
+  const argTy = colTy === 'f32' ? 'u32' : 'vec4<u32>';
+  const out = [`var best = ${values[0]};`, `var arg = ${argTy}(0u);`];
+  for (let q = 1; q < 4; q++) {
+    out.push(`let v${q} = ${values[q]};`, `let win${q} = v${q} > best;`, `best = select(best, v${q}, win${q});`, `arg = select(arg, ${argTy}(${q}u), win${q});`);
+  }
+  return out;
 }
 
 /** The checks an epilogue or gates put on a gather GEMM and its row block. */
@@ -512,17 +541,8 @@ function blockEpilogue(
   outW: number,
   emit: (s: string) => void,
 ): void {
-  const zero = `${colTy}(0.0)`;
-  const argTy = colTy === 'f32' ? 'u32' : 'vec4<u32>';
   const value = (i: number, c: number) => `acc${i}_${c}${bias ? ` + bias${c}` : ''}`;
-  const tail = (o: string, v: string): string[] => {
-    const out = [`outA[${o}] = ${v};`];
-    if (e.relu) {
-      out.push(`let h = max(${e.add ? `${v} + addend[${o}]` : v}, ${zero});`, `outH[${o}] = h;`);
-      if (e.residual) out.push(`outR[${o}] = select(${zero}, h - ${v}, ${v} > ${zero});`);
-    }
-    return out;
-  };
+  const tail = (o: string, v: string) => blockStores(e, o, v, colTy);
   if (!e.pool) {
     for (let i = 0; i < R; i++) {
       emit(`  if (row${i} < total) {`);
@@ -544,14 +564,7 @@ function blockEpilogue(
     for (let c = 0; c < C; c++) {
       emit(`    if (unit${c} < ${units}u) {`);
       emit(`      let o = w${j} * ${units}u + unit${c};`);
-      emit(`      var best = ${value(j, c)};`);
-      emit(`      var arg = ${argTy}(0u);`);
-      for (let q = 1; q < 4; q++) {
-        emit(`      let v${q} = ${value(j + q, c)};`);
-        emit(`      let win${q} = v${q} > best;`);
-        emit(`      best = select(best, v${q}, win${q});`);
-        emit(`      arg = select(arg, ${argTy}(${q}u), win${q});`);
-      }
+      for (const l of poolWindow([0, 1, 2, 3].map((q) => value(j + q, c)), colTy)) emit(`      ${l}`);
       emit('      outArg[o] = arg;');
       for (const l of tail('o', 'best')) emit(`      ${l}`);
       emit('    }');

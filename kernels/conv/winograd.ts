@@ -21,7 +21,7 @@
 // (measured: relative error 1e-7-2e-7 against float64 on five small shapes); larger tiles (F(4x4, 3x3)) would
 // save more multiplies but amplify rounding by far more, and are not offered.
 import { BindingKind, KernelSpec, ceilDiv, grid, linearGroupIndex } from '../spec.js';
-import { BlockEpilogue, ConvShape } from './common.js';
+import { BlockEpilogue, ConvShape, blockEpilogueDecls, blockStores, poolWindow } from './common.js';
 import {
   AnyMatmulConfig,
   MatmulShape,
@@ -371,28 +371,13 @@ export function outputTransformKernel(p: WinogradProblem, t: WinogradTiling, bia
     const cond = [r ? `y0 + 1u < ${p.Ho}u` : '', c ? `x0 + 1u < ${p.Wo}u` : ''].filter(Boolean).join(' && ');
     lines.push(cond ? `  if (${cond}) { ${body} }` : `  { ${body} }`);
   };
-  const zero = `${ty}(0.0)`;
-  // The epilogue's stores of value v at element o.
-  const tail = (o: string, v: string): string => {
-    const out = [`outA[${o}] = ${v};`];
-    if (epi?.relu) {
-      out.push(`let h = max(${epi.add ? `${v} + addend[${o}]` : v}, ${zero});`, `outH[${o}] = h;`);
-      if (epi.residual) out.push(`outR[${o}] = select(${zero}, h - ${v}, ${v} > ${zero});`);
-    }
-    return out.join(' ');
-  };
+  const tail = (o: string, v: string) => blockStores(epi!, o, v, ty).join(' ');
   if (!epi) {
     for (let r = 0; r < 2; r++) for (let c = 0; c < 2; c++) guarded(r, c, `dst[${at(r, c)}] = ${value(r, c)};`);
   } else if (!epi.pool) {
     for (let r = 0; r < 2; r++) for (let c = 0; c < 2; c++) guarded(r, c, `let o = ${at(r, c)}; let v = ${value(r, c)}; ${tail('o', 'v')}`);
   } else {
-    // As kernels/pool.ts: the first position wins ties, a later one must be strictly greater.
-    const argTy = ty === 'f32' ? 'u32' : 'vec4<u32>';
-    lines.push(`  var best = ${value(0, 0)};`, `  var arg = ${argTy}(0u);`);
-    for (let q = 1; q < 4; q++) {
-      lines.push(`  let v${q} = ${value(q >> 1, q & 1)};`, `  let win${q} = v${q} > best;`);
-      lines.push(`  best = select(best, v${q}, win${q});`, `  arg = select(arg, ${argTy}(${q}u), win${q});`);
-    }
+    lines.push(...poolWindow([0, 1, 2, 3].map((q) => value(q >> 1, q & 1)), ty).map((l) => `  ${l}`));
     lines.push(`  let o = ((n * ${Hp}u + ty) * ${Wp}u + tx) * ${units}u + u;`, '  outArg[o] = arg;', `  ${tail('o', 'best')}`);
   }
   const decls = [`@group(0) @binding(0) var<storage, read> m: array<${ty}>;`];
@@ -403,13 +388,7 @@ export function outputTransformKernel(p: WinogradProblem, t: WinogradTiling, bia
   };
   if (bias) add('read', `bias: array<${ty}>`);
   if (!epi) add('read_write', `dst: array<${ty}>`);
-  else {
-    if (epi.add) add('read', `addend: array<${ty}>`);
-    add('read_write', `outA: array<${ty}>`);
-    if (epi.pool) add('read_write', `outArg: array<${ty === 'f32' ? 'u32' : 'vec4<u32>'}>`);
-    if (epi.relu) add('read_write', `outH: array<${ty}>`);
-    if (epi.residual) add('read_write', `outR: array<${ty}>`);
-  }
+  else blockEpilogueDecls(epi, ty, (d) => add('read', d), (d) => add('read_write', d));
   decls.push(`@group(0) @binding(${bindings.length}) var<uniform> chunk: Chunk;`);
   bindings.push('uniform');
   const epiKey = epi ? ` ${['pool', 'add', 'relu', 'residual'].filter((k) => epi[k as keyof BlockEpilogue]).join('+') || 'plain'}` : '';
