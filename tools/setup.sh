@@ -10,8 +10,11 @@ log() { echo "setup: $*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 have_vulkan_icd() {
-  # Any installed ICD manifest (a vendor driver or lavapipe) counts as a Vulkan driver.
-  ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json 2>/dev/null | grep -q .
+  # Any installed ICD manifest (a vendor driver or lavapipe) counts as a Vulkan driver. A
+  # glob loop, not ls: under pipefail ls of an empty folder failed the check.
+  local f
+  for f in /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json; do [ -e "$f" ] && return 0; done
+  return 1
 }
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 mesa_is_new_enough() {
