@@ -30,10 +30,8 @@ export async function gpu(): Promise<WebGPUBackend> {
 
 export const ref: Backend = new ReferenceBackend();
 
-/** A fresh random stream per test run; the seed is printed on failure by the caller's message. */
-export function freshSeed(): string {
-  return `${Date.now()}-${Math.random().toString(36).slice(2)}`;
-}
+/** A fresh seed per test run, replayable with NUDGE_TEST_SEED (test/seed.ts). */
+export { freshSeed } from './seed.js';
 
 export function randomValues(n: number, rng: () => number, low = -1, high = 1): Float32Array {
   const out = new Float32Array(n);

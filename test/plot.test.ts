@@ -2,10 +2,11 @@
 // are round numbers, and bad data gets a clear error rather than an empty picture.
 import { describe, expect, it } from 'vitest';
 import { lineChartSvg, linearTicks, tickLabel } from '../tools/plot.js';
+import { freshSeed, rng } from './helpers.js';
 
 describe('plot', () => {
   it('draws one polyline per series with all its points inside the frame', () => {
-    const r = Math.random;
+    const r = rng(freshSeed());
     const a: [number, number][] = Array.from({ length: 7 }, (_, i) => [i, r() * 10 - 3]);
     const b: [number, number][] = Array.from({ length: 5 }, (_, i) => [i * 1.5, r()]);
     const svg = lineChartSvg({ title: 'T <&>', xLabel: 'step', yLabel: 'loss', series: [{ name: 'ep', points: a }, { name: 'bp', points: b }] });
@@ -28,8 +29,9 @@ describe('plot', () => {
   });
 
   it('round ticks cover the range', () => {
-    const lo = -Math.random() * 3;
-    const hi = 1 + Math.random() * 50;
+    const r = rng(freshSeed());
+    const lo = -r() * 3;
+    const hi = 1 + r() * 50;
     const t = linearTicks(lo, hi);
     expect(t.length).toBeGreaterThanOrEqual(3);
     expect(t.length).toBeLessThanOrEqual(8);

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { scope } from '../engine/index.js';
 import { sizeClass } from '../engine/webgpu/runtime.js';
-import { gpu } from './helpers.js';
+import { freshSeed, gpu, rng } from './helpers.js';
 
 describe('buffer pool size classes', () => {
   it('rounds up to a power of two split in quarters, never more than 25% waste', () => {
@@ -11,8 +11,9 @@ describe('buffer pool size classes', () => {
     expect(sizeClass(257)).toBe(320);
     expect(sizeClass(1024)).toBe(1024);
     expect(sizeClass(1025)).toBe(1280);
+    const r = rng(freshSeed());
     for (let i = 0; i < 2000; i++) {
-      const b = 256 + Math.floor(Math.random() * 1e8);
+      const b = 256 + Math.floor(r() * 1e8);
       const c = sizeClass(b);
       expect(c).toBeGreaterThanOrEqual(b);
       expect(c / b).toBeLessThanOrEqual(1.25 + 1e-9);
