@@ -178,7 +178,7 @@ export interface Backend {
    * alone, for loops that never read the loss (a relaxation's output-layer update).
    */
   softmaxCrossEntropyGrad(logits: Tensor, labels: Tensor, scale: number): Tensor;
-  /** f32 [1]: how many rows have their label among the k largest logits (ties count against). */
+  /** f32 [1]: how many rows have their label among the k largest logits (ties count against; a row with a non-finite logit never does). */
   topkCorrect(logits: Tensor, labels: Tensor, k: number): Tensor;
   /** f32 [N, classes]: 1 at each row's label, else 0; a row whose label is >= classes is all NaN. */
   oneHot(labels: Tensor, classes: number): Tensor;

@@ -111,8 +111,9 @@ ${withLoss ? `  if (li == 0u) {
 
 /**
  * rowCorrect[n] = 1 when #{ j != label : x[n, j] >= x[n, label] } < k, else 0 (ties count
- * against); 0 for a label >= C (no such class is never among the top k). Bindings: logits,
- * labels (u32), rowCorrect, uniform {k} (topkUniforms).
+ * against); 0 for a label >= C (no such class is never among the top k) and for a row with
+ * any NaN or infinite logit (a diverged model ranks nothing). Bindings: logits, labels
+ * (u32), rowCorrect, uniform {k} (topkUniforms; k <= C).
  */
 export function topkCorrectKernel(N: number, C: number): KernelSpec {
   const wg = rowWorkgroupSize(C);
@@ -131,11 +132,16 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @
   let label = labels[row];
   let xl = x[base + min(label, ${C - 1}u)];
   var rank = 0u;
+  var finite = true;
   for (var j = li; j < ${C}u; j += ${wg}u) {
-    rank += select(0u, 1u, j != label && x[base + j] >= xl);
+    let v = x[base + j];
+    rank += select(0u, 1u, j != label && v >= xl);
+    // By the bits: comparisons with NaN may be folded away under WGSL's float rules.
+    finite = finite && (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u;
   }
-  red[li] = rank;
-${treeReduce((a, b) => `${a} + ${b}`, 'red', wg)}
+  // A non-finite logit ranks the row C, past any k; the sum saturates there.
+  red[li] = select(${C}u, rank, finite);
+${treeReduce((a, b) => `min(${a} + ${b}, ${C}u)`, 'red', wg)}
   if (li == 0u) {
     rowCorrect[row] = select(0.0, 1.0, red[0] < u.k && label < ${C}u);
   }

@@ -428,8 +428,14 @@ export class ReferenceBackend implements Backend {
       if (label >= C) continue; // no such class: never correct
       const target = dz[n * C + label];
       let rank = 0;
-      for (let j = 0; j < C; j++) if (j !== label && dz[n * C + j] >= target) rank++;
-      if (rank < k) correct++;
+      let finite = true;
+      for (let j = 0; j < C; j++) {
+        const v = dz[n * C + j];
+        if (j !== label && v >= target) rank++;
+        finite &&= Number.isFinite(v);
+      }
+      // A row with a NaN or infinite logit is never correct.
+      if (finite && rank < k) correct++;
     }
     return this.make([1], 'f32', Float64Array.of(correct));
   }

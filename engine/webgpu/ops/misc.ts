@@ -134,7 +134,7 @@ export function topkCorrect(be: WebGPUBackend, logits: Tensor, labels: Tensor, k
   }
   const rows = be.newTensor([N]);
   const rowBuf = rows.storage(op).buffer;
-  // Clamped so it fits a u32; any k >= C makes every row with a valid label correct.
+  // Clamped so it fits a u32; any k >= C makes every row with a valid label and finite logits correct.
   be.rt.dispatch(topkCorrectKernel(N, C), [bx, bl, rowBuf], topkUniforms(Math.min(k, C)));
   recordSum(be, rowBuf, out.storage(op).buffer, [N], [0]);
   rows.dispose();
