@@ -11,6 +11,7 @@ import { COSTS, Cost } from '../pcn/loss.js';
 import { NamedArray, encodeSafetensors, readSafetensors, writeFileAtomic } from './safetensors.js';
 import { FASHION_MNIST_DIR, ImageSet, gather, loadIdxImageSet } from './data/dataset.js';
 import { UserError } from './errors.js';
+import { Lock, takeLock } from './lock.js';
 import { Progress } from './progress.js';
 import { EnergyTraceRecord, EpochRecord, energyTraceSvg, trainingCurvesSvg } from './train-plots.js';
 import { imagenetDataSet } from './data/imagenet-set.js';
@@ -177,6 +178,16 @@ export async function evalCommand(args: string[]): Promise<number> {
 }
 
 export async function trainCommand(args: string[]): Promise<number> {
+  // Taken in trainLocked once the checkpoint path is known; released here however the run ends.
+  const held: { lock?: Lock } = {};
+  try {
+    return await trainLocked(args, held);
+  } finally {
+    held.lock?.release();
+  }
+}
+
+async function trainLocked(args: string[], held: { lock?: Lock }): Promise<number> {
   const { values } = parseArgs({
     args,
     strict: true,
@@ -284,6 +295,11 @@ export async function trainCommand(args: string[]): Promise<number> {
   // An analog run is also identified by its device model (a plain run's identity is unchanged).
   const analogRun = values.backend === 'analog' || values['device-model'] !== undefined;
   const runIdentity = JSON.stringify({ spec, cfg, data: values.data, trainLimit: trainLimit ?? null, ...(analogRun ? { deviceModel: values['device-model'] } : {}) });
+  // Two runs on one checkpoint would overwrite each other's (tools/lock.ts).
+  if (values.checkpoint) {
+    mkdirSync(dirname(values.checkpoint), { recursive: true });
+    held.lock = await takeLock(`${values.checkpoint}.lock`, `checkpoint ${values.checkpoint}`);
+  }
   let resume: { position: Position; velocity: Float32Array[]; params: Record<string, NamedArray> } | undefined;
   if (values.resume) {
     if (!values.checkpoint) throw new UserError('--resume needs --checkpoint FILE');

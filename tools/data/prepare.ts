@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../../engine/index.js';
 import { DataError } from './idx.js';
 import { ImageWorkerError, TaskResult, WorkerPool } from './pool.js';
+import { Lock, takeLock } from '../lock.js';
 import { FULL_COUNTS, Source, Split, SplitSource, openSource } from './sources.js';
 import { IndexEntry, MANIFEST_FORMAT, Manifest, PrepareSettings, ShardRecord, SplitRecord, decodeIndex, encodeIndex } from './shards.js';
 import { SUBSETS } from './subsets.js';
@@ -261,7 +262,20 @@ async function prepareSplit(
   return { written, record, expected };
 }
 
+/** Held by a prepare in its --out, so that two runs never write the same shards (tools/lock.ts). */
+export const PREPARE_LOCK = '.nudge-prepare.lock';
+
 export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
+  // Taken in prepareLocked once --out exists; released here however the run ends.
+  const held: { lock?: Lock } = {};
+  try {
+    return await prepareLocked(opts, held);
+  } finally {
+    held.lock?.release();
+  }
+}
+
+async function prepareLocked(opts: PrepareOptions, held: { lock?: Lock }): Promise<PrepareResult> {
   const settings = settingsOf(opts);
   validate(settings);
   const source: Source = await openSource(opts.src);
@@ -276,6 +290,7 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
   const splits = (opts.splits ?? ['train', 'val']).filter((s) => source.splits[s]);
   if (splits.length === 0) throw new DataError(`${opts.src}: none of the requested splits (${(opts.splits ?? []).join(', ')}) is present`);
   mkdirSync(opts.out, { recursive: true });
+  held.lock = await takeLock(join(opts.out, PREPARE_LOCK), `--out ${opts.out}`);
   const manifest: Manifest = loadExisting(opts.out, settings, classes) ?? {
     format: MANIFEST_FORMAT,
     source: { kind: source.kind, root: source.root },
