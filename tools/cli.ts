@@ -6,7 +6,7 @@ import { UserError } from './errors.js';
 import { EVAL_USAGE, TRAIN_USAGE, evalCommand, trainCommand } from './train.js';
 import { TUNE_USAGE, tuneCommand } from './tune.js';
 import { DATA_USAGE, dataCommand } from './data/command.js';
-import { relaunchWithThreadpool } from './data/pool.js';
+import { exitWithParent, relaunchWithThreadpool } from './data/pool.js';
 
 const USAGE = `usage: nudge <command> [options]
 
@@ -61,6 +61,8 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// A relaunched child (tools/data/pool.ts) must not outlive the process the user started.
+exitWithParent();
 main(process.argv.slice(2))
   .then((code) => {
     closeDevice();

@@ -1,7 +1,9 @@
 // A pool of image workers (tools/data/data-worker.mjs), one task in flight per worker so
 // that N workers means N cores of decode work.
 import { spawn } from 'node:child_process';
-import { availableParallelism } from 'node:os';
+import { writeSync } from 'node:fs';
+import { Socket } from 'node:net';
+import { availableParallelism, constants } from 'node:os';
 import { Worker } from 'node:worker_threads';
 
 export interface PrepareTask {
@@ -56,20 +58,69 @@ const WORKER_URL = new URL('./data-worker.mjs', import.meta.url);
 // reads files asynchronously), so the variable must be in the environment at launch.
 export const THREADPOOL_SIZE = String(Math.max(4, availableParallelism() + 2));
 
+/** The child's end of the pipe of relaunchWithThreadpool, by fd number. */
+const PARENT_PIPE_ENV = 'NUDGE_PARENT_PIPE_FD';
+const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
 /**
  * Runs this same command again in a child process with UV_THREADPOOL_SIZE set, unless it is
- * set already (then returns undefined and the caller goes on). Resolves to the exit code.
+ * set already (then returns undefined and the caller goes on). Resolves to the child's exit
+ * code, 128 + the signal's number where a signal ended it. SIGINT, SIGTERM and SIGHUP sent to
+ * this process are passed on to the child; the child ends itself when this process ends
+ * however it ends (kill -9 too: see exitWithParent).
  */
 export function relaunchWithThreadpool(): Promise<number> | undefined {
   if (process.env.UV_THREADPOOL_SIZE) return undefined;
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
-      stdio: 'inherit',
-      env: { ...process.env, UV_THREADPOOL_SIZE: THREADPOOL_SIZE },
+      // fd 3: a pipe the child only watches; the kernel closes this end when this process dies.
+      stdio: ['inherit', 'inherit', 'inherit', 'pipe'],
+      env: { ...process.env, UV_THREADPOOL_SIZE: THREADPOOL_SIZE, [PARENT_PIPE_ENV]: '3' },
     });
-    child.on('error', reject);
-    child.on('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)));
+    child.stdio[3]?.on('error', () => {});
+    const forward = (sig: NodeJS.Signals) => void child.kill(sig);
+    for (const s of FORWARDED) process.on(s, forward);
+    const done = () => {
+      for (const s of FORWARDED) process.off(s, forward);
+    };
+    child.on('error', (e) => {
+      done();
+      reject(e);
+    });
+    child.on('exit', (code, signal) => {
+      done();
+      resolve(code ?? 128 + (signal ? (constants.signals[signal] ?? 0) : 0));
+    });
   });
+}
+
+/**
+ * In a child started by relaunchWithThreadpool: exits when the parent's end of the pipe closes,
+ * i.e. when the parent is gone, so that a killed parent leaves no run behind writing files.
+ */
+export function exitWithParent(): void {
+  const fd = Number(process.env[PARENT_PIPE_ENV]);
+  // Not for this process's own children: fd 3 is nothing of theirs.
+  delete process.env[PARENT_PIPE_ENV];
+  if (!Number.isInteger(fd) || fd < 3) return;
+  let pipe: Socket;
+  try {
+    pipe = new Socket({ fd, readable: true, writable: false });
+  } catch {
+    return;
+  }
+  pipe.once('close', () => {
+    try {
+      writeSync(2, 'nudge: the process that started this run has ended; stopping\n');
+    } catch {
+      // no stderr left to tell
+    }
+    process.exit(1);
+  });
+  pipe.on('error', () => {});
+  pipe.resume();
+  // Watching must not keep the process alive once its work is done.
+  pipe.unref();
 }
 
 export function defaultWorkers(): number {
