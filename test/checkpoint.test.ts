@@ -38,6 +38,49 @@ describe('safetensors', () => {
     expect(() => readSafetensors('/nonexistent/x.safetensors')).toThrow(/ENOENT/);
   });
 
+  it('rejects headers that lie about their tensors or length with a CheckpointError naming the file', () => {
+    // A file with the given header (JSON text) and `data` bytes of data.
+    const file = (header: string, data = 8, hlen = Buffer.byteLength(header)) => {
+      const h = Buffer.from(header);
+      const out = Buffer.alloc(8 + h.length + data);
+      out.writeBigUInt64LE(BigInt(hlen), 0);
+      h.copy(out, 8);
+      return out;
+    };
+    const cases: [string, Buffer, RegExp][] = [
+      ['header length past the end', file('{}', 0, 1000), /header length 1000 does not fit/],
+      ['header length of 2^64-1', (() => { const b = file('{}'); b.writeBigUInt64LE(2n ** 64n - 1n, 0); return b; })(), /header length 18446744073709551615 does not fit/],
+      ['header not an object', file('[1,2]'), /header is not a JSON object/],
+      ['header null', file('null'), /header is not a JSON object/],
+      ['tensor not an object', file('{"w":5}'), /tensor w is not/],
+      ['no dtype', file('{"w":{"shape":[2],"data_offsets":[0,8]}}'), /tensor w has no dtype/],
+      ['no shape', file('{"w":{"dtype":"F32","data_offsets":[0,8]}}'), /tensor w has no shape/],
+      ['shape not integers', file('{"w":{"dtype":"F32","shape":[1.5],"data_offsets":[0,8]}}'), /tensor w has no shape/],
+      ['negative shape', file('{"w":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}'), /tensor w has no shape/],
+      ['no offsets', file('{"w":{"dtype":"F32","shape":[2]}}'), /tensor w has no data_offsets/],
+      ['offsets reversed', file('{"w":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}}'), /tensor w has no data_offsets/],
+      ['offsets past the data', file('{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}'), /tensor w data ends at byte 16 of a 8-byte data section/],
+      ['offsets disagree with the shape', file('{"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}'), /tensor w holds 8 bytes for shape \[3\]/],
+      ['other dtype', file('{"w":{"dtype":"F16","shape":[4],"data_offsets":[0,8]}}'), /dtype F16; only F32/],
+      ['metadata not strings', file('{"__metadata__":{"a":1}}'), /__metadata__ is not an object of strings/],
+    ];
+    for (const [what, buf, re] of cases) {
+      let err: unknown;
+      try {
+        decodeSafetensors(buf, 'bad.safetensors');
+      } catch (e) {
+        err = e;
+      }
+      expect(err, what).toBeInstanceOf(CheckpointError);
+      expect((err as Error).message, what).toMatch(/^bad\.safetensors: /);
+      expect((err as Error).message, what).toMatch(re);
+    }
+    // A tensor named __proto__ is a tensor like any other.
+    const proto = decodeSafetensors(file('{"__proto__":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}'), 'f');
+    expect(Object.keys(proto.tensors)).toEqual(['__proto__']);
+    expect(Object.getPrototypeOf(proto.tensors)).toBe(Object.prototype);
+  });
+
   it('writes atomically: the target is either the old or the new file, no temp left', () => {
     const dir = mkdtempSync(join(tmpdir(), 'nudge-ck-'));
     const path = join(dir, 'a.safetensors');

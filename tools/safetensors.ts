@@ -48,31 +48,58 @@ export function encodeSafetensors(tensors: Record<string, NamedArray>, metadata:
 
 export function decodeSafetensors(buf: Buffer, what: string): { tensors: Record<string, NamedArray>; metadata: Record<string, string> } {
   if (buf.length < 8) throw new CheckpointError(`${what}: truncated (${buf.length} bytes), not a safetensors file`);
-  const hlen = Number(buf.readBigUInt64LE(0));
-  if (hlen <= 0 || 8 + hlen > buf.length) throw new CheckpointError(`${what}: header length ${hlen} does not fit in ${buf.length} bytes (truncated or not safetensors)`);
-  let header: Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] } | Record<string, string>>;
+  const hlenBig = buf.readBigUInt64LE(0);
+  // Compared as a bigint: a huge length read from the file must not wrap or round first.
+  if (hlenBig === 0n || hlenBig > BigInt(buf.length - 8)) {
+    throw new CheckpointError(`${what}: header length ${hlenBig} does not fit in ${buf.length} bytes (truncated or not safetensors)`);
+  }
+  const hlen = Number(hlenBig);
+  let header: unknown;
   try {
     header = JSON.parse(buf.subarray(8, 8 + hlen).toString('utf8'));
   } catch {
     throw new CheckpointError(`${what}: header is not valid JSON (corrupt file)`);
   }
+  if (!isObject(header)) throw new CheckpointError(`${what}: header is not a JSON object (corrupt file)`);
   const dataStart = 8 + hlen;
-  const tensors: Record<string, NamedArray> = {};
+  const dataLength = buf.length - dataStart;
+  const entries: [string, NamedArray][] = [];
   for (const [name, entry] of Object.entries(header)) {
     if (name === '__metadata__') continue;
-    const e = entry as { dtype: string; shape: number[]; data_offsets: [number, number] };
-    if (e.dtype !== 'F32') throw new CheckpointError(`${what}: tensor ${name} has dtype ${e.dtype}; only F32 is supported`);
-    const [b, end] = e.data_offsets;
-    const n = e.shape.reduce((x, y) => x * y, 1);
-    if (end - b !== 4 * n || dataStart + end > buf.length) throw new CheckpointError(`${what}: tensor ${name} data is truncated or inconsistent with its shape`);
+    const bad = (why: string) => new CheckpointError(`${what}: tensor ${name} ${why} (corrupt file)`);
+    if (!isObject(entry)) throw bad('is not a {dtype, shape, data_offsets} object');
+    const { dtype, shape, data_offsets: offsets } = entry;
+    if (typeof dtype !== 'string') throw bad('has no dtype');
+    if (dtype !== 'F32') throw new CheckpointError(`${what}: tensor ${name} has dtype ${dtype}; only F32 is supported`);
+    if (!Array.isArray(shape) || !shape.every(isCount)) throw bad(`has no shape of non-negative integers (${JSON.stringify(shape)})`);
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount) || offsets[0] > offsets[1]) {
+      throw bad(`has no data_offsets [begin, end] (${JSON.stringify(offsets)})`);
+    }
+    const [b, end] = offsets as [number, number];
+    if (end > dataLength) throw new CheckpointError(`${what}: tensor ${name} data ends at byte ${end} of a ${dataLength}-byte data section (truncated file)`);
+    const n = (shape as number[]).reduce((x, y) => x * y, 1);
+    if (end - b !== 4 * n) throw bad(`holds ${end - b} bytes for shape [${shape.join(',')}] of F32 (${4 * n} bytes)`);
     const copy = new Uint8Array(end - b);
     copy.set(buf.subarray(dataStart + b, dataStart + end));
-    tensors[name] = { shape: e.shape, data: new Float32Array(copy.buffer) };
+    entries.push([name, { shape: shape as number[], data: new Float32Array(copy.buffer) }]);
   }
-  return { tensors, metadata: (header.__metadata__ as Record<string, string>) ?? {} };
+  const metadata = header.__metadata__ ?? {};
+  if (!isObject(metadata) || !Object.values(metadata).every((v) => typeof v === 'string')) {
+    throw new CheckpointError(`${what}: __metadata__ is not an object of strings (corrupt file)`);
+  }
+  // fromEntries defines own properties, so a tensor named __proto__ stays a tensor.
+  return { tensors: Object.fromEntries(entries), metadata: metadata as Record<string, string> };
 }
 
-/** Writes atomically: temporary file, fsync, rename. */
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isCount(v: unknown): v is number {
+  return Number.isSafeInteger(v) && (v as number) >= 0;
+}
+
+/** Reads and decodes a safetensors file; every error names the path. */
 export function readSafetensors(path: string) {
   let buf: Buffer;
   try {
