@@ -104,6 +104,18 @@ export function epochOrder(n: number, seed: string, epoch: number): Uint32Array 
   return seededPermutation(n, `${seed}/epoch${epoch}`);
 }
 
+/**
+ * The training images of one epoch, in order, when training on `n` of `count`: all of them
+ * in epochOrder, or with a limit a fixed subset (the first n of epoch 0's order, so a
+ * one-epoch run is the same either way) that later epochs reshuffle, as a PyTorch Subset of
+ * random indices under a shuffling DataLoader does: the run sees n distinct images in all.
+ */
+export function trainOrder(count: number, n: number, seed: string, epoch: number): Uint32Array {
+  if (n >= count || epoch === 0) return epochOrder(count, seed, epoch).subarray(0, Math.min(n, count));
+  const subset = epochOrder(count, seed, 0);
+  return seededPermutation(n, `${seed}/subset/epoch${epoch}`).map((i) => subset[i]);
+}
+
 /** A permutation of 0..n-1 (Fisher-Yates) drawn from a seedrandom stream named `key`. */
 export function seededPermutation(n: number, key: string): Uint32Array {
   const rng = seedrandom(key);
@@ -227,9 +239,11 @@ export async function evaluate(net: Network, data: LabelledImages, batch: number
 export interface Position {
   epoch: number;
   step: number;
-  /** Sum and count of the losses read so far in this epoch (for its mean). */
+  /** Sum and count of the losses of this epoch's steps so far (for its mean). */
   lossSum?: number;
   lossCount?: number;
+  /** At an epoch's end: that epoch's mean train loss and test metrics (a finished run's result). */
+  last?: { trainLoss: number; test: EvalMetrics };
 }
 
 export interface TrainHooks {
@@ -276,21 +290,23 @@ export async function train(
   }
   const n = Math.min(opts.trainLimit ?? trainSet.count, trainSet.count);
   const stepsPerEpoch = Math.floor(n / cfg.batch);
+  if (stepsPerEpoch < 1) throw new Error(`train: batch ${cfg.batch} is larger than the ${n} training images`);
   const total = stepsPerEpoch * cfg.epochs;
   const logEvery = opts.logEvery ?? 10;
   const t0 = performance.now();
   let test: EvalMetrics = { top1: 0, top5: 0, loss: NaN, count: 0 };
   const start = opts.start ?? { epoch: 0, step: 0 };
   let step = start.epoch * stepsPerEpoch + start.step;
+  // The epoch's loss sum stays on the device, so every step counts without a read per step.
+  let lossSum: Tensor | undefined;
   try {
     for (let epoch = start.epoch; epoch < cfg.epochs; epoch++) {
-      const order = epochOrder(trainSet.count, cfg.seed, epoch).subarray(0, n);
+      const order = trainOrder(trainSet.count, n, cfg.seed, epoch);
       const te = performance.now();
       const resumed = epoch === start.epoch;
-      let lossSum = resumed ? start.lossSum ?? 0 : 0;
-      let lossCount = resumed ? start.lossCount ?? 0 : 0;
+      lossSum = be.fromArray([resumed ? start.lossSum ?? 0 : 0], [1]);
       let tLog = performance.now();
-      let lastLoss = NaN;
+      let lastLoss: number | null = null;
       const firstStep = epoch === start.epoch ? start.step : 0;
       hooks.onProgress?.({ epoch, done: firstStep * cfg.batch, total: stepsPerEpoch * cfg.batch, lastLoss: null });
       for (let s = firstStep; s < stepsPerEpoch; s++, step++) {
@@ -314,13 +330,14 @@ export async function train(
           hooks.onEnergyTrace?.(epoch, phases);
         }
         const checkpointNow = opts.checkpointEvery !== undefined && (s + 1) % opts.checkpointEvery === 0 && s < stepsPerEpoch - 1;
+        const sum: Tensor = be.add(lossSum, loss);
+        lossSum.dispose();
+        lossSum = sum;
         if ((s + 1) % logEvery === 0 || s === stepsPerEpoch - 1 || checkpointNow) {
           const v = (await be.read(loss))[0];
           if (!Number.isFinite(v)) {
             throw new NonFiniteError(`loss became ${v} at epoch ${epoch + 1}, step ${s + 1} (lr ${lr.toExponential(2)}); lower the learning rate or beta`);
           }
-          lossSum += v;
-          lossCount++;
           lastLoss = v;
           const now = performance.now();
           const steps = (s % logEvery) + 1;
@@ -328,14 +345,19 @@ export async function train(
           tLog = now;
         }
         loss.dispose();
-        hooks.onProgress?.({ epoch, done: (s + 1) * cfg.batch, total: stepsPerEpoch * cfg.batch, lastLoss: lossCount > 0 ? lastLoss : null });
-        if (checkpointNow) await hooks.onCheckpoint?.({ epoch, step: s + 1, lossSum, lossCount }, sgd);
+        hooks.onProgress?.({ epoch, done: (s + 1) * cfg.batch, total: stepsPerEpoch * cfg.batch, lastLoss });
+        if (checkpointNow) await hooks.onCheckpoint?.({ epoch, step: s + 1, lossSum: (await be.read(lossSum))[0], lossCount: s + 1 }, sgd);
       }
+      const trainLoss = (await be.read(lossSum))[0] / stepsPerEpoch;
+      lossSum.dispose();
+      lossSum = undefined;
+      if (!Number.isFinite(trainLoss)) throw new NonFiniteError(`the train loss of epoch ${epoch + 1} became ${trainLoss}; lower the learning rate or beta`);
       test = await evaluate(net, testSet, 256, opts.testLimit, cfg.cost);
-      hooks.onEpoch?.(epoch, test, { loss: lossSum / Math.max(1, lossCount), seconds: (performance.now() - te) / 1000 });
-      await hooks.onCheckpoint?.({ epoch: epoch + 1, step: 0 }, sgd);
+      hooks.onEpoch?.(epoch, test, { loss: trainLoss, seconds: (performance.now() - te) / 1000 });
+      await hooks.onCheckpoint?.({ epoch: epoch + 1, step: 0, last: { trainLoss, test } }, sgd);
     }
   } finally {
+    lossSum?.dispose();
     sgd.dispose();
   }
   return { test, seconds: (performance.now() - t0) / 1000 };

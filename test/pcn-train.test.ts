@@ -5,7 +5,7 @@ import { Backend } from '../engine/index.js';
 import { smallNet } from '../pcn/models.js';
 import { Network } from '../pcn/network.js';
 import { Sgd } from '../pcn/optim.js';
-import { LabelledImages, TrainConfig, epochOrder, train, trainStep } from '../pcn/train.js';
+import { LabelledImages, TrainConfig, epochOrder, train, trainOrder, trainStep } from '../pcn/train.js';
 import { freshSeed, gpu, randomValues, ref, relErr, rng } from './helpers.js';
 
 async function paramsAfterSteps(be: Backend, cfg: TrainConfig, xs: Float32Array[], ys: number[][]): Promise<Float64Array[]> {
@@ -122,5 +122,95 @@ describe('training loop hooks: energy trace, progress, convergence stop (referen
     const full = await run({});
     const stopped = await run({ tol: 1e-7 });
     full.forEach((w, i) => expect(relErr(stopped[i], w), `tensor ${i} seed ${seed}`).toBeLessThan(1e-6));
+  });
+});
+
+describe('the training loop: limited subsets and the epoch train loss (reference backend)', () => {
+  const data = (seed: string, count: number, seen?: number[][]): LabelledImages => {
+    const r = rng(seed);
+    const xs = randomValues(count * 243, r);
+    const ys = Array.from({ length: count }, () => Math.floor(r() * 5));
+    return {
+      shape: [9, 9, 3],
+      classes: 5,
+      count,
+      batch: (idx) => {
+        seen?.push(Array.from(idx));
+        return {
+          x: Float32Array.from(Array.from(idx).flatMap((i) => Array.from(xs.subarray(i * 243, (i + 1) * 243)))),
+          y: Uint32Array.from(Array.from(idx, (i) => ys[i])),
+        };
+      },
+    };
+  };
+  const cfg = (seed: string, extra: Partial<TrainConfig> = {}): TrainConfig => ({
+    algorithm: 'bp',
+    epochs: 3,
+    batch: 2,
+    beta: 0.05,
+    K: 2,
+    seed,
+    sgd: { lr: 0.05, momentum: 0.9, weightDecay: 0, lrMin: 0 },
+    ...extra,
+  });
+
+  it('trainOrder: a limit is one fixed subset (epoch 0 as before), reshuffled each later epoch; no limit is epochOrder', () => {
+    const seed = freshSeed();
+    const first = trainOrder(50, 12, seed, 0);
+    expect([...first]).toEqual([...epochOrder(50, seed, 0).subarray(0, 12)]);
+    const sorted = (a: Uint32Array) => [...a].sort((x, y) => x - y);
+    for (const e of [1, 2, 3]) {
+      const o = trainOrder(50, 12, seed, e);
+      expect(sorted(o), `epoch ${e}, seed ${seed}`).toEqual(sorted(first));
+    }
+    expect([...trainOrder(50, 12, seed, 1)]).not.toEqual([...trainOrder(50, 12, seed, 2)]);
+    for (const e of [0, 1]) expect([...trainOrder(50, 50, seed, e)]).toEqual([...epochOrder(50, seed, e)]);
+  });
+
+  it('with trainLimit, every epoch trains on the same images', async () => {
+    const seed = freshSeed();
+    const seen: number[][] = [];
+    const net = new Network(ref, smallNet('d6', [9, 9, 3], 5));
+    net.init(seed);
+    await train(net, data(seed, 40, seen), data(seed + 't', 4), cfg(seed), {}, { trainLimit: 8 });
+    // 3 epochs of 4 steps of 2.
+    expect(seen.length).toBe(12);
+    const epochSet = (e: number) => seen.slice(4 * e, 4 * e + 4).flat().sort((a, b) => a - b);
+    expect(new Set(epochSet(0)).size).toBe(8);
+    expect(epochSet(1), `seed ${seed}`).toEqual(epochSet(0));
+    expect(epochSet(2), `seed ${seed}`).toEqual(epochSet(0));
+  });
+
+  it("the epoch's train loss is the mean over all its steps, not only the logged ones", async () => {
+    const seed = freshSeed();
+    const run = async (logEvery: number) => {
+      const net = new Network(ref, smallNet('d6', [9, 9, 3], 5));
+      net.init(seed);
+      const steps: number[] = [];
+      const epochs: number[] = [];
+      await train(net, data(seed, 10), data(seed + 't', 4), cfg(seed, { epochs: 2 }), {
+        onStep: (m) => steps.push(m.loss),
+        onEpoch: (_e, _t, tr) => epochs.push(tr.loss),
+      }, { logEvery });
+      return { steps, epochs };
+    };
+    const every = await run(1);
+    expect(every.steps.length).toBe(10);
+    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    const want = [mean(every.steps.slice(0, 5)), mean(every.steps.slice(5))];
+    // Logged every 1000 steps: only each epoch's last step is read, but all five count.
+    const sparse = await run(1000);
+    expect(sparse.steps.length).toBe(2);
+    for (const [i, w] of want.entries()) {
+      expect(Math.abs(every.epochs[i] - w), `epoch ${i}, seed ${seed}`).toBeLessThan(1e-12 * Math.abs(w) + 1e-12);
+      expect(Math.abs(sparse.epochs[i] - w), `epoch ${i}, seed ${seed}`).toBeLessThan(1e-12 * Math.abs(w) + 1e-12);
+    }
+  });
+
+  it('refuses a batch larger than the training set (no step would run)', async () => {
+    const seed = freshSeed();
+    const net = new Network(ref, smallNet('d6', [9, 9, 3], 5));
+    net.init(seed);
+    await expect(train(net, data(seed, 10), data(seed + 't', 4), cfg(seed), {}, { trainLimit: 1 })).rejects.toThrow(/batch 2 is larger than the 1 training images/);
   });
 });
