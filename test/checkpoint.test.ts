@@ -1,6 +1,6 @@
 // Checkpoints: the safetensors format, atomic writes, and a killed run that resumes exactly.
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -107,13 +107,19 @@ describe('nudge train --resume after a kill', () => {
     expect(existsSync(ck), 'no checkpoint was written').toBe(true);
     const pos = JSON.parse(readSafetensors(ck).metadata.position);
     if (pos.step === 0 && pos.epoch === 1) throw new Error('the run finished before it could be killed; the test needs a slower run');
+    const records = (file: string) => readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    // As if the killed run had got further than its checkpoint: its records past it, then a line cut short.
+    const logged = readFileSync(part, 'utf8');
+    if (logged.endsWith('\n')) {
+      const at = pos.epoch * (640 / 64) + pos.step;
+      const past = records(join(dir, 'full.jsonl')).filter((r) => (r.event === 'step' && r.step >= at) || (r.event === 'epoch' && r.epoch >= pos.epoch));
+      appendFileSync(part, past.map((r) => `${JSON.stringify(r)}\n`).join('') + '{"event":"step","epo');
+    }
     await run('node', [...args, '--log', part, '--checkpoint', ck, '--resume'], { timeout: 300_000 });
-    const lastEpoch = (file: string) => {
-      const recs = readFileSync(file, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-      const { seconds: _s, ...rest } = recs.filter((r) => r.event === 'epoch').pop();
-      return rest;
-    };
-    expect(lastEpoch(part)).toEqual(lastEpoch(join(dir, 'full.jsonl')));
+    // The log reads as the uninterrupted run's, record for record, but for the timings.
+    const untimed = (file: string) => records(file).map(({ imagesPerSec: _i, seconds: _s, ...rest }) => rest);
+    expect(untimed(part)).toEqual(untimed(join(dir, 'full.jsonl')));
+    const lastEpoch = (file: string) => untimed(file).filter((r) => r.event === 'epoch').pop();
     // nudge eval on the final checkpoint reproduces the last epoch's test numbers.
     const ev = await run('node', ['dist/nudge.mjs', 'eval', '--checkpoint', ck, '--test-limit', '256']);
     const top1 = (100 * lastEpoch(part).top1).toFixed(2);
@@ -122,6 +128,26 @@ describe('nudge train --resume after a kill', () => {
     const other = await run('node', [...args, '--seed', '2', '--checkpoint', ck, '--resume']).catch((e) => e);
     expect(other.code).toBe(1);
     expect(other.stderr).toMatch(/different run/);
+    // Resuming the finished run says so and prints its final metrics; the log stays as it was.
+    const before = readFileSync(part, 'utf8');
+    const again = await run('node', [...args, '--log', part, '--checkpoint', ck, '--resume']);
+    const last = lastEpoch(part);
+    expect(again.stdout).toMatch(/holds the finished run \(1 epoch\(s\)\); nothing to resume/);
+    expect(again.stdout).toContain(`epoch 1: train loss ${last.trainLoss.toFixed(4)}, test top-1 ${(100 * last.top1).toFixed(2)}% top-5 ${(100 * last.top5).toFixed(2)}% (256 images)`);
+    expect(readFileSync(part, 'utf8')).toBe(before);
+    // A finished run's checkpoint from before they kept the final metrics: measured again.
+    const done = readSafetensors(ck);
+    const older = join(dir, 'older.safetensors');
+    writeFileSync(older, encodeSafetensors(done.tensors, { ...done.metadata, position: JSON.stringify({ epoch: 1, step: 0 }) }));
+    const measured = await run('node', [...args, '--checkpoint', older, '--resume']);
+    expect(measured.stdout).toMatch(/holds the finished run/);
+    expect(measured.stdout).toContain(`test top-1 ${(100 * last.top1).toFixed(2)}% top-5 ${(100 * last.top5).toFixed(2)}% (256 images)`);
+    // A position past the run's end is refused by name.
+    const past = join(dir, 'past.safetensors');
+    writeFileSync(past, encodeSafetensors(done.tensors, { ...done.metadata, position: JSON.stringify({ epoch: 1, step: 4 }) }));
+    const bad = await run('node', [...args, '--checkpoint', past, '--resume']).catch((e) => e);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/past\.safetensors: its position \(epoch 2, step 4\) is past the run's 1 epoch\(s\) of 10 steps/);
   });
 });
 
