@@ -1,13 +1,15 @@
-// `nudge data fetch` against a local HTTP server on 127.0.0.1 that cuts connections, refuses
-// access, fails, ignores Range, redirects to another host and serves wrong bytes.
-import { createHash, randomBytes } from 'node:crypto';
+// `nudge data fetch` against a local server on 127.0.0.1 (plain HTTP and TLS on one port) that
+// cuts connections, refuses access, fails, ignores Range, redirects to another host or down to
+// plain http and serves wrong bytes.
+import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import { AddressInfo } from 'node:net';
+import https from 'node:https';
+import net, { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { download, fetchHf, redact } from '../tools/data/fetch.js';
+import { download, FetchError, fetchHf, nextUrl, redact, tokenMayGo } from '../tools/data/fetch.js';
 
 const BODY = randomBytes(300_000 + Math.floor(Math.random() * 5000));
 const MD5 = createHash('md5').update(BODY).digest('hex');
@@ -15,11 +17,33 @@ const SHA = createHash('sha256').update(BODY).digest('hex');
 const TOKEN = 'hf_secret_token_value_123';
 const SMALL = randomBytes(777);
 
-let server: http.Server;
+let server: net.Server;
+let secure: https.Server;
 let port: number;
 let dir: string;
-let seen: { path: string; host: string; range?: string; auth?: string }[] = [];
+let seen: { path: string; host: string; range?: string; auth?: string; tls: boolean }[] = [];
 let count: Record<string, number> = {};
+const sockets = new Set<net.Socket>();
+
+/** DER: tag, length, contents. */
+function der(tag: number, ...parts: Buffer[]): Buffer {
+  const body = Buffer.concat(parts);
+  const n = body.length;
+  const len = n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : [0x82, n >> 8, n & 0xff];
+  return Buffer.concat([Buffer.from([tag, ...len]), body]);
+}
+
+/** A self-signed P-256 certificate (X.509 v1, built here so the test needs no openssl). */
+function selfSigned(): { key: string; cert: string } {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const ecdsaSha256 = der(0x30, der(0x06, Buffer.from([0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02])));
+  const name = der(0x30, der(0x31, der(0x30, der(0x06, Buffer.from([0x55, 0x04, 0x03])), der(0x0c, Buffer.from('nudge test')))));
+  const validity = der(0x30, der(0x17, Buffer.from('200101000000Z')), der(0x17, Buffer.from('491231000000Z')));
+  const tbs = der(0x30, der(0x02, Buffer.from([1])), ecdsaSha256, name, validity, name, publicKey.export({ type: 'spki', format: 'der' }));
+  const cert = der(0x30, tbs, ecdsaSha256, der(0x03, Buffer.from([0]), sign('sha256', tbs, privateKey)));
+  const pem = `-----BEGIN CERTIFICATE-----\n${cert.toString('base64').replace(/.{64}/g, '$&\n')}\n-----END CERTIFICATE-----\n`;
+  return { key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, cert: pem };
+}
 
 function serveRange(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, cutAt?: number): void {
   const m = /bytes=(\d+)-/.exec(req.headers.range ?? '');
@@ -42,9 +66,13 @@ function serveRange(req: http.IncomingMessage, res: http.ServerResponse, body: B
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'nudge-fetch-'));
-  server = http.createServer((req, res) => {
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse) => {
     const path = req.url ?? '';
-    seen.push({ path, host: String(req.headers.host), range: req.headers.range, auth: req.headers.authorization });
+    const tls = 'encrypted' in req.socket;
+    // The same server under another host name, in the scheme this request came in.
+    const elsewhere = `${tls ? 'https' : 'http'}://localhost:${port}`;
+    const self = `${tls ? 'https' : 'http'}://${req.headers.host}`;
+    seen.push({ path, host: String(req.headers.host), range: req.headers.range, auth: req.headers.authorization, tls });
     const n = (count[path] = (count[path] ?? 0) + 1);
     if (path.startsWith('/ok/')) return serveRange(req, res, BODY);
     // Cut twice, at 100 kB and 200 kB; the third connection finishes.
@@ -75,7 +103,7 @@ beforeAll(async () => {
       return serveRange(req, res, bad);
     }
     if (path.startsWith('/linked/')) {
-      res.writeHead(302, { location: `http://localhost:${port}/ok/file.bin`, 'x-linked-etag': `"${'0'.repeat(64)}"` });
+      res.writeHead(302, { location: `${elsewhere}/ok/file.bin`, 'x-linked-etag': `"${'0'.repeat(64)}"` });
       return void res.end();
     }
     if (path.startsWith('/api/datasets/ILSVRC/imagenet-1k/tree/main')) {
@@ -86,7 +114,7 @@ beforeAll(async () => {
       const file = (p: string, body: Buffer) => ({ type: 'file', path: p, size: body.length, oid: 'x', lfs: { oid: createHash('sha256').update(body).digest('hex'), size: body.length } });
       // Two pages, as the hub paginates long listings.
       if (!path.includes('cursor=')) {
-        res.writeHead(200, { 'content-type': 'application/json', link: `<http://127.0.0.1:${port}/api/datasets/ILSVRC/imagenet-1k/tree/main?recursive=true&cursor=2>; rel="next"` });
+        res.writeHead(200, { 'content-type': 'application/json', link: `<${self}/api/datasets/ILSVRC/imagenet-1k/tree/main?recursive=true&cursor=2>; rel="next"` });
         return void res.end(JSON.stringify([{ type: 'directory', path: 'data' }, file('README.md', SMALL), file('data/train-00001-of-00002.parquet', SMALL)]));
       }
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -98,7 +126,7 @@ beforeAll(async () => {
         return void res.end();
       }
       // The hub redirects to storage on another host, with the file named in the path.
-      res.writeHead(302, { location: `http://localhost:${port}/cdn/${path.split('/').pop()}` });
+      res.writeHead(302, { location: `${elsewhere}/cdn/${path.split('/').pop()}` });
       return void res.end();
     }
     if (path.startsWith('/cdn/')) {
@@ -110,18 +138,74 @@ beforeAll(async () => {
     }
     if (path.startsWith('/redirect/')) {
       // To another host name (same server): the token must not follow.
-      res.writeHead(302, { location: `http://localhost:${port}/ok/file.bin` });
+      res.writeHead(302, { location: `${elsewhere}/ok/file.bin` });
       return void res.end();
+    }
+    if (path.startsWith('/redirect-gated/')) {
+      res.writeHead(302, { location: `${elsewhere}/forbidden/file.bin` });
+      return void res.end();
+    }
+    if (path.startsWith('/downgrade/')) {
+      // Same host and port, down to plain http.
+      res.writeHead(302, { location: `http://${req.headers.host}/ok/file.bin` });
+      return void res.end();
+    }
+    const hostile = /^\/api\/datasets\/hostile\/([\w-]+)\/tree\/main/.exec(path)?.[1];
+    if (hostile) {
+      // Hub listings that a hub does not send; every page needs the token.
+      if (req.headers.authorization !== `Bearer ${TOKEN}`) {
+        res.writeHead(401);
+        return void res.end();
+      }
+      const entry = (p: string) => ({ type: 'file', path: p, size: SMALL.length });
+      const page2 = `/api/datasets/hostile/${hostile}/tree/main?recursive=true&cursor=2`;
+      const answers: Record<string, [http.OutgoingHttpHeaders, unknown]> = {
+        'next-host': [{ link: `<${elsewhere}${page2}>; rel="next"` }, [entry('data/a.bin')]],
+        'next-http': [{ link: `<http://${req.headers.host}${page2}>; rel="next"` }, [entry('data/a.bin')]],
+      };
+      const [headers, body] = answers[hostile] ?? [{}, []];
+      res.writeHead(200, { 'content-type': 'application/json', ...(path.includes('cursor=') ? {} : headers) });
+      return void res.end(JSON.stringify(body));
     }
     res.writeHead(404);
     res.end();
+  };
+  // Plain HTTP and TLS on one port, told apart by the first byte (a TLS handshake record is 0x16),
+  // so that https://127.0.0.1:P and http://127.0.0.1:P differ only in the scheme. TLS goes through
+  // to a second, internal listener (a TLS server cannot take over a socket that was read from).
+  const plain = http.createServer(handler);
+  secure = https.createServer(selfSigned(), handler);
+  await new Promise<void>((r) => secure.listen(0, '127.0.0.1', r));
+  server = net.createServer((sock) => {
+    sockets.add(sock.on('close', () => sockets.delete(sock)));
+    sock.once('data', (first) => {
+      if (first[0] !== 0x16) {
+        sock.pause();
+        sock.unshift(first);
+        plain.emit('connection', sock);
+        return void sock.resume();
+      }
+      const up = net.connect((secure.address() as AddressInfo).port, '127.0.0.1');
+      up.on('error', () => sock.destroy()).on('close', () => sock.destroy());
+      sock.on('error', () => up.destroy()).on('close', () => up.destroy());
+      up.write(first);
+      sock.pipe(up).pipe(sock);
+    });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   port = (server.address() as AddressInfo).port;
+  // The certificate is self-signed: this test process accepts it (the code under test has no say in that).
+  https.globalAgent.options.rejectUnauthorized = false;
+
 });
 
 afterAll(async () => {
+  delete https.globalAgent.options.rejectUnauthorized;
+  // Kept-alive connections would hold the server open until they time out.
+  for (const s of sockets) s.destroy();
   await new Promise((r) => server.close(r));
+  secure.closeAllConnections();
+  await new Promise((r) => secure.close(r));
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -131,6 +215,7 @@ beforeEach(() => {
 });
 
 const url = (p: string) => `http://127.0.0.1:${port}${p}`;
+const tlsUrl = (p: string) => `https://127.0.0.1:${port}${p}`;
 const fast = { backoffMs: 5, idleTimeoutMs: 5000 };
 
 describe('nudge data fetch', () => {
@@ -226,5 +311,76 @@ describe('nudge data fetch --hf', () => {
     expect(seen.filter((s) => s.path.startsWith('/cdn/')).every((s) => s.auth === undefined)).toBe(true);
     expect(log.join('\n')).toMatch(/3 file\(s\)/);
     expect(log.join('\n')).not.toContain(TOKEN);
+  });
+});
+
+describe('nudge data fetch: where the token goes', () => {
+  it('tokenMayGo: only over https to the same scheme, host and port (plain http only to loopback)', () => {
+    const hub = 'https://huggingface.co/datasets/x/resolve/main/a.parquet';
+    expect(tokenMayGo(hub, 'https://huggingface.co/api/datasets/x/tree/main?cursor=2')).toBe(true);
+    expect(tokenMayGo(hub, 'https://huggingface.co:443/other')).toBe(true);
+    expect(tokenMayGo(hub, 'http://huggingface.co/datasets/x/resolve/main/a.parquet')).toBe(false);
+    expect(tokenMayGo(hub, 'https://cdn-lfs.huggingface.co/a.parquet')).toBe(false);
+    expect(tokenMayGo(hub, 'https://huggingface.co:8443/a.parquet')).toBe(false);
+    expect(tokenMayGo(hub, 'https://evil.example/a.parquet')).toBe(false);
+    expect(tokenMayGo('http://mirror.example/a', 'http://mirror.example/a')).toBe(false);
+    for (const local of ['http://127.0.0.1:8080/a', 'http://localhost:8080/a', 'http://[::1]:8080/a']) expect(tokenMayGo(local, local)).toBe(true);
+    expect(tokenMayGo('http://127.0.0.1:8080/a', 'http://127.0.0.1:8081/a')).toBe(false);
+  });
+
+  it('nextUrl: resolves redirects and links, refuses https down to plain http and invalid URLs', () => {
+    expect(nextUrl('https://a.example/x/y', '/z?q=1')).toBe('https://a.example/z?q=1');
+    expect(nextUrl('http://a.example/x', 'https://b.example/y')).toBe('https://b.example/y');
+    expect(() => nextUrl('https://a.example/x', 'http://a.example/x')).toThrow(/refusing to follow https down to plain http \(http:\/\/a\.example\/x\)/);
+    expect(() => nextUrl('https://a.example/x', 'http://[::1')).toThrow(FetchError);
+  });
+
+  it('sends the token over https to its own host', async () => {
+    const out = join(dir, 'tls.bin');
+    await download({ url: tlsUrl('/ok/file.bin'), out, token: TOKEN, md5: MD5, ...fast });
+    expect(readFileSync(out).equals(BODY)).toBe(true);
+    expect(seen.map((s) => [s.tls, s.auth])).toEqual([[true, `Bearer ${TOKEN}`]]);
+  });
+
+  it('refuses a redirect from https down to plain http on the same host and port', async () => {
+    const down = join(dir, 'downgrade.bin');
+    await expect(download({ url: tlsUrl('/downgrade/file.bin'), out: down, token: TOKEN, ...fast })).rejects.toThrow(/refusing to follow https down to plain http/);
+    expect(seen.map((s) => [s.tls, s.path])).toEqual([[true, '/downgrade/file.bin']]);
+    expect(existsSync(down) || existsSync(`${down}.part`)).toBe(false);
+  });
+
+  it('says the token was not sent when a redirect elsewhere is refused access', async () => {
+    await expect(download({ url: url('/redirect-gated/file.bin'), out: join(dir, 'rg.bin'), token: TOKEN, ...fast })).rejects.toThrow(
+      new RegExp(`HTTP 401: access denied; the token was not sent here \\(HF_TOKEN is sent only to http://127\\.0\\.0\\.1:${port}\\)`),
+    );
+    expect(seen.map((s) => [s.host.split(':')[0], s.auth])).toEqual([
+      ['127.0.0.1', `Bearer ${TOKEN}`],
+      ['localhost', undefined],
+    ]);
+  });
+
+  it('--hf over https: the token goes to the hub for every page and file, not to the storage host', async () => {
+    const out = join(dir, 'hf-tls');
+    const rs = await fetchHf({ repo: 'ILSVRC/imagenet-1k', out, endpoint: `https://127.0.0.1:${port}`, include: /^data\/validation-/, token: TOKEN, ...fast });
+    expect(rs.map((r) => r.bytes)).toEqual([SMALL.length]);
+    expect(seen.every((s) => s.tls)).toBe(true);
+    expect(seen.filter((s) => s.auth).map((s) => s.host.split(':')[0])).toEqual(['127.0.0.1', '127.0.0.1', '127.0.0.1']);
+    expect(seen.filter((s) => s.host.startsWith('localhost')).map((s) => [s.path, s.auth])).toEqual([['/cdn/validation-00000-of-00001.parquet', undefined]]);
+  });
+
+  it('--hf: a next-page link to another host gets no token; one down to plain http is refused', async () => {
+    const endpoint = `https://127.0.0.1:${port}`;
+    const out = join(dir, 'hf-hostile');
+    await expect(fetchHf({ repo: 'hostile/next-host', out, endpoint, include: /./, token: TOKEN, ...fast })).rejects.toThrow(
+      new RegExp(`HTTP 401 from https://localhost:${port}/api/.*: the token was not sent there \\(HF_TOKEN is sent only to https://127\\.0\\.0\\.1:${port}\\)`),
+    );
+    expect(seen.map((s) => [s.host.split(':')[0], s.auth])).toEqual([
+      ['127.0.0.1', `Bearer ${TOKEN}`],
+      ['localhost', undefined],
+    ]);
+    seen = [];
+    await expect(fetchHf({ repo: 'hostile/next-http', out, endpoint, include: /./, token: TOKEN, ...fast })).rejects.toThrow(/refusing to follow https down to plain http/);
+    expect(seen.map((s) => s.tls)).toEqual([true]);
+    expect(existsSync(out)).toBe(false);
   });
 });

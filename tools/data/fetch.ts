@@ -1,7 +1,8 @@
 // `nudge data fetch`: resumable downloads. Bytes go to NAME.part, continued with HTTP Range
 // requests after a dropped connection (with retries and exponential backoff), verified
-// (size, md5/sha256) and only then renamed to NAME. Tokens (HF_TOKEN) go in a header to
-// the host they were meant for, never to a redirect target elsewhere, never to a log.
+// (size, md5/sha256) and only then renamed to NAME. Tokens (HF_TOKEN) go in a header
+// only over https to the scheme, host and port they were given for (see tokenMayGo),
+// never to a redirect target or listing page elsewhere, never to a log.
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import http from 'node:http';
@@ -82,6 +83,38 @@ async function hashFile(path: string): Promise<{ md5: string; sha256: string }> 
 /** A failure worth retrying (network, 5xx, short body) as opposed to one that needs the user. */
 class Transient extends Error {}
 
+/** Loopback hosts: plain http to them never leaves this machine. */
+function isLoopback(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(hostname);
+}
+
+/**
+ * Whether a request to `target` may carry the token given with the URL `origin`: only to the
+ * same scheme, host and port, and only over https (or plain http to loopback, as a local mirror or test server).
+ */
+export function tokenMayGo(origin: string, target: string): boolean {
+  const [o, t] = [new URL(origin), new URL(target)];
+  return o.origin === t.origin && (t.protocol === 'https:' || (t.protocol === 'http:' && isLoopback(t.hostname)));
+}
+
+/** Why the token was not sent to `target` (for 401/403 messages), or undefined when it was (or there is none). */
+function tokenWithheld(origin: string, target: string, token: string | undefined): string | undefined {
+  if (!token || tokenMayGo(origin, target)) return undefined;
+  return new URL(origin).origin === new URL(target).origin ? 'HF_TOKEN is sent only over https' : `HF_TOKEN is sent only to ${new URL(origin).origin}`;
+}
+
+/** The URL a redirect or a next-page link names, resolved against `from`; a step from https down to plain http is refused. */
+export function nextUrl(from: string, location: string): string {
+  let to: URL;
+  try {
+    to = new URL(location, from);
+  } catch {
+    throw new FetchError(`${redact(from)}: points to an invalid URL`);
+  }
+  if (new URL(from).protocol === 'https:' && to.protocol === 'http:') throw new FetchError(`${redact(from)}: refusing to follow https down to plain http (${redact(to.toString())})`);
+  return to.toString();
+}
+
 interface Response {
   status: number;
   headers: http.IncomingHttpHeaders;
@@ -100,27 +133,34 @@ function request(url: string, headers: Record<string, string>, idleTimeoutMs: nu
   });
 }
 
-/** GET with redirects; the token goes only to the original host. */
-async function get(opts: DownloadOptions, range: number): Promise<Response & { linkedSha256?: string }> {
-  const origin = new URL(opts.url).host;
+/** GET with redirects; the token goes only where tokenMayGo allows (`origin`: the URL it was given with). */
+async function get(opts: DownloadOptions, range: number, origin = opts.url): Promise<Response & { linkedSha256?: string; withheld?: string }> {
   let url = opts.url;
   let linkedSha256: string | undefined;
   for (let hop = 0; hop < 10; hop++) {
     const headers: Record<string, string> = { 'user-agent': 'nudge-data-fetch', 'accept-encoding': 'identity' };
     if (range > 0) headers.range = `bytes=${range}-`;
-    if (opts.token && new URL(url).host === origin) headers.authorization = `Bearer ${opts.token}`;
+    if (opts.token && tokenMayGo(origin, url)) headers.authorization = `Bearer ${opts.token}`;
     const res = await request(url, headers, opts.idleTimeoutMs ?? 60_000);
     // The Hugging Face hub names an LFS file's sha256 before redirecting to its storage.
     const linked = String(res.headers['x-linked-etag'] ?? '').replace(/"/g, '');
     if (/^[0-9a-f]{64}$/.test(linked)) linkedSha256 = linked;
     if (res.status >= 300 && res.status < 400 && res.headers.location) {
       res.body.resume();
-      url = new URL(res.headers.location, url).toString();
+      url = nextUrl(url, res.headers.location);
       continue;
     }
-    return { ...res, linkedSha256 };
+    return { ...res, linkedSha256, withheld: tokenWithheld(origin, url, opts.token) };
   }
   throw new FetchError(`${redact(opts.url)}: too many redirects`);
+}
+
+/** The message for a 401/403: token missing, withheld from this URL, or refused. */
+function deniedMessage(where: string, status: number, token: string | undefined, withheld: string | undefined): string {
+  if (withheld) return `${where}: HTTP ${status}: access denied; the token was not sent here (${withheld})`;
+  return token
+    ? `${where}: HTTP ${status}: the server refused the token (for a gated Hugging Face data set, accept its terms on the data set's page with the account the token belongs to)`
+    : `${where}: HTTP ${status}: access denied; this download is gated or needs a login. For Hugging Face, create a read token and set HF_TOKEN in the environment`;
 }
 
 export async function download(opts: DownloadOptions): Promise<DownloadResult> {
@@ -147,6 +187,8 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
     }
     throw new FetchError(`${opts.out} exists but does not verify (${v.problems.join('; ')}); move it away and fetch again`);
   }
+  const withheld = tokenWithheld(opts.url, opts.url, opts.token);
+  if (withheld) log(`${name}: not sending HF_TOKEN to ${redact(opts.url)} (${withheld})`);
   const retries = opts.retries ?? 8;
   let failures = 0;
   let linkedSha: string | undefined;
@@ -158,11 +200,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
       const where = redact(res.url);
       if (res.status === 401 || res.status === 403) {
         res.body.resume();
-        throw new FetchError(
-          opts.token
-            ? `${where}: HTTP ${res.status}: the server refused the token (for a gated Hugging Face data set, accept its terms on the data set's page with the account the token belongs to)`
-            : `${where}: HTTP ${res.status}: access denied; this download is gated or needs a login. For Hugging Face, create a read token and set HF_TOKEN in the environment`,
-        );
+        throw new FetchError(deniedMessage(where, res.status, opts.token, res.withheld));
       }
       if (res.status === 404) {
         res.body.resume();
@@ -275,19 +313,22 @@ export interface HfFile {
 /** Files of a Hugging Face data set repository (the hub's tree API, following its pages). */
 export async function listHfFiles(repo: string, opts: { endpoint: string; revision?: string; token?: string; dir?: string }): Promise<HfFile[]> {
   if (!/^[\w.-]+\/[\w.-]+$/.test(repo)) throw new FetchError(`'${repo}' is not a Hugging Face repository name (owner/name)`);
-  let url: string | undefined = `${opts.endpoint}/api/datasets/${repo}/tree/${opts.revision ?? 'main'}${opts.dir ? `/${opts.dir}` : ''}?recursive=true`;
+  const first = `${opts.endpoint}/api/datasets/${repo}/tree/${opts.revision ?? 'main'}${opts.dir ? `/${opts.dir}` : ''}?recursive=true`;
   const files: HfFile[] = [];
-  while (url) {
-    const res = await get({ url, out: '', token: opts.token }, 0).catch((e) => {
+  for (let url: string | undefined = first; url; ) {
+    // Every page is fetched with the token rules of the first: a next-page link elsewhere gets no token.
+    const res = await get({ url, out: '', token: opts.token }, 0, first).catch((e) => {
       throw e instanceof Transient ? new FetchError(`${redact(url!)}: ${e.message}`) : e;
     });
     const chunks: Buffer[] = [];
     for await (const c of res.body) chunks.push(c as Buffer);
     if (res.status === 401 || res.status === 403) {
       throw new FetchError(
-        opts.token
-          ? `${repo}: HTTP ${res.status}: the hub refused the token (accept the data set's terms on its page with the token's account)`
-          : `${repo}: HTTP ${res.status}: the data set is gated; create a read token and set HF_TOKEN in the environment`,
+        res.withheld
+          ? `${repo}: HTTP ${res.status} from ${redact(res.url)}: the token was not sent there (${res.withheld})`
+          : opts.token
+            ? `${repo}: HTTP ${res.status}: the hub refused the token (accept the data set's terms on its page with the token's account)`
+            : `${repo}: HTTP ${res.status}: the data set is gated; create a read token and set HF_TOKEN in the environment`,
       );
     }
     if (res.status !== 200) throw new FetchError(`${redact(url)}: HTTP ${res.status} listing ${repo}`);
@@ -304,7 +345,7 @@ export async function listHfFiles(repo: string, opts: { endpoint: string; revisi
     }
     // The next page, if any, is in the Link header.
     const next = /<([^>]+)>;\s*rel="next"/.exec(String(res.headers.link ?? ''));
-    url = next ? new URL(next[1], url).toString() : undefined;
+    url = next ? nextUrl(url, next[1]) : undefined;
   }
   return files.sort((a, b) => (a.path < b.path ? -1 : 1));
 }
@@ -344,7 +385,8 @@ export const FETCH_USAGE = `  data fetch    resumable download with retries, ver
              --hf OWNER/NAME    a Hugging Face data set (e.g. ILSVRC/imagenet-1k): its files matching --include
                                 (default ${DEFAULT_HF_INCLUDE}), sha256-verified, under --out DIR
              --out DIR          --md5 HEX / --sha256 HEX (with one --url)   --retries N (default 8)
-             a token for gated downloads (Hugging Face) is read from HF_TOKEN; it is never printed.
+             a token for gated downloads (Hugging Face) is read from HF_TOKEN; it is sent only over https to the
+             URL's own scheme, host and port (redirects elsewhere, e.g. to a CDN, go without it), never printed.
              HF_ENDPOINT overrides https://huggingface.co`;
 
 export async function fetchCommand(args: string[]): Promise<number> {
