@@ -60,6 +60,15 @@ describe('nudge train and eval check every number before any work', () => {
     expectOneLineError(await nudge(['eval', '--checkpoint', '/nonexistent/ck.safetensors', '--test-limit', '0']), /--test-limit must be a positive integer, got 0/, 'eval');
   });
 
+  it('output files that are directories, or one file named twice, are refused before any work', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nudge-out-'));
+    for (const o of ['--checkpoint', '--log']) {
+      expectOneLineError(await nudge(['train', o, dir, '--data', 'fashion-mnist:/nonexistent']), new RegExp(`${o} .* is a directory; give a file name`), o);
+    }
+    const f = join(dir, 'run.json');
+    expectOneLineError(await nudge(['train', '--log', f, '--energy-trace', f, '--data', 'fashion-mnist:/nonexistent']), /--log and --energy-trace name the same file|--energy-trace and --log name the same file/, 'same');
+  });
+
   it('a batch larger than the (limited) training set is refused: no step would run', async () => {
     const r = await nudge(['train', '--train-limit', '32', '--batch', '64']);
     expectOneLineError(r, /--batch 64 is larger than the training set \(32 images with --train-limit\): not one step would run/, 'batch');

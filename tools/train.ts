@@ -1,5 +1,5 @@
 // `nudge train`: a PCN trained with EP or BP, with test accuracy per epoch and a JSONL log.
-import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { AnalogBackend, Backend, DeviceModel, createBackend, loadDeviceModel, seedFromString } from '../engine/index.js';
@@ -357,6 +357,14 @@ async function trainLocked(args: string[], held: { lock?: Lock }): Promise<numbe
   const tol = optNum(values.tol, 'tol', POSITIVE);
   for (const [flag, file, ext] of [['energy-trace', values['energy-trace'], '.json'], ['plot', values.plot, '.svg']] as const) {
     if (file !== undefined && !file.endsWith(ext)) throw new UserError(`--${flag} needs a ${ext} file name, got '${file}'`);
+  }
+  // Output files are checked before any work: a directory there would fail only at the first write.
+  const outputs = (['checkpoint', 'log', 'plot', 'energy-trace'] as const).filter((o) => values[o] !== undefined);
+  for (const o of outputs) {
+    const path = values[o]!;
+    if (existsSync(path) && statSync(path).isDirectory()) throw new UserError(`--${o} ${path} is a directory; give a file name`);
+    const same = outputs.find((p) => p !== o && values[p] === path);
+    if (same) throw new UserError(`--${o} and --${same} name the same file ${path}`);
   }
   if (!ALGORITHMS.includes(algorithm)) throw new UserError(`--algorithm must be one of ${ALGORITHMS.join(', ')}`);
   if (values.sweep !== 'async' && values.sweep !== 'sync' && values.sweep !== 'topdown') throw new UserError('--sweep must be async, sync or topdown');
