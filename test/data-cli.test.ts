@@ -42,11 +42,11 @@ describe('nudge data (built CLI)', () => {
     expect(p.stderr).not.toMatch(/internal error/);
     expect(p.code).toBe(0);
     const trainTotal = [...fx.trainPerClass.values()].reduce((a, b) => a + b, 0);
-    expect(p.stdout).toContain(`train: ${trainTotal - 1} images, 1 corrupt, 0 rejected`);
-    expect(p.stdout).toContain(`val: ${fx.valWnids.length} images, 0 corrupt`);
+    expect(p.stdout).toContain(`train: ${trainTotal - 1} images, 1 skipped, 0 rejected`);
+    expect(p.stdout).toContain(`val: ${fx.valWnids.length} images, 0 skipped`);
     const info = await nudge(['data', 'info', '--dir', out]);
     expect(info.code).toBe(0);
-    expect(info.stdout).toMatch(/12 classes from a official layout/);
+    expect(info.stdout).toContain(`12 classes, prepared from the official layout in ${fx.dir}`);
     expect(info.stdout).toMatch(/train: complete, \d+ images, [2-9] shard/);
     expect((await nudge(['data', 'info', '--dir', out, '--verify'])).stdout).toMatch(/all shards and indexes match/);
     const t = await nudge(['train', '--data', `imagenet:${out}:16`, '--arch', 'c8p', '--train-limit', '32', '--test-limit', '16', '--batch', '8', '--K', '2', '--backend', 'reference']);
@@ -104,9 +104,28 @@ describe('nudge data (built CLI)', () => {
   });
 
   it('exits 1 with the numbers when counts do not match, and names bad input without a stack trace', async () => {
-    const r = await nudge(['data', 'prepare', '--src', fx.dir, '--out', join(root, 'mm'), '--split', 'val', '--size', '16', '--expect-val', '30', '--workers', '1']);
+    const mm = join(root, 'mm');
+    const args = ['data', 'prepare', '--src', fx.dir, '--out', mm, '--split', 'val', '--size', '16', '--expect-val', '30', '--workers', '1'];
+    const r = await nudge(args);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/counts do not match.*val: found 24 images \(24 good \+ 0 corrupt\), expected 30/s);
+    expect(r.stderr).toMatch(/counts do not match.*val: found 24 images \(24 good \+ 0 skipped\), expected 30/s);
+    expect(r.stderr).toMatch(/stay incomplete.*rerun the same command to prepare them again.*rerun it with --expect-val 24\./s);
+    expect(r.stdout).toMatch(/val: 24 images, 0 skipped, 0 rejected, \d+ shard\(s\), INCOMPLETE/);
+    // The short split is not complete: info says so, --verify fails on it, a rerun prepares it again.
+    const info = await nudge(['data', 'info', '--dir', mm]);
+    expect(info.stdout).toMatch(/val: INCOMPLETE: its count check failed \(found 24 images \(24 good \+ 0 skipped\), expected 30\), 24 images/);
+    const verify = await nudge(['data', 'info', '--dir', mm, '--verify']);
+    expect(verify.code).toBe(1);
+    expect(verify.stdout).toMatch(/all shards and indexes match/);
+    expect(verify.stderr).toMatch(/nudge: the set is incomplete .*\n  val: incomplete: its count check failed/);
+    const again = await nudge(args);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/val: the last run found 24 images, 30 expected: preparing it again/);
+    expect(again.stderr).not.toMatch(/already complete/);
+    // What the message says to do when the count found is right.
+    const accepted = await nudge([...args.slice(0, -4), '--expect-val', '24', '--workers', '1']);
+    expect(accepted.code).toBe(0);
+    expect((await nudge(['data', 'info', '--dir', mm, '--verify'])).code).toBe(0);
     const missing = await nudge(['data', 'prepare', '--src', join(root, 'nowhere'), '--out', join(root, 'x')]);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toMatch(/nowhere: not a directory/);
@@ -114,6 +133,42 @@ describe('nudge data (built CLI)', () => {
     expect(train.code).toBe(1);
     expect(train.stderr).toMatch(/manifest.json not found: prepare the data set first/);
     for (const x of [missing, train]) expect(x.stderr).not.toMatch(/internal error|\.ts:\d+/);
+  });
+
+  it('checks every numeric option of data prepare, naming it, and an --out that is a file, in one line each', async () => {
+    const file = join(root, 'a-file');
+    writeFileSync(file, 'x');
+    const cases: [string[], RegExp][] = [
+      [['--size', '7'], /--size must be an integer in 8\.\.4096, got 7/],
+      [['--size', '24px'], /--size must be a whole number, got '24px'/],
+      [['--size', '0x20'], /--size must be a whole number/],
+      [['--quality', '101'], /--quality must be an integer in 1\.\.100, got 101/],
+      [['--quality', '9.5'], /--quality must be a whole number/],
+      [['--squash', '7'], /--squash must be an integer in 8\.\.512/],
+      [['--squash', '32', '--quality', '80'], /--quality applies to JPEG shards only/],
+      [['--fraction', '0'], /--fraction must be in \(0, 1\], got 0/],
+      [['--fraction', '1/2'], /--fraction must be a number, got '1\/2'/],
+      [['--shard-mb', '0'], /--shard-mb must be above 0 and at most 4032 \(shard offsets are 32-bit\), got 0/],
+      [['--shard-mb', '5000'], /--shard-mb must be above 0 and at most 4032/],
+      [['--shard-mb=-1'], /--shard-mb must be a number, got '-1'/],
+      [['--workers', '0'], /--workers must be an integer in 1\.\.256, got 0/],
+      [['--workers', '1e3'], /--workers must be a whole number/],
+      [['--expect-train=-5'], /--expect-train must be a whole number, got '-5'/],
+      [['--expect-val', ''], /--expect-val must be a whole number, got ''/],
+    ];
+    const runs = await Promise.all(
+      cases.map(([extra]) => nudge(['data', 'prepare', '--src', fx.dir, '--out', join(root, 'never'), ...extra], { UV_THREADPOOL_SIZE: '4' })),
+    );
+    runs.forEach((r, k) => {
+      const what = cases[k][0].join(' ');
+      expect(r.code, what).toBe(1);
+      expect(r.stderr, what).toMatch(cases[k][1]);
+      expect(r.stderr.trim().split('\n'), what).toHaveLength(1);
+    });
+    expect(existsSync(join(root, 'never'))).toBe(false);
+    const onFile = await nudge(['data', 'prepare', '--src', fx.dir, '--out', file, '--workers', '1'], { UV_THREADPOOL_SIZE: '4' });
+    expect(onFile.code).toBe(1);
+    expect(onFile.stderr.trim()).toBe(`nudge: --out ${file} is a file, not a directory: name a directory for the shards`);
   });
 
   it('fetch: a gated download says what to do and never prints the token', async () => {

@@ -1,5 +1,6 @@
 // `nudge data prepare` and the loader on tiny fixtures in the official layout: decoding
 // oddities, corrupt files, determinism across worker counts, resume, subsets, squash.
+import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { gzipSync } from 'node:zlib';
@@ -7,11 +8,14 @@ import { join } from 'node:path';
 import seedrandom from 'seedrandom';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ImageLoader, normalizeU8, randomResizedCropBox, rankOrder } from '../tools/data/loader.js';
+import { DataError } from '../tools/data/idx.js';
+import { ImageLoader, ShardReader, normalizeU8, randomResizedCropBox, rankOrder } from '../tools/data/loader.js';
 import { WorkerPool } from '../tools/data/pool.js';
 import { fractionKeeps, prepare } from '../tools/data/prepare.js';
-import { Manifest, decodeIndex, readManifest } from '../tools/data/shards.js';
-import { OfficialFixture, makeOfficial } from './data-fixtures/imagenet.js';
+import { verifyShards } from '../tools/data/command.js';
+import { IndexEntry, Manifest, decodeIndex, encodeIndex, readManifest, splitProblem } from '../tools/data/shards.js';
+import type { Split } from '../tools/data/sources.js';
+import { OfficialFixture, makeImage, makeOfficial } from './data-fixtures/imagenet.js';
 
 let root: string;
 let fx: OfficialFixture;
@@ -51,7 +55,7 @@ describe('nudge data prepare', () => {
     expect(train.expected).toBe(trainTotal);
     expect(train.shards.flatMap((s) => s.corrupt.map((c) => c.name))).toEqual(fx.corrupt);
     expect(train.shards.flatMap((s) => s.corrupt.map((c) => c.reason))).toEqual(['truncated JPEG (no end-of-image marker)']);
-    expect(readFileSync(join(out, 'report.txt'), 'utf8')).toContain(`corrupt ${fx.corrupt[0]}: truncated JPEG`);
+    expect(readFileSync(join(out, 'report.txt'), 'utf8')).toContain(`skipped ${fx.corrupt[0]}: truncated JPEG`);
     // Per-class counts follow the devkit (minus the corrupt file) and the label order is sorted wnids.
     const want = fx.wnids.map((w) => fx.trainPerClass.get(w)! - (fx.corrupt[0].startsWith(w) ? 1 : 0));
     expect(train.perClass).toEqual(want);
@@ -155,6 +159,8 @@ describe('nudge data prepare', () => {
     await prepare({ src: fx.dir, out: sq, squash: 32, workers: 2 });
     const ms = readManifest(sq);
     expect(ms.options.format).toBe('raw');
+    // A JPEG quality does not apply to raw pixels, so none is recorded.
+    expect(ms.options.quality).toBe(null);
     for (const s of ms.splits.val!.shards) {
       for (const e of decodeIndex(readFileSync(join(sq, s.index)), s.index)) expect([e.width, e.height, e.length]).toEqual([32, 32, 32 * 32 * 3]);
     }
@@ -162,7 +168,7 @@ describe('nudge data prepare', () => {
 
   it('reports counts that do not match the expected totals', async () => {
     const r = await prepare({ src: fx.dir, out: join(root, 'mismatch'), size: SIZE, workers: 1, splits: ['val'], expect: { val: 25 } });
-    expect(r.mismatches).toEqual(['val: found 24 images (24 good + 0 corrupt), expected 25']);
+    expect(r.mismatches).toEqual(['val: found 24 images (24 good + 0 skipped), expected 25']);
   });
 
   it('keeps floor(n f) of every class with --fraction', () => {
@@ -170,6 +176,244 @@ describe('nudge data prepare', () => {
       let kept = 0;
       for (let i = 0; i < n; i++) if (fractionKeeps(i, f)) kept++;
       expect(kept).toBe(Math.floor(n * f + 1e-9));
+    }
+  });
+});
+
+/** The JPEG with its frame header (SOF0) claiming width x height instead. */
+function claimSize(jpeg: Buffer, width: number, height: number): Buffer {
+  const out = Buffer.from(jpeg);
+  for (let o = 2; o + 9 < out.length; ) {
+    if (out[o] !== 0xff) throw new Error('lost in the JPEG markers');
+    if (out[o + 1] === 0xc0) {
+      out.writeUInt16BE(height, o + 5);
+      out.writeUInt16BE(width, o + 7);
+      return out;
+    }
+    o += 2 + out.readUInt16BE(o + 2);
+  }
+  throw new Error('no SOF0 marker');
+}
+
+/** The bytes of the first `entries` members of a tar, closed with the end-of-archive blocks: a valid, shorter archive. */
+function tarPrefix(tar: Buffer, entries: number): Buffer {
+  let o = 0;
+  for (let k = 0; k < entries; k++) o += 512 + Math.ceil(parseInt(tar.toString('latin1', o + 124, o + 136).trim(), 8) / 512) * 512;
+  return Buffer.concat([tar.subarray(0, o), Buffer.alloc(1024)]);
+}
+
+function shardFiles(dir: string): Record<string, Buffer> {
+  const out: Record<string, Buffer> = {};
+  for (const f of readdirSync(dir).sort()) if (/\.(bin|idx)$/.test(f)) out[f] = readFileSync(join(dir, f));
+  return out;
+}
+
+describe('hostile input to prepare', () => {
+  it('skips an image too elongated for a shard (raw and JPEG) and one over the pixel limit, saying so, and a rerun completes', async () => {
+    const src = join(root, 'odd-src');
+    for (const c of ['a', 'b']) mkdirSync(join(src, 'train', c), { recursive: true });
+    for (let k = 0; k < 2; k++) writeFileSync(join(src, 'train', 'a', `ok${k}.jpg`), await makeImage(40, 30, 0, k));
+    writeFileSync(join(src, 'train', 'b', 'ok.jpg'), await makeImage(30, 40, 1, 0));
+    // At --size 64, a 1x1100 image would be 64x70400: more than a JPEG or the index can hold.
+    writeFileSync(join(src, 'train', 'b', 'long.png'), await sharp({ create: { width: 1, height: 1100, channels: 3, background: '#808080' } }).png().toBuffer());
+    // A header claiming 20000x20000 (400 M pixels) is over the decoder's limit before any pixel is read.
+    writeFileSync(join(src, 'train', 'b', 'huge.jpg'), claimSize(await makeImage(40, 30, 1, 1), 20000, 20000));
+    for (const format of ['raw', 'jpeg'] as const) {
+      const out = join(root, `odd-${format}`);
+      const r = await prepare({ src, out, size: 64, format, splits: ['train'], workers: 2 });
+      expect(r.mismatches).toEqual([]);
+      const train = readManifest(out).splits.train!;
+      expect([train.complete, train.images, train.corrupt]).toEqual([true, 3, 2]);
+      const reasons = Object.fromEntries(train.shards.flatMap((s) => s.corrupt.map((c) => [c.name, c.reason])));
+      expect(Object.keys(reasons).sort()).toEqual(['b/huge.jpg', 'b/long.png']);
+      expect(reasons['b/long.png']).toBe('image too elongated: 1x1100 would be resized to 64x70400, over the 65535-pixel side a shard image can have');
+      expect(reasons['b/huge.jpg']).toBe('image too large to decode: 20000x20000 pixels, over the limit of 268435456');
+      const report = readFileSync(join(out, 'report.txt'), 'utf8');
+      expect(report).toContain('train: 3 images in 1 shard(s), 2 skipped');
+      expect(report).toContain('  skipped b/long.png: image too elongated');
+      expect(report).not.toMatch(/corrupt (PNG|JPEG) data/);
+      const again = await prepare({ src, out, size: 64, format, splits: ['train'], workers: 1 });
+      expect(again.written).toEqual({ train: 0 });
+    }
+  });
+
+  it('refuses an --out that is a file, or lies under one, naming it', async () => {
+    const file = join(root, 'a-file');
+    writeFileSync(file, 'not a directory');
+    for (const [out, want] of [
+      [file, /--out .*a-file is a file, not a directory/],
+      [join(file, 'sub'), /--out .*a-file\/sub: cannot create the directory \(ENOTDIR\)/],
+    ] as const) {
+      const e = await prepare({ src: fx.dir, out, size: SIZE, workers: 1 }).catch((x: Error) => x);
+      expect(e).toBeInstanceOf(DataError);
+      expect((e as Error).message).toMatch(want);
+    }
+    expect(readFileSync(file, 'utf8')).toBe('not a directory');
+  });
+
+  it('checks each option, naming it: --squash 7 is about --squash, quality does not apply to raw, shard size 0', async () => {
+    const bad: [Partial<Parameters<typeof prepare>[0]>, RegExp][] = [
+      [{ squash: 7 }, /^--squash must be an integer in 8\.\.512/],
+      [{ squash: 32.5 }, /^--squash must be/],
+      [{ size: 7 }, /^--size must be an integer in 8\.\.4096, got 7/],
+      [{ size: 24.5 }, /^--size must be/],
+      [{ squash: 32, size: 64 }, /--squash 32 makes 32x32 images: drop --size 64/],
+      [{ quality: 0 }, /^--quality must be an integer in 1\.\.100, got 0/],
+      [{ quality: 80, format: 'raw' }, /^--quality applies to JPEG shards only/],
+      [{ quality: 80, squash: 32 }, /^--quality applies to JPEG shards only.*--format jpeg/],
+      [{ fraction: 0 }, /^--fraction must be in \(0, 1\], got 0/],
+      [{ fraction: 1.5 }, /^--fraction must be/],
+      [{ shardBytes: 0 }, /^shard size must be 1\.\.\d+ bytes/],
+      [{ shardBytes: 2 ** 32 }, /^shard size must be/],
+      [{ workers: 0 }, /^--workers must be an integer in 1\.\.256, got 0/],
+      [{ expect: { val: -1 } }, /^--expect-val must be an integer/],
+      [{ expect: { train: 2.5 } }, /^--expect-train must be an integer/],
+    ];
+    for (const [o, want] of bad) {
+      const out = join(root, 'never-made');
+      const e = await prepare({ src: fx.dir, out, workers: 1, ...o }).catch((x: Error) => x);
+      expect(e, JSON.stringify(o)).toBeInstanceOf(DataError);
+      expect((e as Error).message, JSON.stringify(o)).toMatch(want);
+      expect(existsSync(out)).toBe(false);
+    }
+  });
+
+  it('a split short of its expected count is not complete: refused by the loader, prepared again by a rerun', async () => {
+    const src = join(root, 'short-src');
+    cpSync(fx.dir, src, { recursive: true });
+    const fullTar = readFileSync(join(src, 'ILSVRC2012_img_train.tar'));
+    // Half the class tars, then a proper end of archive: a valid archive that is just shorter.
+    writeFileSync(join(src, 'ILSVRC2012_img_train.tar'), tarPrefix(fullTar, 6));
+    const out = join(root, 'short');
+    const log: string[] = [];
+    const opts = { src, out, size: SIZE, shardBytes: SHARD, workers: 2, log: (l: string) => log.push(l) };
+    const r = await prepare(opts);
+    expect(r.mismatches).toHaveLength(1);
+    expect(r.mismatches[0]).toMatch(new RegExp(`^train: found (\\d+) images \\(\\d+ good \\+ \\d+ skipped\\), expected ${trainTotal}$`));
+    const found = Number(/found (\d+)/.exec(r.mismatches[0])![1]);
+    expect(found).toBeLessThan(trainTotal);
+    let m = readManifest(out);
+    expect(m.splits.train!.complete).toBe(false);
+    expect(splitProblem(m.splits.train)).toMatch(/^incomplete: its count check failed \(found \d+ images/);
+    expect(m.splits.val!.complete).toBe(true);
+    expect(() => new ShardReader(out, 'train')).toThrow(/the train split is incomplete: its count check failed .*rerun nudge data prepare/);
+    // Still short: the rerun prepares it again (not "already complete") and fails the same way.
+    log.length = 0;
+    const again = await prepare(opts);
+    expect(log.join('\n')).toMatch(new RegExp(`train: the last run found ${found} images, ${trainTotal} expected: preparing it again from the start`));
+    expect(log.join('\n')).toMatch(/val: already complete/);
+    expect(again.mismatches).toEqual(r.mismatches);
+    expect(again.written.train).toBe(found - m.splits.train!.corrupt);
+    // With the whole tar back, the same command makes exactly what a clean run makes.
+    writeFileSync(join(src, 'ILSVRC2012_img_train.tar'), fullTar);
+    const fixed = await prepare(opts);
+    expect(fixed.mismatches).toEqual([]);
+    m = readManifest(out);
+    expect([m.splits.train!.complete, m.splits.train!.mismatch, m.splits.train!.images]).toEqual([true, undefined, trainTotal - 1]);
+    expect(shardFiles(out)).toEqual(shardFiles(join(root, 'w1')));
+    expect(new ShardReader(out, 'train').count).toBe(trainTotal - 1);
+  });
+
+  it('a short split counts as complete when the count found is what this run expects (--expect), and an old "complete" short split is not', async () => {
+    const src = join(root, 'short-src2');
+    cpSync(fx.dir, src, { recursive: true });
+    writeFileSync(join(src, 'ILSVRC2012_img_train.tar'), tarPrefix(readFileSync(join(fx.dir, 'ILSVRC2012_img_train.tar')), 4));
+    const out = join(root, 'short2');
+    const opts = { src, out, size: SIZE, workers: 1, splits: ['train' as const] };
+    const r = await prepare(opts);
+    const m = readManifest(out);
+    const found = m.splits.train!.images + m.splits.train!.corrupt;
+    expect(r.mismatches).toHaveLength(1);
+    // A manifest written before a failed check was recorded said complete: it is not.
+    const old = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
+    old.splits.train.complete = true;
+    delete old.splits.train.mismatch;
+    writeFileSync(join(out, 'manifest.json'), JSON.stringify(old));
+    expect(splitProblem(readManifest(out).splits.train)).toBe(`incomplete: ${found} images found (${m.splits.train!.images} good + ${m.splits.train!.corrupt} skipped), ${trainTotal} expected`);
+    expect(() => new ShardReader(out, 'train')).toThrow(/incomplete/);
+    const ok = await prepare({ ...opts, expect: { train: found } });
+    expect([ok.mismatches, ok.written.train]).toEqual([[], 0]);
+    expect(readManifest(out).splits.train!.complete).toBe(true);
+    expect(new ShardReader(out, 'train').count).toBe(m.splits.train!.images);
+    // A complete split is never thrown away over a different --expect: that is refused.
+    await expect(prepare({ ...opts, expect: { train: found + 1 } })).rejects.toThrow(new RegExp(`train in .* is complete with ${found} images, but --expect-train ${found + 1}: prepare into another --out`));
+    expect(readManifest(out).splits.train!.complete).toBe(true);
+  });
+});
+
+describe('shard sets that lie', () => {
+  /** A copy of the w1 set whose train-00000 index has its first record changed by `edit` (the manifest's hash kept in step). */
+  function tampered(name: string, edit: (e: IndexEntry) => void, base = 'w1', split: Split = 'train'): string {
+    const dir = join(root, name);
+    rmSync(dir, { recursive: true, force: true });
+    cpSync(join(root, base), dir, { recursive: true });
+    const m = readManifest(dir);
+    const s = m.splits[split]!.shards[0];
+    const entries = decodeIndex(readFileSync(join(dir, s.index)), s.index);
+    edit(entries[0]);
+    const idx = encodeIndex(entries);
+    writeFileSync(join(dir, s.index), idx);
+    s.indexSha256 = createHash('sha256').update(idx).digest('hex');
+    writeFileSync(join(dir, 'manifest.json'), JSON.stringify(m));
+    return dir;
+  }
+
+  it('checks every index record before use: bytes inside the shard, label among the classes, size as prepared (errors name the index)', async () => {
+    const cases: [string, (e: IndexEntry) => void, RegExp][] = [
+      ['label', (e) => (e.label = 999999), /train-00000\.idx: image 0 has label 999999, but the set has 12 classes/],
+      ['side', (e) => ((e.width = 65535), (e.height = 65535)), /train-00000\.idx: image 0 is 65535x65535, but the set was prepared with its shorter side at 24/],
+      ['zero', (e) => (e.width = 0), /train-00000\.idx: image 0 is 0x\d+/],
+      ['bytes', (e) => (e.length = 1e9), /train-00000\.idx: image 0 claims bytes 0\.\.1000000000, but train-00000\.bin has \d+/],
+    ];
+    for (const [name, edit, want] of cases) {
+      const dir = tampered(`lie-${name}`, edit);
+      expect(() => new ShardReader(dir, 'train'), name).toThrow(want);
+      // --verify finds it though every hash matches.
+      const problems = await verifyShards(dir);
+      expect(problems, name).toHaveLength(1);
+      expect(problems[0], name).toMatch(want);
+    }
+    // A raw shard's length is its size exactly.
+    expect(() => new ShardReader(tampered('lie-raw', (e) => (e.length = 100), 'sq32', 'val'), 'val')).toThrow(/val-00000\.idx: image 0 is 32x32 raw RGB, 3072 bytes, but its length is 100/);
+    // A shard file cut short, and an index that lost a record.
+    const cut = tampered('lie-cut', () => {});
+    const bin = join(cut, 'train-00000.bin');
+    writeFileSync(bin, readFileSync(bin).subarray(0, 10));
+    expect(() => new ShardReader(cut, 'train')).toThrow(/train-00000\.idx: image 0 claims bytes 0\.\.\d+, but train-00000\.bin has 10/);
+    const fewer = tampered('lie-fewer', () => {});
+    const idxPath = join(fewer, 'train-00000.idx');
+    writeFileSync(idxPath, encodeIndex(decodeIndex(readFileSync(idxPath), 'x').slice(1)));
+    expect(() => new ShardReader(fewer, 'train')).toThrow(/train-00000\.idx: \d+ images, but the manifest says \d+/);
+  });
+
+  it('a JPEG index whose longer side is wrong fails the crop in the worker, naming the image and its shard', async () => {
+    const dir = tampered('lie-long', (e) => {
+      if (e.width >= e.height) e.width = 60000;
+      else e.height = 60000;
+    });
+    const l = new ImageLoader(dir, { split: 'train', crop: 16, augment: true, seed: '1', workers: 1 });
+    try {
+      await expect(l.loadBatchU8([3, 0], 0)).rejects.toThrow(/decoding train image 0 \(in train-00000\.bin\) failed: the shard image is \d+x\d+ .*crop box .* does not fit: the index's size for it is wrong/);
+      // The other images are unharmed.
+      expect((await l.loadBatchU8([3, 1], 0)).n).toBe(2);
+    } finally {
+      await l.close();
+    }
+  });
+
+  it('refuses manifest shard names that could reach outside the data directory', async () => {
+    for (const name of ['../w1/train-00000.bin', '/etc/passwd', 'sub/train-00000.bin', 'sub\\x.bin', '..', '.']) {
+      const dir = join(root, 'lie-names');
+      rmSync(dir, { recursive: true, force: true });
+      cpSync(join(root, 'w1'), dir, { recursive: true });
+      const m = readManifest(dir);
+      m.splits.train!.shards[1].file = name;
+      writeFileSync(join(dir, 'manifest.json'), JSON.stringify(m));
+      const want = `train: shard 1 names the file ${JSON.stringify(name)}, which is not a plain file name in the data directory`;
+      expect(() => readManifest(dir), name).toThrow(want);
+      expect(() => new ShardReader(dir, 'train'), name).toThrow(want);
+      // Nor does a resume into it follow the name.
+      await expect(prepare({ src: fx.dir, out: dir, size: SIZE, shardBytes: SHARD, workers: 1 }), name).rejects.toThrow(want);
     }
   });
 });

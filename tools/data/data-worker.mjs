@@ -4,6 +4,7 @@
 // Messages: { id, op: 'prepare', bytes: Uint8Array, ...options } or { id, op: 'crops', out, items }.
 import { parentPort } from 'node:worker_threads';
 import sharp from 'sharp';
+import { PIXEL_LIMIT, sizeProblem } from './image-limits.mjs';
 import { resampleCrop } from './resample.mjs';
 
 // One libvips thread per worker: the pool's size is the parallelism, and a measured
@@ -13,11 +14,17 @@ sharp.cache(false);
 
 /** Decodes any input (JPEG incl. CMYK, PNG under a .JPEG name, grayscale) to 3-channel sRGB. */
 function open(bytes, raw) {
-  const img = raw ? sharp(bytes, { raw: { width: raw.width, height: raw.height, channels: raw.channels ?? 3 } }) : sharp(bytes, { failOn: 'truncated', limitInputPixels: 1 << 28 });
+  const img = raw ? sharp(bytes, { raw: { width: raw.width, height: raw.height, channels: raw.channels ?? 3 } }) : sharp(bytes, { failOn: 'truncated', limitInputPixels: PIXEL_LIMIT });
   return img.removeAlpha().toColourspace('srgb');
 }
 
 async function prepare(m) {
+  // From the header alone: an image too large to decode or resize is refused before any
+  // pixel is touched (an extreme aspect ratio would otherwise ask for gigabytes).
+  // (sharp's own pixel limit is lifted for the header read: sizeProblem applies ours.)
+  const dims = m.raw ?? (await sharp(m.bytes, { limitInputPixels: false }).metadata());
+  const problem = sizeProblem(dims.width, dims.height, { size: m.size, squash: m.squash, encoded: !m.raw });
+  if (problem) throw new Error(problem);
   let img = open(m.bytes, m.raw);
   img = m.squash ? img.resize(m.squash, m.squash, { fit: 'fill' }) : img.resize({ width: m.size, height: m.size, fit: 'outside' });
   img = m.format === 'raw' ? img.raw() : img.jpeg({ quality: m.quality, chromaSubsampling: '4:2:0' });
@@ -34,7 +41,14 @@ async function prepare(m) {
 async function crops(m) {
   const per = m.out * m.out * 3;
   const data = new Uint8Array(m.items.length * per);
-  for (let k = 0; k < m.items.length; k++) await cropInto(m.items[k], m.out, data, k * per);
+  for (let k = 0; k < m.items.length; k++) {
+    try {
+      await cropInto(m.items[k], m.out, data, k * per);
+    } catch (e) {
+      // The item's place in this message, so the loader can name its shard.
+      throw new Error(`item ${k}: ${e && e.message ? e.message : e}`);
+    }
+  }
   return { data };
 }
 
@@ -44,12 +58,20 @@ async function cropInto(it, out, dst, offset) {
     // pixel-centre convention) and mirror in one JavaScript pass (resample.mjs).
     let px = it.bytes;
     let width = it.raw?.width;
+    let height = it.raw?.height;
     if (!it.raw) {
       const { data, info } = await sharp(it.bytes).raw().toBuffer({ resolveWithObject: true });
       if (info.channels !== 3) throw new Error(`shard image has ${info.channels} channels`);
       // A plain Uint8Array view, so resampleCrop only ever sees one array type (see there).
       px = new Uint8Array(data.buffer, data.byteOffset, data.length);
       width = info.width;
+      height = info.height;
+    }
+    // The box was drawn from the index's width and height: reading outside the decoded
+    // pixels would give garbage crops rather than an error.
+    const b = it.box;
+    if (px.length < width * height * 3 || b.left < 0 || b.top < 0 || b.left + b.width > width || b.top + b.height > height) {
+      throw new Error(`the shard image is ${width}x${height} (${px.length} bytes) but its crop box ${b.width}x${b.height} at ${b.left},${b.top} does not fit: the index's size for it is wrong`);
     }
     resampleCrop(px, width, it.box, out, !!it.flip, dst, offset);
     return;

@@ -3,12 +3,12 @@
 // Train: RandomResizedCrop (scale 0.08-1, ratio 3/4-4/3) + horizontal flip. Eval: the
 // shorter side scaled to crop*256/224, centre crop (224 of 256 at the default size); a
 // squashed set is scaled to the crop size whole.
-import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import seedrandom from 'seedrandom';
 import { DataError } from './idx.js';
 import { CropItem, WorkerPool } from './pool.js';
-import { Manifest, decodeIndex, readManifest } from './shards.js';
+import { Manifest, readManifest, readShardIndex, splitProblem } from './shards.js';
 import type { Split } from './sources.js';
 import { seededPermutation } from '../../pcn/train.js';
 
@@ -78,13 +78,14 @@ export function rankOrder(n: number, seed: string, epoch: number, rank = 0, worl
 export class ShardReader {
   readonly count: number;
   readonly manifest: Manifest;
-  private shardOf: Uint16Array;
+  private shardOf: Uint32Array;
   private offset: Float64Array;
   private length: Uint32Array;
   readonly labels: Uint32Array;
   readonly widths: Uint16Array;
   readonly heights: Uint16Array;
   private fds: number[];
+  private shards: string[];
 
   constructor(
     readonly dir: string,
@@ -92,10 +93,12 @@ export class ShardReader {
   ) {
     this.manifest = readManifest(dir);
     const rec = this.manifest.splits[split];
-    if (!rec || !rec.complete) throw new DataError(`${dir}: the ${split} split is ${rec ? 'not finished; rerun nudge data prepare to complete it' : 'missing'}`);
-    const all = rec.shards.map((s) => decodeIndex(readFileSync(join(dir, s.index)), join(dir, s.index)));
+    const problem = splitProblem(rec);
+    if (problem) throw new DataError(`${dir}: the ${split} split is ${problem}${rec ? '; rerun nudge data prepare with the same options to prepare it (see report.txt there)' : ''}`);
+    this.shards = rec!.shards.map((s) => s.file);
+    const all = rec!.shards.map((s) => readShardIndex(dir, this.manifest, s));
     this.count = all.reduce((a, e) => a + e.length, 0);
-    this.shardOf = new Uint16Array(this.count);
+    this.shardOf = new Uint32Array(this.count);
     this.offset = new Float64Array(this.count);
     this.length = new Uint32Array(this.count);
     this.labels = new Uint32Array(this.count);
@@ -113,7 +116,12 @@ export class ShardReader {
         i++;
       }
     });
-    this.fds = rec.shards.map((s) => openSync(join(dir, s.file), 'r'));
+    this.fds = rec!.shards.map((s) => openSync(join(dir, s.file), 'r'));
+  }
+
+  /** The shard file example i is stored in, for messages. */
+  shardFile(i: number): string {
+    return this.shards[this.shardOf[i]];
   }
 
   get raw(): boolean {
@@ -214,13 +222,16 @@ export class ImageLoader {
     for (let k0 = 0; k0 < n; k0 += slice) {
       const items: CropItem[] = [];
       for (let k = k0; k < Math.min(n, k0 + slice); k++) items.push(this.item(indices[k], epoch));
-      parts.push(this.pool.run({ op: 'crops', out, items }).then((r) => x.set(r.data, k0 * per)));
+      const failed = (e: Error): never => {
+        // The worker names the item's place in its message: say which image of which shard.
+        const m = /^item (\d+): ([\s\S]*)$/.exec(e.message);
+        const i = m ? indices[k0 + Number(m[1])] : undefined;
+        const where = i !== undefined ? `${this.opts.split} image ${i} (in ${this.reader.shardFile(i)})` : `a ${this.opts.split} image`;
+        throw new DataError(`${this.reader.dir}: decoding ${where} failed: ${m ? m[2] : e.message}`);
+      };
+      parts.push(this.pool.run({ op: 'crops', out, items }).then((r) => x.set(r.data, k0 * per), failed));
     }
-    try {
-      await Promise.all(parts);
-    } catch (e) {
-      throw new DataError(`${this.reader.dir}: decoding a ${this.opts.split} image failed: ${(e as Error).message}`);
-    }
+    await Promise.all(parts);
     return { x, y, n };
   }
 

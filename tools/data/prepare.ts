@@ -4,14 +4,15 @@
 // shard is renamed into place and then recorded in the manifest (atomically); a rerun
 // streams the source again, skipping (without decoding) the items of recorded shards.
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../engine/index.js';
 import { DataError } from './idx.js';
+import { MAX_SIDE, sizeProblem } from './image-limits.mjs';
 import { ImageWorkerError, TaskResult, WorkerPool } from './pool.js';
 import { Lock, takeLock } from '../lock.js';
-import { FULL_COUNTS, Source, Split, SplitSource, openSource } from './sources.js';
-import { IndexEntry, MANIFEST_FORMAT, Manifest, PrepareSettings, ShardRecord, SplitRecord, decodeIndex, encodeIndex } from './shards.js';
+import { FULL_COUNTS, Source, SourceItem, Split, SplitSource, openSource } from './sources.js';
+import { IndexEntry, MANIFEST_FORMAT, Manifest, PrepareSettings, ShardRecord, SplitRecord, checkManifest, encodeIndex, readShardIndex, splitProblem } from './shards.js';
 import { SUBSETS } from './subsets.js';
 
 export interface PrepareOptions {
@@ -56,12 +57,32 @@ export function corruptReason(b: Uint8Array): string {
   return b.length === 0 ? 'empty file' : 'not a decodable image';
 }
 
+/**
+ * Why an image failed in a worker: too large or too elongated by its header's size (the
+ * worker's own refusal, decided by the same rule), else corruption as the bytes show it.
+ */
+async function skipReason(bytes: Uint8Array, raw: SourceItem['raw'], s: PrepareSettings): Promise<string> {
+  let dims: { width: number; height: number } | undefined = raw;
+  if (!dims) {
+    try {
+      // Loaded only here: failures are rare, and the CLI need not load libvips to start.
+      const { default: sharp } = await import('sharp');
+      const md = await sharp(bytes, { limitInputPixels: false }).metadata();
+      if (md.width && md.height) dims = { width: md.width, height: md.height };
+    } catch {
+      // no readable header: the bytes say why
+    }
+  }
+  return (dims && sizeProblem(dims.width, dims.height, { size: s.size, squash: s.squash, encoded: !raw })) ?? corruptReason(bytes);
+}
+
 function settingsOf(o: PrepareOptions): PrepareSettings {
   const squash = o.squash ?? null;
+  const format = o.format ?? (squash ? 'raw' : 'jpeg');
   return {
     size: squash ?? o.size ?? 256,
-    format: o.format ?? (squash ? 'raw' : 'jpeg'),
-    quality: o.quality ?? 90,
+    format,
+    quality: format === 'raw' ? null : (o.quality ?? 90),
     squash,
     subset: o.subset ?? null,
     fraction: o.fraction ?? 1,
@@ -69,13 +90,36 @@ function settingsOf(o: PrepareOptions): PrepareSettings {
   };
 }
 
-function validate(s: PrepareSettings): void {
-  if (!Number.isInteger(s.size) || s.size < 8 || s.size > 4096) throw new DataError(`--size must be an integer in 8..4096, got ${s.size}`);
-  if (s.squash !== null && ![32, 64].includes(s.squash) && !(Number.isInteger(s.squash) && s.squash >= 8 && s.squash <= 512)) throw new DataError(`--squash must be 32 or 64 (or another size 8..512), got ${s.squash}`);
-  if (!Number.isInteger(s.quality) || s.quality < 1 || s.quality > 100) throw new DataError(`--quality must be 1..100, got ${s.quality}`);
-  if (!(s.fraction > 0 && s.fraction <= 1)) throw new DataError(`--fraction must be in (0, 1], got ${s.fraction}`);
-  if (!(s.shardBytes >= 1 && s.shardBytes < 2 ** 32 - 2 ** 26)) throw new DataError(`shard size must be below 4 GiB (offsets are 32-bit), got ${s.shardBytes}`);
-  if (s.subset !== null && !SUBSETS[s.subset]) throw new DataError(`unknown subset '${s.subset}' (available: ${Object.keys(SUBSETS).join(', ')})`);
+/** Shard offsets are 32-bit: a shard closes once past shardBytes, so leave room for its last image. */
+export const MAX_SHARD_BYTES = 2 ** 32 - 2 ** 26;
+export const MAX_WORKERS = 256;
+
+/** Every option as given, each error naming the option the CLI takes for it. */
+function validate(o: PrepareOptions): void {
+  const integer = (v: number | undefined, name: string, lo: number, hi: number, extra = '') => {
+    if (v !== undefined && !(Number.isInteger(v) && v >= lo && v <= hi)) throw new DataError(`--${name} must be an integer in ${lo}..${hi}${extra}, got ${v}`);
+  };
+  integer(o.squash, 'squash', 8, 512, ' (32 and 64 are the ImageNet32/64 sizes)');
+  integer(o.size, 'size', 8, 4096);
+  if (o.squash !== undefined && o.size !== undefined && o.size !== o.squash) throw new DataError(`--squash ${o.squash} makes ${o.squash}x${o.squash} images: drop --size ${o.size}`);
+  if (o.format !== undefined && o.format !== 'jpeg' && o.format !== 'raw') throw new DataError(`--format must be jpeg or raw, got ${o.format}`);
+  integer(o.quality, 'quality', 1, 100);
+  if (o.quality !== undefined && settingsOf(o).format === 'raw') throw new DataError(`--quality applies to JPEG shards only, and these are raw${o.squash !== undefined && o.format === undefined ? ' (--squash makes raw shards unless --format jpeg)' : ''}`);
+  if (o.fraction !== undefined && !(o.fraction > 0 && o.fraction <= 1)) throw new DataError(`--fraction must be in (0, 1], got ${o.fraction}`);
+  if (o.shardBytes !== undefined && !(Number.isInteger(o.shardBytes) && o.shardBytes >= 1 && o.shardBytes <= MAX_SHARD_BYTES)) throw new DataError(`shard size must be 1..${MAX_SHARD_BYTES} bytes (offsets are 32-bit), got ${o.shardBytes}`);
+  integer(o.workers, 'workers', 1, MAX_WORKERS);
+  for (const [split, n] of Object.entries(o.expect ?? {})) integer(n, `expect-${split}`, 0, 2 ** 32 - 1);
+  if (o.subset !== undefined && !SUBSETS[o.subset]) throw new DataError(`unknown subset '${o.subset}' (available: ${Object.keys(SUBSETS).join(', ')})`);
+}
+
+/** The output directory, made if need be; a file or an unmakeable path is a clear error. */
+function makeOutDir(out: string): void {
+  if (existsSync(out) && !statSync(out).isDirectory()) throw new DataError(`--out ${out} is a file, not a directory: name a directory for the shards`);
+  try {
+    mkdirSync(out, { recursive: true });
+  } catch (e) {
+    throw new DataError(`--out ${out}: cannot create the directory (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
 }
 
 /** An open shard being filled: data goes straight to a temporary file. */
@@ -143,7 +187,10 @@ function loadExisting(out: string, settings: PrepareSettings, classes: string[])
   } catch (e) {
     throw new DataError(`${path} is unreadable (${(e as Error).message}); choose another --out or remove it`);
   }
-  if (m.format !== MANIFEST_FORMAT) throw new DataError(`${path} is not a nudge manifest; choose an empty --out directory`);
+  if ((m as { format?: unknown } | null)?.format !== MANIFEST_FORMAT) throw new DataError(`${path} is not a nudge manifest; choose an empty --out directory`);
+  checkManifest(m, path);
+  // Raw sets recorded a JPEG quality that never applied.
+  if (m.options.format === 'raw') m.options.quality = null;
   if (JSON.stringify(m.options) !== JSON.stringify(settings) || JSON.stringify(m.classes) !== JSON.stringify(classes)) {
     throw new DataError(
       `${out} holds a preparation with different options or classes (${JSON.stringify(m.options)}); ` + `rerun with the same options to resume, or choose another --out`,
@@ -161,10 +208,11 @@ async function prepareSplit(
   opts: PrepareOptions,
   pool: WorkerPool,
   save: () => void,
-): Promise<{ written: number; record: SplitRecord; expected?: number }> {
+  fallbackExpected: number | undefined,
+): Promise<{ written: number; record: SplitRecord; mismatch?: string }> {
   const label = new Map(classes.map((c, i) => [c, i]));
-  const prev = manifest.splits[split];
-  const record: SplitRecord = prev ?? { complete: false, shards: [], images: 0, perClass: [], corrupt: 0, rejected: [] };
+  const fresh = (): SplitRecord => ({ complete: false, shards: [], images: 0, perClass: [], corrupt: 0, rejected: [] });
+  let record: SplitRecord = manifest.splits[split] ?? fresh();
   manifest.splits[split] = record;
   const log = opts.log ?? (() => {});
   let expected: number | undefined = opts.expect?.[split];
@@ -172,9 +220,33 @@ async function prepareSplit(
     expected = 0;
     for (const c of classes) expected += Math.floor((src.expected.get(c) ?? 0) * settings.fraction + 1e-9);
   }
-  if (record.complete) {
-    log(`${split}: already complete (${record.images} images in ${record.shards.length} shard(s))`);
-    return { written: 0, record, expected };
+  expected ??= fallbackExpected;
+  if (record.complete || record.mismatch !== undefined) {
+    // A run that went to the end of the source; complete only if its count was right.
+    const found = record.images + record.corrupt;
+    const passed = splitProblem(record) === undefined;
+    if (expected === undefined || found === expected) {
+      if (passed) log(`${split}: already complete (${record.images} images in ${record.shards.length} shard(s))`);
+      else {
+        Object.assign(record, { complete: true, expected });
+        delete record.mismatch;
+        save();
+        log(`${split}: the ${found} images found last run are ${expected === undefined ? 'all this run expects' : `the ${expected} expected now`}: complete`);
+      }
+      return { written: 0, record };
+    }
+    if (passed) {
+      // Complete and checked: never thrown away over a changed expectation (a typo in --expect).
+      const by = opts.expect?.[split] !== undefined ? `--expect-${split} ${expected}` : `the source says ${expected}`;
+      throw new DataError(`${split} in ${opts.out} is complete with ${found} images, but ${by}: prepare into another --out to make it again`);
+    }
+    // Short (or over) of what is expected: the source was incomplete or changed, so none of
+    // it can be trusted as a prefix to resume from.
+    log(`${split}: the last run found ${found} images, ${expected} expected: preparing it again from the start`);
+    const old = record.shards;
+    record = manifest.splits[split] = fresh();
+    save();
+    for (const s of old) for (const f of [s.file, s.index]) rmSync(join(opts.out, f), { force: true });
   }
   const skip = record.shards.reduce((a, s) => a + s.items, 0);
   if (skip > 0) log(`${split}: resuming after ${record.shards.length} finished shard(s) (${skip} items)`);
@@ -184,22 +256,30 @@ async function prepareSplit(
   let written = 0;
   let shard: ShardWriter | undefined;
   const window = pool.size * 4;
-  const queue: { name: string; cls: number; bytes: Uint8Array; result: Promise<TaskResult> }[] = [];
+  const queue: { name: string; cls: number; bytes: Uint8Array; raw: SourceItem['raw']; result: Promise<TaskResult> }[] = [];
   const t0 = performance.now();
   let lastLog = t0;
 
   const consume = async (q: (typeof queue)[number]) => {
     shard ??= new ShardWriter(opts.out, `${split}-${String(record.shards.length).padStart(5, '0')}`);
+    let r: TaskResult | undefined;
     try {
-      const r = await q.result;
-      shard.add(r.data as Uint8Array, q.cls, r.width!, r.height!);
-      written++;
+      r = await q.result;
     } catch (e) {
       if (!(e instanceof ImageWorkerError)) throw e;
       // libvips' messages race between threads (its error buffer is shared), so the manifest
-      // gets a reason derived from the bytes, and the library's words go to the log only.
-      shard.skip(q.name, corruptReason(q.bytes));
+      // gets a reason derived from the image's header and bytes, and the library's words go
+      // to the log only.
+      shard.skip(q.name, await skipReason(q.bytes, q.raw, settings));
       log(`${split}: skipping ${q.name}: ${e.message.split('\n')[0]}`);
+    }
+    if (r && (r.width! > MAX_SIDE || r.height! > MAX_SIDE)) {
+      // The workers refuse these from the header; this catches any rounding they missed.
+      shard.skip(q.name, `image too elongated: resized to ${r.width}x${r.height}, over the ${MAX_SIDE}-pixel side a shard image can have`);
+      log(`${split}: skipping ${q.name}: resized to ${r.width}x${r.height}`);
+    } else if (r) {
+      (shard as ShardWriter).add(r.data as Uint8Array, q.cls, r.width!, r.height!);
+      written++;
     }
     if (shard.bytes >= settings.shardBytes) {
       record.shards.push(shard.finish());
@@ -224,10 +304,10 @@ async function prepareSplit(
       positionInClass.set(item.cls, pos + 1);
       if (!fractionKeeps(pos, settings.fraction)) continue;
       if (seq++ < skip) continue;
-      const result = pool.run({ op: 'prepare', bytes: item.bytes, raw: item.raw, size: settings.size, squash: settings.squash ?? undefined, format: settings.format, quality: settings.quality });
+      const result = pool.run({ op: 'prepare', bytes: item.bytes, raw: item.raw, size: settings.size, squash: settings.squash ?? undefined, format: settings.format, quality: settings.quality ?? 0 });
       // Attach a handler now so a failure waiting in the queue is not an unhandled rejection.
       result.catch(() => {});
-      queue.push({ name: item.name, cls, bytes: item.bytes, result });
+      queue.push({ name: item.name, cls, bytes: item.bytes, raw: item.raw, result });
       while (queue.length >= window) await consume(queue.shift()!);
     }
     while (queue.length) await consume(queue.shift()!);
@@ -243,23 +323,22 @@ async function prepareSplit(
   const perClass = new Array(classes.length).fill(0);
   let images = 0;
   for (const s of record.shards) {
-    for (const e of decodeIndex(readFileSync(join(opts.out, s.index)), s.index)) {
+    for (const e of readShardIndex(opts.out, manifest, s)) {
       perClass[e.label]++;
       images++;
     }
   }
-  Object.assign(record, {
-    complete: true,
-    images,
-    perClass,
-    expected,
-    corrupt: record.shards.reduce((a, s) => a + s.corrupt.length, 0),
-    rejected,
-  });
+  const corrupt = record.shards.reduce((a, s) => a + s.corrupt.length, 0);
+  const found = images + corrupt;
+  // A short split is recorded as such, never as complete: a rerun prepares it again.
+  const mismatch = expected !== undefined && found !== expected ? `found ${found} images (${images} good + ${corrupt} skipped), expected ${expected}` : undefined;
+  Object.assign(record, { complete: mismatch === undefined, images, perClass, expected, corrupt, rejected });
+  if (mismatch) record.mismatch = mismatch;
+  else delete record.mismatch;
   save();
   const secs = (performance.now() - t0) / 1000;
-  log(`${split}: ${images} images in ${record.shards.length} shard(s), ${record.corrupt} corrupt, ${rejected.length} rejected; ${written} decoded this run in ${secs.toFixed(1)} s`);
-  return { written, record, expected };
+  log(`${split}: ${images} images in ${record.shards.length} shard(s), ${record.corrupt} skipped, ${rejected.length} rejected; ${written} decoded this run in ${secs.toFixed(1)} s`);
+  return { written, record, mismatch };
 }
 
 /** Held by a prepare in its --out, so that two runs never write the same shards (tools/lock.ts). */
@@ -276,8 +355,8 @@ export async function prepare(opts: PrepareOptions): Promise<PrepareResult> {
 }
 
 async function prepareLocked(opts: PrepareOptions, held: { lock?: Lock }): Promise<PrepareResult> {
+  validate(opts);
   const settings = settingsOf(opts);
-  validate(settings);
   const source: Source = await openSource(opts.src);
   let classes = source.classes;
   if (settings.subset) {
@@ -289,7 +368,7 @@ async function prepareLocked(opts: PrepareOptions, held: { lock?: Lock }): Promi
   }
   const splits = (opts.splits ?? ['train', 'val']).filter((s) => source.splits[s]);
   if (splits.length === 0) throw new DataError(`${opts.src}: none of the requested splits (${(opts.splits ?? []).join(', ')}) is present`);
-  mkdirSync(opts.out, { recursive: true });
+  makeOutDir(opts.out);
   held.lock = await takeLock(join(opts.out, PREPARE_LOCK), `--out ${opts.out}`);
   const manifest: Manifest = loadExisting(opts.out, settings, classes) ?? {
     format: MANIFEST_FORMAT,
@@ -307,15 +386,11 @@ async function prepareLocked(opts: PrepareOptions, held: { lock?: Lock }): Promi
   const mismatches: string[] = [];
   try {
     for (const split of splits) {
-      const r = await prepareSplit(source.splits[split]!, split, classes, settings, manifest, opts, pool, save);
-      written[split] = r.written;
-      const found = r.record.images + r.record.corrupt;
-      let expected = r.expected;
       // A whole data set with no stated counts (Kaggle train, Hugging Face) is checked against ImageNet's.
-      if (expected === undefined && !settings.subset && settings.fraction === 1 && source.kind !== 'folder') expected = FULL_COUNTS[split];
-      if (expected !== undefined && found !== expected) {
-        mismatches.push(`${split}: found ${found} images (${r.record.images} good + ${r.record.corrupt} corrupt), expected ${expected}`);
-      }
+      const fallback = !settings.subset && settings.fraction === 1 && source.kind !== 'folder' ? FULL_COUNTS[split] : undefined;
+      const r = await prepareSplit(source.splits[split]!, split, classes, settings, manifest, opts, pool, save, fallback);
+      written[split] = r.written;
+      if (r.mismatch) mismatches.push(`${split}: ${r.mismatch}`);
     }
   } finally {
     await pool.close();
@@ -325,11 +400,12 @@ async function prepareLocked(opts: PrepareOptions, held: { lock?: Lock }): Promi
 }
 
 function writeReport(out: string, m: Manifest, mismatches: string[]): void {
-  const lines: string[] = [`prepared from ${m.source.kind} layout in ${m.source.root}`, `options ${JSON.stringify(m.options)}`, `${m.classes.length} classes`];
+  const lines: string[] = [`prepared from the ${m.source.kind} layout in ${m.source.root}`, `options ${JSON.stringify(m.options)}`, `${m.classes.length} classes`];
   for (const [split, r] of Object.entries(m.splits)) {
     if (!r) continue;
-    lines.push(`${split}: ${r.images} images in ${r.shards.length} shard(s)${r.expected !== undefined ? `, expected ${r.expected}` : ''}`);
-    for (const s of r.shards) for (const c of s.corrupt) lines.push(`  corrupt ${c.name}: ${c.reason}`);
+    const problem = splitProblem(r);
+    lines.push(`${split}: ${r.images} images in ${r.shards.length} shard(s), ${r.corrupt} skipped${r.expected !== undefined ? `, expected ${r.expected}` : ''}${problem ? `; ${problem.replace(/^incomplete/, 'INCOMPLETE')}` : ''}`);
+    for (const s of r.shards) for (const c of s.corrupt) lines.push(`  skipped ${c.name}: ${c.reason}`);
     for (const c of r.rejected) lines.push(`  rejected ${c.name}: ${c.reason}`);
   }
   for (const mm of mismatches) lines.push(`COUNT MISMATCH ${mm}`);
