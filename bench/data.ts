@@ -1,4 +1,4 @@
-// `npm run bench -- data [--images 400] [--workers 1,2] [--repeat 3]`
+// `npm run bench -- data [--images 400] [--workers 1,2] [--batch 64] [--repeat 3]`
 // Prepare throughput (photo-like ~500x375 JPEGs in, shorter side 256 JPEG q90 out) and loader
 // throughput (256-px JPEG shards in, RandomResizedCrop 224 + flip out as bytes; normalization
 // is the GPU's, Backend.imagesFromU8), per worker count, on generated images. Prepare includes
@@ -15,7 +15,8 @@ import sharp from 'sharp';
 import { IMAGENET_MEAN, IMAGENET_STD, ImageLoader, ShardReader, normalizeU8 } from '../tools/data/loader.js';
 import { resampleCrop } from '../tools/data/resample.mjs';
 import { relaunchWithThreadpool } from '../tools/data/pool.js';
-import { prepare } from '../tools/data/prepare.js';
+import { MAX_WORKERS, prepare } from '../tools/data/prepare.js';
+import { UserError } from '../tools/errors.js';
 import { printTable } from './timing.js';
 
 /** A photo-like image: smooth colour fields, edges and mild noise, so JPEG sizes are realistic (~60-120 kB). */
@@ -37,14 +38,21 @@ async function photo(w: number, h: number, seed: number): Promise<Buffer> {
   return sharp(px, { raw: { width: w, height: h, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
 }
 
-export async function benchData(args: string[]): Promise<void> {
-  // Image workers need a libuv pool as large as they are (see tools/data/pool.ts).
-  const relaunched = relaunchWithThreadpool();
-  if (relaunched) {
-    const code = await relaunched;
-    if (code !== 0) throw new Error(`data bench exited with ${code}`);
-    return;
-  }
+export const DATA_BENCH_USAGE = `usage: npm run bench -- data [options]
+  --images N     generated source JPEGs (default 400)
+  --workers A,B  worker counts to measure, each 1..${MAX_WORKERS} (default 1 and cores-1)
+  --batch N      loader batch size (default 64)
+  --repeat N     loader epochs timed per worker count; the median is shown (default 3)`;
+
+/** A positive whole number as typed, naming the option when it is not one. */
+function count(v: string, name: string, max = 1e7): number {
+  if (!/^\d+$/.test(v.trim()) || Number(v) < 1 || Number(v) > max) throw new UserError(`--${name} must be a whole number in 1..${max}, got '${v}'`);
+  return Number(v);
+}
+
+/** Resolves to the exit code (a relaunched run's). */
+export async function benchData(args: string[]): Promise<number> {
+  // Arguments first, so that --help and mistakes are answered without a relaunch.
   const { values } = parseArgs({
     args,
     options: {
@@ -52,12 +60,20 @@ export async function benchData(args: string[]): Promise<void> {
       workers: { type: 'string', default: [...new Set([1, Math.max(1, availableParallelism() - 1)])].join(',') },
       batch: { type: 'string', default: '64' },
       repeat: { type: 'string', default: '3' },
+      help: { type: 'boolean', short: 'h', default: false },
     },
   });
-  const n = Number(values.images);
-  const workerCounts = String(values.workers).split(',').map(Number);
-  const batch = Number(values.batch);
-  const repeat = Math.max(1, Number(values.repeat));
+  if (values.help) {
+    console.log(DATA_BENCH_USAGE);
+    return 0;
+  }
+  const n = count(values.images, 'images');
+  const workerCounts = values.workers.split(',').map((w) => count(w, 'workers', MAX_WORKERS));
+  const batch = count(values.batch, 'batch');
+  const repeat = count(values.repeat, 'repeat', 1000);
+  // Image workers need a libuv pool as large as they are (see tools/data/pool.ts).
+  const relaunched = relaunchWithThreadpool();
+  if (relaunched) return relaunched;
   const root = mkdtempSync(join(tmpdir(), 'nudge-bench-data-'));
   try {
     const classes = 10;
@@ -113,6 +129,7 @@ export async function benchData(args: string[]): Promise<void> {
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
+  return 0;
 }
 
 /** Where one image's time goes, each stage alone on the main thread (median ms of 3 passes). */

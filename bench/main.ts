@@ -6,18 +6,24 @@ import { benchConv } from './conv.js';
 import { benchStep } from './step.js';
 import { benchAnalogStudy } from './analog-study.js';
 import { benchFused } from './fused.js';
+import { UserError } from '../tools/errors.js';
 
-const suites: Record<string, (args: string[]) => Promise<void>> = { ops: benchOps, data: benchData, conv: benchConv, 'analog-study': benchAnalogStudy, step: benchStep, fused: benchFused };
+/** A suite resolves to its exit code, or to nothing for 0. */
+const suites: Record<string, (args: string[]) => Promise<void | number>> = { ops: benchOps, data: benchData, conv: benchConv, 'analog-study': benchAnalogStudy, step: benchStep, fused: benchFused };
 
 async function main(): Promise<number> {
   const [name, ...rest] = process.argv.slice(2);
   const suite = name ? suites[name] : undefined;
+  const usage = `usage: npm run bench -- <${Object.keys(suites).join('|')}> [options]`;
+  if (name === '--help' || name === '-h') {
+    console.log(usage);
+    return 0;
+  }
   if (!suite) {
-    console.error(`usage: npm run bench -- <${Object.keys(suites).join('|')}> [options]`);
+    console.error(name ? `bench: unknown suite '${name}'\n${usage}` : usage);
     return 2;
   }
-  await suite(rest);
-  return 0;
+  return (await suite(rest)) ?? 0;
 }
 
 main()
@@ -25,8 +31,17 @@ main()
     closeDevice();
     process.exit(code);
   })
-  .catch((e) => {
+  .catch((e: Error) => {
     closeDevice();
+    // A mistake in the arguments is one line; anything else keeps its stack.
+    if ((e as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      console.error(`bench: ${e.message}`);
+      process.exit(2);
+    }
+    if (e instanceof UserError || e.name === 'DataError') {
+      console.error(`bench: ${e.message}`);
+      process.exit(1);
+    }
     console.error(e);
     process.exit(1);
   });

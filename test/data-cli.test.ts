@@ -171,6 +171,31 @@ describe('nudge data (built CLI)', () => {
     expect(onFile.stderr.trim()).toBe(`nudge: --out ${file} is a file, not a directory: name a directory for the shards`);
   });
 
+  it('bench data: --help, and argument mistakes in one line', async () => {
+    const bench = async (args: string[]) => {
+      try {
+        const { stdout, stderr } = await run('node', ['dist/bench.mjs', ...args], { timeout: 60_000 });
+        return { code: 0, stdout, stderr };
+      } catch (e) {
+        return e as { code: number; stdout: string; stderr: string };
+      }
+    };
+    const help = await bench(['data', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(/usage: npm run bench -- data .*--images N.*--workers A,B.*--batch N.*--repeat N/s);
+    for (const [args, code, want] of [
+      [['data', '--bogus'], 2, /^bench: Unknown option '--bogus'/],
+      [['data', '--images', '0'], 1, /^bench: --images must be a whole number in 1\.\.\d+, got '0'$/],
+      [['data', '--workers', '1,x'], 1, /^bench: --workers must be a whole number in 1\.\.256, got 'x'$/],
+      [['nosuch'], 2, /^bench: unknown suite 'nosuch'\nusage: npm run bench -- </],
+    ] as const) {
+      const r = await bench([...args]);
+      expect(r.code, args.join(' ')).toBe(code);
+      expect(r.stderr.trim(), args.join(' ')).toMatch(want);
+      expect(r.stderr, args.join(' ')).not.toMatch(/\n\s+at |ERR_PARSE_ARGS/);
+    }
+  });
+
   it('fetch: a gated download says what to do and never prints the token', async () => {
     const server = http.createServer((req, res) => {
       res.writeHead(req.headers.authorization ? 403 : 401);
