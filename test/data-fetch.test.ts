@@ -1,15 +1,16 @@
 // `nudge data fetch` against a local server on 127.0.0.1 (plain HTTP and TLS on one port) that
 // cuts connections, refuses access, fails, ignores Range, redirects to another host or down to
-// plain http and serves wrong bytes.
+// plain http, serves wrong bytes, and against a raw socket server that answers malformed HTTP.
 import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import net, { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { download, FetchError, fetchHf, nextUrl, redact, tokenMayGo } from '../tools/data/fetch.js';
+import { UserError } from '../tools/errors.js';
+import { download, FetchError, fetchCommand, fetchHf, fileNameFromUrl, nextUrl, redact, tokenMayGo } from '../tools/data/fetch.js';
 
 const BODY = randomBytes(300_000 + Math.floor(Math.random() * 5000));
 const MD5 = createHash('md5').update(BODY).digest('hex');
@@ -20,6 +21,8 @@ const SMALL = randomBytes(777);
 let server: net.Server;
 let secure: https.Server;
 let port: number;
+let raw: net.Server;
+let rawPort: number;
 let dir: string;
 let seen: { path: string; host: string; range?: string; auth?: string; tls: boolean }[] = [];
 let count: Record<string, number> = {};
@@ -150,6 +153,23 @@ beforeAll(async () => {
       res.writeHead(302, { location: `http://${req.headers.host}/ok/file.bin` });
       return void res.end();
     }
+    if (path.startsWith('/loop/')) {
+      res.writeHead(302, { location: path });
+      return void res.end();
+    }
+    if (path.startsWith('/capped/')) {
+      // Answers a range with at most 100 kB; the first, whole-file answer is cut.
+      const m = /bytes=(\d+)-/.exec(req.headers.range ?? '');
+      if (!m) {
+        res.writeHead(200, { 'content-length': BODY.length });
+        res.write(BODY.subarray(0, 100_000), () => setTimeout(() => res.socket?.destroy(), 20));
+        return;
+      }
+      const start = Number(m[1]);
+      const end = Math.min(start + 100_000, BODY.length) - 1;
+      res.writeHead(206, { 'content-length': end - start + 1, 'content-range': `bytes ${start}-${end}/${BODY.length}` });
+      return void res.end(BODY.subarray(start, end + 1));
+    }
     const hostile = /^\/api\/datasets\/hostile\/([\w-]+)\/tree\/main/.exec(path)?.[1];
     if (hostile) {
       // Hub listings that a hub does not send; every page needs the token.
@@ -157,11 +177,15 @@ beforeAll(async () => {
         res.writeHead(401);
         return void res.end();
       }
-      const entry = (p: string) => ({ type: 'file', path: p, size: SMALL.length });
+      const entry = (p: string, size: unknown = SMALL.length) => ({ type: 'file', path: p, size });
       const page2 = `/api/datasets/hostile/${hostile}/tree/main?recursive=true&cursor=2`;
       const answers: Record<string, [http.OutgoingHttpHeaders, unknown]> = {
         'next-host': [{ link: `<${elsewhere}${page2}>; rel="next"` }, [entry('data/a.bin')]],
         'next-http': [{ link: `<http://${req.headers.host}${page2}>; rel="next"` }, [entry('data/a.bin')]],
+        'next-self': [{ link: `<${path}>; rel="next"` }, [entry('data/a.bin')]],
+        'not-a-list': [{}, { error: 'this is not a list' }],
+        'nul-path': [{}, [entry('data/a.bin'), entry('data/b\u0000.bin')]],
+        'bad-size': [{}, [entry('data/a.bin', -5)]],
       };
       const [headers, body] = answers[hostile] ?? [{}, []];
       res.writeHead(200, { 'content-type': 'application/json', ...(path.includes('cursor=') ? {} : headers) });
@@ -197,6 +221,36 @@ beforeAll(async () => {
   // The certificate is self-signed: this test process accepts it (the code under test has no say in that).
   https.globalAgent.options.rejectUnauthorized = false;
 
+  // Answers that no HTTP library would write, chosen by the request path.
+  raw = net.createServer((sock) => {
+    sock.on('error', () => {});
+    let head = '';
+    sock.on('data', (d) => {
+      head += d.toString('latin1');
+      if (!head.includes('\r\n\r\n')) return;
+      const path = head.split(' ')[1];
+      const range = /\r\nrange: bytes=(\d+)-/i.exec(head)?.[1];
+      seen.push({ path, host: 'raw', range, tls: false });
+      const send = (lines: string[], body: Buffer | string = '') => sock.end(Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'), Buffer.from(body)]));
+      const rest = SMALL.subarray(Number(range ?? 0));
+      if (path.startsWith('/206-no-range/')) return send(['HTTP/1.1 206 Partial Content', 'content-length: 5', 'connection: close'], 'hello');
+      if (path.startsWith('/206-from-50/')) return send(['HTTP/1.1 206 Partial Content', 'content-length: 5', `content-range: bytes 50-54/${SMALL.length}`, 'connection: close'], SMALL.subarray(50, 55));
+      if (path.startsWith('/206-backwards/')) return send(['HTTP/1.1 206 Partial Content', 'content-length: 5', `content-range: bytes ${range}-${Number(range) - 5}/${SMALL.length}`, 'connection: close'], 'hello');
+      if (path.startsWith('/206-short-length/')) return send(['HTTP/1.1 206 Partial Content', 'content-length: 10', `content-range: bytes ${range}-${SMALL.length - 1}/${SMALL.length}`, 'connection: close'], rest.subarray(0, 10));
+      if (path.startsWith('/206-extra/')) {
+        // Chunked, so nothing caps the body at the announced range.
+        const body = Buffer.concat([rest, Buffer.from('EXTRA')]);
+        return send(['HTTP/1.1 206 Partial Content', 'transfer-encoding: chunked', `content-range: bytes ${range}-${SMALL.length - 1}/${SMALL.length}`, 'connection: close'], Buffer.concat([Buffer.from(`${body.length.toString(16)}\r\n`), body, Buffer.from('\r\n0\r\n\r\n')]));
+      }
+      if (path.startsWith('/neg-length/')) return send(['HTTP/1.1 200 OK', 'content-length: -5', 'connection: close'], 'hello');
+      if (path.startsWith('/huge-length/')) return send(['HTTP/1.1 200 OK', 'content-length: 1152921504606846976', 'connection: close'], 'hello');
+      if (path.startsWith('/long-body/')) return send(['HTTP/1.1 200 OK', 'content-length: 5'], 'helloEXTRA BYTES AFTER THE BODY');
+      if (path.startsWith('/bad-location/')) return send(['HTTP/1.1 302 Found', 'location: http://[::1', 'content-length: 0', 'connection: close']);
+      send(['HTTP/1.1 404 Not Found', 'content-length: 0', 'connection: close']);
+    });
+  });
+  await new Promise<void>((r) => raw.listen(0, '127.0.0.1', r));
+  rawPort = (raw.address() as AddressInfo).port;
 });
 
 afterAll(async () => {
@@ -206,6 +260,7 @@ afterAll(async () => {
   await new Promise((r) => server.close(r));
   secure.closeAllConnections();
   await new Promise((r) => secure.close(r));
+  await new Promise((r) => raw.close(r));
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -216,6 +271,8 @@ beforeEach(() => {
 
 const url = (p: string) => `http://127.0.0.1:${port}${p}`;
 const tlsUrl = (p: string) => `https://127.0.0.1:${port}${p}`;
+const rawUrl = (p: string) => `http://127.0.0.1:${rawPort}${p}`;
+const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
 const fast = { backoffMs: 5, idleTimeoutMs: 5000 };
 
 describe('nudge data fetch', () => {
@@ -381,6 +438,98 @@ describe('nudge data fetch: where the token goes', () => {
     seen = [];
     await expect(fetchHf({ repo: 'hostile/next-http', out, endpoint, include: /./, token: TOKEN, ...fast })).rejects.toThrow(/refusing to follow https down to plain http/);
     expect(seen.map((s) => s.tls)).toEqual([true]);
+    expect(existsSync(out)).toBe(false);
+  });
+});
+
+describe('nudge data fetch: hostile answers end in a clear error or a correct file', () => {
+  const part = (name: string, bytes: Buffer) => {
+    const out = join(dir, name);
+    writeFileSync(`${out}.part`, bytes);
+    return out;
+  };
+
+  it('a 206 without a Content-Range, or with one that starts elsewhere, to a request for the whole file', async () => {
+    await expect(download({ url: rawUrl('/206-no-range/f.bin'), out: join(dir, 'r1.bin'), ...fast })).rejects.toThrow(/HTTP 206 without a valid Content-Range \("none"\)/);
+    await expect(download({ url: rawUrl('/206-from-50/f.bin'), out: join(dir, 'r2.bin'), ...fast })).rejects.toThrow(/asked for the whole file, the server sent bytes from 50/);
+    expect(readdirSync(dir).filter((f) => /^r[12]\.bin/.test(f))).toEqual([]);
+  });
+
+  it('a Content-Range that runs backwards, a Content-Length that contradicts it, a body longer than the range', async () => {
+    const head = SMALL.subarray(0, 100);
+    await expect(download({ url: rawUrl('/206-backwards/f.bin'), out: part('r3.bin', head), ...fast })).rejects.toThrow(/HTTP 206 without a valid Content-Range \("bytes 100-95\/777"\)/);
+    await expect(download({ url: rawUrl('/206-short-length/f.bin'), out: part('r4.bin', head), ...fast })).rejects.toThrow(/Content-Length 10 does not match Content-Range 100-776/);
+    const out = part('r5.bin', head);
+    await expect(download({ url: rawUrl('/206-extra/f.bin'), out, retries: 0, ...fast })).rejects.toThrow(/the server sent 682 bytes where it announced 677; the partial file was removed/);
+    expect(existsSync(out) || existsSync(`${out}.part`)).toBe(false);
+  });
+
+  it('a negative or oversized Content-Length fails at once, without retries', async () => {
+    await expect(download({ url: rawUrl('/neg-length/f.bin'), out: join(dir, 'r6.bin'), retries: 3, ...fast })).rejects.toThrow(/the server's answer is not valid HTTP \(.*Content-Length/);
+    await expect(download({ url: rawUrl('/huge-length/f.bin'), out: join(dir, 'r7.bin'), retries: 3, ...fast })).rejects.toThrow(/impossible Content-Length \("1152921504606846976"\)/);
+    expect(seen.length).toBe(2);
+  });
+
+  it('a body longer than its Content-Length: the announced bytes are the file', async () => {
+    const r = await download({ url: rawUrl('/long-body/f.bin'), out: join(dir, 'r8.bin'), md5: md5(Buffer.from('hello')), ...fast });
+    expect(r.bytes).toBe(5);
+    expect(readFileSync(join(dir, 'r8.bin'), 'utf8')).toBe('hello');
+  });
+
+  it('a redirect loop and a redirect to an invalid URL', async () => {
+    await expect(download({ url: url('/loop/f.bin'), out: join(dir, 'r9.bin'), ...fast })).rejects.toThrow(/too many redirects/);
+    await expect(download({ url: rawUrl('/bad-location/f.bin'), out: join(dir, 'r10.bin'), ...fast })).rejects.toThrow(/bad-location\/f\.bin: points to an invalid URL/);
+  });
+
+  it('a server that answers a range with less than the rest is asked for the rest, without counting failures', async () => {
+    const r = await download({ url: url('/capped/file.bin'), out: join(dir, 'capped.bin'), sha256: SHA, retries: 1, ...fast });
+    expect(r.retries).toBe(1);
+    expect(readFileSync(join(dir, 'capped.bin')).equals(BODY)).toBe(true);
+    // After the cut, range requests of at most 100 kB each, every one from where the last ended.
+    const starts = seen.slice(1).map((s) => Number(/bytes=(\d+)-/.exec(s.range ?? '')?.[1]));
+    expect(starts.length).toBeGreaterThanOrEqual(Math.ceil((BODY.length - 100_000) / 100_000));
+    for (const [i, st] of starts.entries()) {
+      expect(st - (i ? starts[i - 1] : 0), `range ${i}`).toBeGreaterThan(0);
+      expect(st - (i ? starts[i - 1] : 0), `range ${i}`).toBeLessThanOrEqual(100_000);
+    }
+    expect(starts.at(-1)! + 100_000).toBeGreaterThanOrEqual(BODY.length);
+  });
+
+  it('--url names: %2F, %00 and other names that could leave --out are refused before anything is fetched', async () => {
+    const out = join(dir, 'names');
+    mkdirSync(out);
+    for (const name of ['sub%2Fname.bin', 'nul%00.bin']) {
+      await expect(fetchCommand(['--url', url('/ok/file.bin'), '--url', url(`/ok/${name}`), '--out', out])).rejects.toThrow(UserError);
+    }
+    expect(readdirSync(out)).toEqual([]);
+    expect(seen).toEqual([]);
+    expect(fileNameFromUrl('https://h.example/a/ILSVRC2012_img_val.tar?sig=1')).toBe('ILSVRC2012_img_val.tar');
+    expect(fileNameFromUrl('https://h.example/a/file%20name..tar')).toBe('file name..tar');
+    for (const [u, why] of [
+      ['https://h.example/a/..%2F..%2Fescape.bin', /decoded name "\.\.\/\.\.\/escape\.bin" holds a path separator/],
+      ['https://h.example/a/sub%2Fname.bin', /holds a path separator/],
+      ['https://h.example/a/nul%00.bin', /decoded name "nul\\u0000\.bin" holds a path separator or control character/],
+      ['https://h.example/a/back%5Cslash.bin', /holds a path separator/],
+      ['https://h.example/a/%2E%2E', /does not end in a file name/],
+      ['https://h.example/a/dir/', /does not end in a file name/],
+      ['https://h.example/a/bad%E0%A4', /not valid percent-encoding/],
+      ['not a url', /not a URL/],
+    ] as const) {
+      expect(() => fileNameFromUrl(u), u).toThrow(UserError);
+      expect(() => fileNameFromUrl(u), u).toThrow(why);
+    }
+  });
+
+  it('--hf: a file list that is not a JSON list, has a NUL in a path, a negative size, or pages that loop', async () => {
+    const endpoint = `http://127.0.0.1:${port}`;
+    const out = join(dir, 'hf-bad');
+    const hf = (repo: string) => fetchHf({ repo, out, endpoint, include: /./, token: TOKEN, ...fast });
+    await expect(hf('hostile/not-a-list')).rejects.toThrow(/the hub's file list is not a JSON list/);
+    await expect(hf('hostile/nul-path')).rejects.toThrow(/refusing the unsafe path "data\/b\\u0000\.bin" in the hub's file list/);
+    await expect(hf('hostile/bad-size')).rejects.toThrow(/gives "data\/a\.bin" the size -5/);
+    await expect(hf('hostile/next-self')).rejects.toThrow(/the hub's file list pages link back to this page/);
+    // Nothing was downloaded: every check comes before the first file.
+    expect(seen.filter((s) => !s.path.startsWith('/api/'))).toEqual([]);
     expect(existsSync(out)).toBe(false);
   });
 });

@@ -4,7 +4,7 @@
 // only over https to the scheme, host and port they were given for (see tokenMayGo),
 // never to a redirect target or listing page elsewhere, never to a log.
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import { basename, dirname, join } from 'node:path';
@@ -115,6 +115,48 @@ export function nextUrl(from: string, location: string): string {
   return to.toString();
 }
 
+/** The file name a --url is saved under: its last path segment, decoded; one that could leave --out or is not a file name is refused. */
+export function fileNameFromUrl(url: string): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new UserError(`not a URL: ${redact(url)}`);
+  }
+  const raw = u.pathname.slice(u.pathname.lastIndexOf('/') + 1);
+  let name: string;
+  try {
+    name = decodeURIComponent(raw);
+  } catch {
+    throw new UserError(`cannot name a file after ${redact(url)}: its last path segment is not valid percent-encoding`);
+  }
+  if (!name || name === '.' || name === '..') throw new UserError(`cannot name a file after ${redact(url)}: its path does not end in a file name`);
+  if (!safeSegment(name)) throw new UserError(`cannot name a file after ${redact(url)}: the decoded name ${JSON.stringify(name)} holds a path separator or control character, or is too long`);
+  return name;
+}
+
+/** One path segment fit for a file name: no separator, NUL or other control character, not '.'/'..', at most 255 bytes. */
+function safeSegment(s: string): boolean {
+  return s !== '' && s !== '.' && s !== '..' && !/[\/\\\x00-\x1f\x7f]/.test(s) && Buffer.byteLength(s) <= 255;
+}
+
+/** `Content-Range: bytes START-END/TOTAL` (TOTAL may be *), or undefined when absent or inconsistent. */
+function parseContentRange(header: string | undefined): { start: number; end: number; total?: number } | undefined {
+  const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec((header ?? '').trim());
+  if (!m) return undefined;
+  const [start, end] = [Number(m[1]), Number(m[2])];
+  const total = m[3] === '*' ? undefined : Number(m[3]);
+  if (!Number.isSafeInteger(end) || end < start || (total !== undefined && (!Number.isSafeInteger(total) || end >= total))) return undefined;
+  return { start, end, total };
+}
+
+/** A byte count from a header: a plain non-negative safe integer, else undefined. */
+function parseLength(header: string | undefined): number | undefined {
+  if (header === undefined || !/^\d+$/.test(header.trim())) return undefined;
+  const n = Number(header.trim());
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
 interface Response {
   status: number;
   headers: http.IncomingHttpHeaders;
@@ -129,7 +171,11 @@ function request(url: string, headers: Record<string, string>, idleTimeoutMs: nu
     if (!mod) return reject(new FetchError(`unsupported URL scheme in ${redact(url)}`));
     const req = mod.get(u, { headers }, (res) => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res, url }));
     req.setTimeout(idleTimeoutMs, () => req.destroy(new Transient(`no data for ${idleTimeoutMs / 1000} s`)));
-    req.on('error', (e) => reject(e instanceof FetchError ? e : new Transient(e.message)));
+    req.on('error', (e: NodeJS.ErrnoException) => {
+      // Malformed HTTP (a bad Content-Length, garbage headers) will be malformed again: not worth retrying.
+      if (e.code?.startsWith('HPE_')) reject(new FetchError(`${redact(url)}: the server's answer is not valid HTTP (${e.message})`));
+      else reject(e instanceof FetchError ? e : new Transient(e.message));
+    });
   });
 }
 
@@ -198,53 +244,50 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
       const res = await get(opts, have);
       linkedSha ??= res.linkedSha256;
       const where = redact(res.url);
-      if (res.status === 401 || res.status === 403) {
+      // Every answer that is not written to the part file must be drained, so its connection is freed.
+      const refuse = (e: Error): never => {
         res.body.resume();
-        throw new FetchError(deniedMessage(where, res.status, opts.token, res.withheld));
-      }
-      if (res.status === 404) {
-        res.body.resume();
-        throw new FetchError(`${where}: HTTP 404 not found`);
-      }
+        throw e;
+      };
+      if (res.status === 401 || res.status === 403) refuse(new FetchError(deniedMessage(where, res.status, opts.token, res.withheld)));
+      if (res.status === 404) refuse(new FetchError(`${where}: HTTP 404 not found`));
       if (res.status === 416 && have > 0) {
         // Asked for bytes past the end: the part file is complete (or longer than the file).
         res.body.resume();
-        const total = Number(/\/(\d+)$/.exec(String(res.headers['content-range'] ?? ''))?.[1]);
+        const total = Number(/^bytes \*\/(\d+)$/.exec(String(res.headers['content-range'] ?? '').trim())?.[1]);
         if (total === have) break;
-        log(`${name}: the partial file does not fit the server's (${have} bytes vs ${total}); restarting from zero`);
-        unlinkSync(part);
+        log(`${name}: the partial file does not fit the server's (${have} bytes vs ${Number.isNaN(total) ? 'unknown' : total}); restarting from zero`);
+        rmSync(part, { force: true });
         continue;
       }
-      if (res.status >= 500 || res.status === 429 || res.status === 408) {
-        res.body.resume();
-        throw new Transient(`HTTP ${res.status}`);
-      }
-      if (res.status !== 200 && res.status !== 206) {
-        res.body.resume();
-        throw new FetchError(`${where}: unexpected HTTP ${res.status}`);
-      }
+      if (res.status >= 500 || res.status === 429 || res.status === 408) refuse(new Transient(`HTTP ${res.status}`));
+      if (res.status !== 200 && res.status !== 206) refuse(new FetchError(`${where}: unexpected HTTP ${res.status}`));
+      const length = res.headers['content-length'];
+      if (length !== undefined && parseLength(length) === undefined) refuse(new FetchError(`${where}: the server announced an impossible Content-Length (${JSON.stringify(length.slice(0, 40))})`));
       let start = 0;
       let total: number | undefined;
+      // The byte (exclusive) at which this answer's body ends, when the server said.
+      let end: number | undefined;
       if (res.status === 206) {
-        const m = /bytes (\d+)-\d+\/(\d+|\*)/.exec(String(res.headers['content-range'] ?? ''));
-        start = m ? Number(m[1]) : -1;
-        total = m && m[2] !== '*' ? Number(m[2]) : undefined;
-        if (start !== have) {
-          log(`${name}: the server answered the range request from byte ${start}, not ${have}; restarting from zero`);
+        const r = parseContentRange(res.headers['content-range']) ?? refuse(new FetchError(`${where}: HTTP 206 without a valid Content-Range (${JSON.stringify(String(res.headers['content-range'] ?? 'none').slice(0, 60))})`));
+        if (length !== undefined && parseLength(length) !== r.end - r.start + 1) refuse(new FetchError(`${where}: Content-Length ${length} does not match Content-Range ${r.start}-${r.end}`));
+        if (r.start !== have && r.start !== 0) {
+          // Only a request from byte 0 can follow a mismatch, so this cannot repeat.
+          if (have === 0) refuse(new FetchError(`${where}: asked for the whole file, the server sent bytes from ${r.start}`));
+          log(`${name}: the server answered the range request from byte ${r.start}, not ${have}; restarting from zero`);
           res.body.resume();
-          unlinkSync(part);
+          rmSync(part, { force: true });
           continue;
         }
+        if (r.start !== have) log(`${name}: the server answered the range request from byte 0; restarting from zero`);
+        [start, total, end] = [r.start, r.total, r.end + 1];
+        have = start;
       } else {
         if (have > 0) log(`${name}: the server does not support range requests (HTTP 200 to a Range request); restarting from zero`);
         have = 0;
-        const len = res.headers['content-length'];
-        total = len !== undefined ? Number(len) : undefined;
+        total = end = parseLength(length);
       }
-      if (opts.size !== undefined && total !== undefined && total !== opts.size) {
-        res.body.resume();
-        throw new FetchError(`${where}: the server offers ${total} bytes, expected ${opts.size}`);
-      }
+      if (opts.size !== undefined && total !== undefined && total !== opts.size) refuse(new FetchError(`${where}: the server offers ${total} bytes, expected ${opts.size}`));
       const file = createWriteStream(part, { flags: start > 0 ? 'a' : 'w' });
       let got = have;
       const t0 = performance.now();
@@ -282,7 +325,13 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
         });
         res.body.pipe(file);
       });
-      if (total !== undefined && got < total) throw new Transient(`connection ended at ${got} of ${total} bytes`);
+      if (end !== undefined && got < end) throw new Transient(`connection ended at ${got} of ${end} bytes`);
+      if (end !== undefined && got > end) {
+        rmSync(part, { force: true });
+        throw new FetchError(`${where}: the server sent ${got - have} bytes where it announced ${end - have}; the partial file was removed`);
+      }
+      // A server may answer a range with less than the rest (each such answer brings at least one byte).
+      if (total !== undefined && got < total) continue;
       break;
     } catch (e) {
       if (!(e instanceof Transient)) throw e;
@@ -296,7 +345,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   }
   const v = await verify(part, linkedSha);
   if (v.problems.length) {
-    unlinkSync(part);
+    rmSync(part, { force: true });
     throw new FetchError(`${name}: downloaded file does not verify (${v.problems.join('; ')}); the partial file was removed, rerun to download it again`);
   }
   renameSync(part, opts.out);
@@ -310,38 +359,57 @@ export interface HfFile {
   sha256?: string;
 }
 
+/** A listing page larger than this is not the hub's (a page holds at most a few thousand entries). */
+const MAX_LIST_PAGE = 64 << 20;
+
 /** Files of a Hugging Face data set repository (the hub's tree API, following its pages). */
 export async function listHfFiles(repo: string, opts: { endpoint: string; revision?: string; token?: string; dir?: string }): Promise<HfFile[]> {
   if (!/^[\w.-]+\/[\w.-]+$/.test(repo)) throw new FetchError(`'${repo}' is not a Hugging Face repository name (owner/name)`);
   const first = `${opts.endpoint}/api/datasets/${repo}/tree/${opts.revision ?? 'main'}${opts.dir ? `/${opts.dir}` : ''}?recursive=true`;
   const files: HfFile[] = [];
+  const pages = new Set<string>();
   for (let url: string | undefined = first; url; ) {
+    if (pages.has(url)) throw new FetchError(`${redact(url)}: the hub's file list pages link back to this page`);
+    pages.add(url);
     // Every page is fetched with the token rules of the first: a next-page link elsewhere gets no token.
     const res = await get({ url, out: '', token: opts.token }, 0, first).catch((e) => {
       throw e instanceof Transient ? new FetchError(`${redact(url!)}: ${e.message}`) : e;
     });
+    const where = redact(res.url);
     const chunks: Buffer[] = [];
-    for await (const c of res.body) chunks.push(c as Buffer);
+    let bytes = 0;
+    for await (const c of res.body) {
+      bytes += (c as Buffer).length;
+      if (bytes > MAX_LIST_PAGE) {
+        res.body.destroy();
+        throw new FetchError(`${where}: the hub's file list page is over ${human(MAX_LIST_PAGE)}`);
+      }
+      chunks.push(c as Buffer);
+    }
     if (res.status === 401 || res.status === 403) {
       throw new FetchError(
         res.withheld
-          ? `${repo}: HTTP ${res.status} from ${redact(res.url)}: the token was not sent there (${res.withheld})`
+          ? `${repo}: HTTP ${res.status} from ${where}: the token was not sent there (${res.withheld})`
           : opts.token
             ? `${repo}: HTTP ${res.status}: the hub refused the token (accept the data set's terms on its page with the token's account)`
             : `${repo}: HTTP ${res.status}: the data set is gated; create a read token and set HF_TOKEN in the environment`,
       );
     }
-    if (res.status !== 200) throw new FetchError(`${redact(url)}: HTTP ${res.status} listing ${repo}`);
-    let entries: { type: string; path: string; size: number; lfs?: { oid?: string; sha256?: string } }[];
+    if (res.status !== 200) throw new FetchError(`${where}: HTTP ${res.status} listing ${repo}`);
+    let entries: unknown;
     try {
       entries = JSON.parse(Buffer.concat(chunks).toString('utf8'));
     } catch {
-      throw new FetchError(`${redact(url)}: the hub's file list is not JSON`);
+      throw new FetchError(`${where}: the hub's file list is not JSON`);
     }
-    for (const e of entries) {
+    if (!Array.isArray(entries)) throw new FetchError(`${where}: the hub's file list is not a JSON list`);
+    for (const e of entries as { type?: unknown; path?: unknown; size?: unknown; lfs?: { oid?: unknown; sha256?: unknown } }[]) {
+      if (!e || typeof e !== 'object' || typeof e.type !== 'string' || typeof e.path !== 'string') throw new FetchError(`${where}: the hub's file list has an entry without a type and a path`);
       if (e.type !== 'file') continue;
+      if (!e.path.split('/').every(safeSegment)) throw new FetchError(`${where}: refusing the unsafe path ${JSON.stringify(e.path)} in the hub's file list`);
+      if (typeof e.size !== 'number' || !Number.isSafeInteger(e.size) || e.size < 0) throw new FetchError(`${where}: the hub's file list gives ${JSON.stringify(e.path)} the size ${JSON.stringify(e.size)}`);
       const sha = e.lfs?.oid ?? e.lfs?.sha256;
-      files.push({ path: e.path, size: e.size, sha256: sha && /^[0-9a-f]{64}$/.test(sha) ? sha : undefined });
+      files.push({ path: e.path, size: e.size, sha256: typeof sha === 'string' && /^[0-9a-f]{64}$/.test(sha) ? sha : undefined });
     }
     // The next page, if any, is in the Link header.
     const next = /<([^>]+)>;\s*rel="next"/.exec(String(res.headers.link ?? ''));
@@ -358,7 +426,6 @@ export async function fetchHf(opts: { repo: string; out: string; endpoint: strin
   opts.log?.(`${opts.repo}: ${files.length} file(s), ${human(total)}`);
   const results: DownloadResult[] = [];
   for (const [i, f] of files.entries()) {
-    if (f.path.startsWith('/') || f.path.split('/').includes('..')) throw new FetchError(`${opts.repo}: refusing the unsafe path '${f.path}'`);
     const out = join(opts.out, f.path);
     mkdirSync(dirname(out), { recursive: true });
     opts.log?.(`[${i + 1}/${files.length}] ${f.path}`);
@@ -409,6 +476,10 @@ export async function fetchCommand(args: string[]): Promise<number> {
   if (urls.length > 1 && (values.md5 || values.sha256)) throw new UserError('--md5/--sha256 apply to a single --url');
   const retries = values.retries !== undefined ? Number(values.retries) : undefined;
   if (retries !== undefined && !(Number.isInteger(retries) && retries >= 0)) throw new UserError(`--retries must be a non-negative integer`);
+  const backoffMs = values['backoff-ms'] !== undefined ? Number(values['backoff-ms']) : undefined;
+  if (backoffMs !== undefined && !(Number.isFinite(backoffMs) && backoffMs >= 0)) throw new UserError(`--backoff-ms must be a non-negative number`);
+  // Every name is checked before the first byte is fetched.
+  const files = urls.map(fileNameFromUrl);
   mkdirSync(values.out, { recursive: true });
   const token = process.env.HF_TOKEN || process.env.HUGGING_FACE_HUB_TOKEN || undefined;
   if (values.hf) {
@@ -419,27 +490,12 @@ export async function fetchCommand(args: string[]): Promise<number> {
       throw new UserError(`--include is not a regular expression: ${values.include}`);
     }
     const endpoint = (process.env.HF_ENDPOINT || 'https://huggingface.co').replace(/\/$/, '');
-    const rs = await fetchHf({ repo: values.hf, out: values.out, endpoint, include, token, retries, log: (l) => console.error(l) });
+    if (!/^https?:\/\//.test(endpoint) || !URL.canParse(endpoint)) throw new UserError(`HF_ENDPOINT is not an http(s) URL: ${redact(endpoint)}`);
+    const rs = await fetchHf({ repo: values.hf, out: values.out, endpoint, include, token, retries, backoffMs, log: (l) => console.error(l) });
     for (const r of rs) console.log(`${r.path} ${r.bytes} bytes sha256 ${r.sha256}${r.cached ? ' (already present)' : ''}`);
   }
-  for (const url of urls) {
-    let file: string;
-    try {
-      file = decodeURIComponent(basename(new URL(url).pathname));
-    } catch {
-      throw new UserError(`not a URL: ${redact(url)}`);
-    }
-    if (!file || file === '/' || file.includes('..')) throw new UserError(`cannot name a file after ${redact(url)}`);
-    const r = await download({
-      url,
-      out: join(values.out, file),
-      md5: values.md5,
-      sha256: values.sha256,
-      token,
-      retries,
-      backoffMs: values['backoff-ms'] !== undefined ? Number(values['backoff-ms']) : undefined,
-      log: (l) => console.error(l),
-    });
+  for (const [i, url] of urls.entries()) {
+    const r = await download({ url, out: join(values.out, files[i]), md5: values.md5, sha256: values.sha256, token, retries, backoffMs, log: (l) => console.error(l) });
     console.log(`${r.path} ${r.bytes} bytes md5 ${r.md5} sha256 ${r.sha256}${r.cached ? ' (already present)' : ''}`);
   }
   return 0;
