@@ -245,6 +245,11 @@ beforeAll(async () => {
       if (path.startsWith('/neg-length/')) return send(['HTTP/1.1 200 OK', 'content-length: -5', 'connection: close'], 'hello');
       if (path.startsWith('/huge-length/')) return send(['HTTP/1.1 200 OK', 'content-length: 1152921504606846976', 'connection: close'], 'hello');
       if (path.startsWith('/long-body/')) return send(['HTTP/1.1 200 OK', 'content-length: 5'], 'helloEXTRA BYTES AFTER THE BODY');
+      if (path.startsWith('/no-length/')) return send(['HTTP/1.1 200 OK', 'connection: close'], SMALL.subarray(0, 500));
+      if (path.startsWith('/chunked-cut/')) {
+        sock.write(`HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n12c\r\n`);
+        return void sock.write(SMALL.subarray(0, 300), () => setTimeout(() => sock.destroy(), 20));
+      }
       if (path.startsWith('/bad-location/')) return send(['HTTP/1.1 302 Found', 'location: http://[::1', 'content-length: 0', 'connection: close']);
       send(['HTTP/1.1 404 Not Found', 'content-length: 0', 'connection: close']);
     });
@@ -479,6 +484,22 @@ describe('nudge data fetch: hostile answers end in a clear error or a correct fi
   it('a redirect loop and a redirect to an invalid URL', async () => {
     await expect(download({ url: url('/loop/f.bin'), out: join(dir, 'r9.bin'), ...fast })).rejects.toThrow(/too many redirects/);
     await expect(download({ url: rawUrl('/bad-location/f.bin'), out: join(dir, 'r10.bin'), ...fast })).rejects.toThrow(/bad-location\/f\.bin: points to an invalid URL/);
+  });
+
+  it('a body of unknown length is not called verified; one cut mid-chunk leaves only the .part', async () => {
+    const log: string[] = [];
+    const out = join(dir, 'r11.bin');
+    const r = await download({ url: rawUrl('/no-length/f.bin'), out, ...fast, log: (l) => log.push(l) });
+    expect(log.join('\n')).toMatch(/500 B, NOT verified: the server sent no length and no checksum is known/);
+    expect(log.join('\n')).not.toMatch(/ verified( \(|$)/m);
+    expect(r).toMatchObject({ bytes: 500, verified: false });
+    const again = await download({ url: rawUrl('/no-length/f.bin'), out, ...fast, log: (l) => log.push(l) });
+    expect(again).toMatchObject({ cached: true, verified: false });
+    expect(log.at(-1)).toMatch(/already here, not verified/);
+    const cut = join(dir, 'r12.bin');
+    await expect(download({ url: rawUrl('/chunked-cut/f.bin'), out: cut, retries: 0, ...fast })).rejects.toThrow(/giving up after 0 retries \(connection cut.*rerun to continue from .*r12\.bin\.part/);
+    expect(existsSync(cut)).toBe(false);
+    expect(readFileSync(`${cut}.part`).equals(SMALL.subarray(0, 300))).toBe(true);
   });
 
   it('a server that answers a range with less than the rest is asked for the rest, without counting failures', async () => {

@@ -1,7 +1,7 @@
 // `nudge data fetch`: resumable downloads. Bytes go to NAME.part, continued with HTTP Range
-// requests after a dropped connection (with retries and exponential backoff), verified
-// (size, md5/sha256) and only then renamed to NAME. Tokens (HF_TOKEN) go in a header
-// only over https to the scheme, host and port they were given for (see tokenMayGo),
+// requests after a dropped connection (with retries and exponential backoff), checked
+// (size, md5/sha256 where known) and only then renamed to NAME. Tokens (HF_TOKEN) go in a
+// header only over https to the scheme, host and port they were given for (see tokenMayGo),
 // never to a redirect target or listing page elsewhere, never to a log.
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
@@ -45,8 +45,10 @@ export interface DownloadResult {
   sha256: string;
   /** Connections that failed and were resumed or restarted. */
   retries: number;
-  /** True when the file was already there and verified. */
+  /** True when the file was already there (and verified, if `verified`). */
   cached: boolean;
+  /** False when no size or checksum was known to check the bytes against. */
+  verified: boolean;
 }
 
 /** A URL fit for a log line: no query string (signed URLs carry credentials there). */
@@ -223,13 +225,14 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
     if (opts.size !== undefined && bytes !== opts.size) problems.push(`size ${bytes}, expected ${opts.size}`);
     if (md5Want && h.md5 !== md5Want) problems.push(`md5 ${h.md5}, expected ${md5Want}`);
     if (shaWant && h.sha256 !== shaWant) problems.push(`sha256 ${h.sha256}, expected ${shaWant}`);
-    return { ...h, bytes, problems };
+    const checks = [...(opts.size !== undefined ? ['size'] : []), ...(md5Want ? ['md5'] : []), ...(shaWant ? ['sha256'] : [])];
+    return { ...h, bytes, problems, checks };
   };
   if (existsSync(opts.out)) {
     const v = await verify(opts.out);
     if (v.problems.length === 0) {
-      log(`${name}: already here and verified (${human(v.bytes)})`);
-      return { path: opts.out, bytes: v.bytes, md5: v.md5, sha256: v.sha256, retries: 0, cached: true };
+      log(`${name}: already here, ${v.checks.length ? `verified (${v.checks.join(', ')})` : 'not verified (no size or checksum known)'}, ${human(v.bytes)}`);
+      return { path: opts.out, bytes: v.bytes, md5: v.md5, sha256: v.sha256, retries: 0, cached: true, verified: v.checks.length > 0 };
     }
     throw new FetchError(`${opts.out} exists but does not verify (${v.problems.join('; ')}); move it away and fetch again`);
   }
@@ -238,6 +241,8 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   const retries = opts.retries ?? 8;
   let failures = 0;
   let linkedSha: string | undefined;
+  // The total size the server announced, when it did (undefined: it ended the body without saying).
+  let announced: number | undefined;
   for (;;) {
     let have = existsSync(part) ? statSync(part).size : 0;
     try {
@@ -255,7 +260,10 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
         // Asked for bytes past the end: the part file is complete (or longer than the file).
         res.body.resume();
         const total = Number(/^bytes \*\/(\d+)$/.exec(String(res.headers['content-range'] ?? '').trim())?.[1]);
-        if (total === have) break;
+        if (total === have) {
+          announced = total;
+          break;
+        }
         log(`${name}: the partial file does not fit the server's (${have} bytes vs ${Number.isNaN(total) ? 'unknown' : total}); restarting from zero`);
         rmSync(part, { force: true });
         continue;
@@ -288,6 +296,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
         total = end = parseLength(length);
       }
       if (opts.size !== undefined && total !== undefined && total !== opts.size) refuse(new FetchError(`${where}: the server offers ${total} bytes, expected ${opts.size}`));
+      announced = total;
       const file = createWriteStream(part, { flags: start > 0 ? 'a' : 'w' });
       let got = have;
       const t0 = performance.now();
@@ -349,8 +358,10 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
     throw new FetchError(`${name}: downloaded file does not verify (${v.problems.join('; ')}); the partial file was removed, rerun to download it again`);
   }
   renameSync(part, opts.out);
-  log(`${name}: ${human(v.bytes)} verified${md5Want ? ' (md5)' : ''}${shaWant ? ' (sha256)' : ''}`);
-  return { path: opts.out, bytes: v.bytes, md5: v.md5, sha256: v.sha256, retries: failures, cached: false };
+  if (v.checks.length) log(`${name}: ${human(v.bytes)} verified (${v.checks.join(', ')})`);
+  else if (announced !== undefined) log(`${name}: ${human(v.bytes)}, as long as the server announced; not verified (no checksum known; pass --md5 or --sha256 to check it)`);
+  else log(`${name}: ${human(v.bytes)}, NOT verified: the server sent no length and no checksum is known, so the file may be incomplete (pass --md5 or --sha256 to check it)`);
+  return { path: opts.out, bytes: v.bytes, md5: v.md5, sha256: v.sha256, retries: failures, cached: false, verified: v.checks.length > 0 };
 }
 
 export interface HfFile {
@@ -447,7 +458,7 @@ export async function fetchHf(opts: { repo: string; out: string; endpoint: strin
 
 const DEFAULT_HF_INCLUDE = '^data/(train|validation)-.*\\.parquet$';
 
-export const FETCH_USAGE = `  data fetch    resumable download with retries, verified before it is renamed into place
+export const FETCH_USAGE = `  data fetch    resumable download with retries, checked (size, md5/sha256 where known) before it is renamed into place
              --url URL          repeatable; saved as --out DIR/<file name> (official tar names get their published md5)
              --hf OWNER/NAME    a Hugging Face data set (e.g. ILSVRC/imagenet-1k): its files matching --include
                                 (default ${DEFAULT_HF_INCLUDE}), sha256-verified, under --out DIR
@@ -492,11 +503,11 @@ export async function fetchCommand(args: string[]): Promise<number> {
     const endpoint = (process.env.HF_ENDPOINT || 'https://huggingface.co').replace(/\/$/, '');
     if (!/^https?:\/\//.test(endpoint) || !URL.canParse(endpoint)) throw new UserError(`HF_ENDPOINT is not an http(s) URL: ${redact(endpoint)}`);
     const rs = await fetchHf({ repo: values.hf, out: values.out, endpoint, include, token, retries, backoffMs, log: (l) => console.error(l) });
-    for (const r of rs) console.log(`${r.path} ${r.bytes} bytes sha256 ${r.sha256}${r.cached ? ' (already present)' : ''}`);
+    for (const r of rs) console.log(`${r.path} ${r.bytes} bytes sha256 ${r.sha256}${r.verified ? '' : ' (not verified)'}${r.cached ? ' (already present)' : ''}`);
   }
   for (const [i, url] of urls.entries()) {
     const r = await download({ url, out: join(values.out, files[i]), md5: values.md5, sha256: values.sha256, token, retries, backoffMs, log: (l) => console.error(l) });
-    console.log(`${r.path} ${r.bytes} bytes md5 ${r.md5} sha256 ${r.sha256}${r.cached ? ' (already present)' : ''}`);
+    console.log(`${r.path} ${r.bytes} bytes md5 ${r.md5} sha256 ${r.sha256}${r.verified ? '' : ' (not verified)'}${r.cached ? ' (already present)' : ''}`);
   }
   return 0;
 }
