@@ -1,6 +1,8 @@
 // A minimal reader for MATLAB level-5 MAT-files (the format of the ImageNet devkit's
 // data/meta.mat): numeric, char, struct and cell arrays, compressed or not. Enough to read
 // the `synsets` struct; sparse, object and function-handle arrays are refused by name.
+// Every size and count in the file is checked against the bytes that hold it before use, so a
+// hostile file ends in a one-line DataError, not a hang, a RangeError or an exhausted heap.
 import { inflateSync } from 'node:zlib';
 import { DataError } from './idx.js';
 
@@ -12,6 +14,29 @@ export type MatValue =
 
 const MI = { INT8: 1, UINT8: 2, INT16: 3, UINT16: 4, INT32: 5, UINT32: 6, SINGLE: 7, DOUBLE: 9, INT64: 12, UINT64: 13, MATRIX: 14, COMPRESSED: 15, UTF8: 16, UTF16: 17, UTF32: 18 };
 const MX = { CELL: 1, STRUCT: 2, OBJECT: 3, CHAR: 4, SPARSE: 5, FIRST_NUMERIC: 6, LAST_NUMERIC: 15 };
+/** Inflated bytes allowed over the whole file: the devkit's meta.mat holds a few MB. */
+export const MAT_MAX_INFLATED = 64 << 20;
+/** Cells and structs nested deeper than this are refused (the devkit nests two levels). */
+export const MAT_MAX_DEPTH = 32;
+/** A struct without fields stores nothing per element, so its element count has no bytes to check against. */
+const MAX_FIELDLESS_ELEMENTS = 1 << 16;
+
+/** A name or text from the file, fit for a one-line message. */
+function shown(s: string): string {
+  const t = s.length > 64 ? `${s.slice(0, 64)}...` : s;
+  return t.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+/** String.fromCodePoint over any number of code points (a spread of 300k arguments overflows the stack). */
+function fromCodes(codes: number[], start = 0, step = 1, count = codes.length): string {
+  const parts: string[] = [];
+  for (let c = 0; c < count; c += 4096) {
+    const chunk: number[] = [];
+    for (let k = c; k < Math.min(count, c + 4096); k++) chunk.push(codes[start + k * step]);
+    parts.push(String.fromCodePoint(...chunk));
+  }
+  return parts.join('');
+}
 
 interface Element {
   type: number;
@@ -74,26 +99,25 @@ class Reader {
     return out;
   }
 
-  text(el: Element, dims: number[]): string {
+  text(el: Element, dims: number[], count: number, name: string): string {
     let codes: number[];
     if (el.type === MI.UTF8) codes = [...new TextDecoder().decode(el.data)].map((c) => c.codePointAt(0)!);
     else codes = this.numbers(el.type === MI.UTF16 ? { ...el, type: MI.UINT16 } : el.type === MI.UTF32 ? { ...el, type: MI.UINT32 } : el);
+    for (const c of codes) if (!(Number.isInteger(c) && c >= 0 && c <= 0x10ffff)) this.fail(`char array '${shown(name)}' holds ${c}, not a Unicode code point`);
     // Char arrays are column-major: row r is codes[r], codes[r + rows], ...
     const rows = dims[0] ?? 1;
-    if (rows <= 1) return String.fromCodePoint(...codes);
-    const cols = Math.floor(codes.length / rows);
+    if (rows <= 1) return fromCodes(codes);
+    if (codes.length !== count) this.fail(`char array '${shown(name)}' of dims [${dims.join(',')}] holds ${codes.length} characters`);
+    const cols = codes.length / rows;
     const lines: string[] = [];
-    for (let r = 0; r < rows; r++) {
-      let s = '';
-      for (let c = 0; c < cols; c++) s += String.fromCodePoint(codes[r + c * rows]);
-      lines.push(s);
-    }
+    for (let r = 0; r < rows; r++) lines.push(fromCodes(codes, r, rows, cols));
     return lines.join('\n');
   }
 
-  /** The contents of an miMATRIX element. */
-  matrix(body: Uint8Array): { name: string; value: MatValue } {
+  /** The contents of an miMATRIX element, `depth` cells or structs down. */
+  matrix(body: Uint8Array, depth = 0): { name: string; value: MatValue } {
     if (body.length === 0) return { name: '', value: { kind: 'numeric', dims: [0, 0], data: [] } };
+    if (depth > MAT_MAX_DEPTH) this.fail(`cells or structs nested deeper than ${MAT_MAX_DEPTH} levels`);
     const flagsEl = this.element(body, 0);
     const flags = this.numbers(flagsEl);
     const cls = flags[0] & 0xff;
@@ -102,23 +126,29 @@ class Reader {
     const dims = this.numbers(dimsEl);
     const nameEl = this.element(body, dimsEl.next);
     const name = new TextDecoder().decode(nameEl.data);
+    for (const d of dims) if (!(Number.isInteger(d) && d >= 0)) this.fail(`variable '${shown(name)}' has dims [${dims.join(',')}]`);
+    // Exact while below 2^53; anything near that fails the byte checks below anyway.
     const count = dims.reduce((a, b) => a * b, 1);
     let pos = nameEl.next;
+    // Every cell and struct field is an element of at least a tag's 8 bytes.
+    const holds = (n: number) => n <= (body.length - pos) / 8;
     if (cls === MX.CHAR) {
       const el = this.element(body, pos);
-      return { name, value: { kind: 'char', dims, text: this.text(el, dims) } };
+      return { name, value: { kind: 'char', dims, text: this.text(el, dims, count, name) } };
     }
     if (cls >= MX.FIRST_NUMERIC && cls <= MX.LAST_NUMERIC) {
-      if (complex) this.fail(`variable '${name}' is complex; not supported`);
+      if (complex) this.fail(`variable '${shown(name)}' is complex; not supported`);
       const data = count === 0 ? [] : this.numbers(this.element(body, pos));
+      if (data.length < count) this.fail(`numeric array '${shown(name)}' of dims [${dims.join(',')}] holds ${data.length} values`);
       return { name, value: { kind: 'numeric', dims, data } };
     }
     if (cls === MX.CELL) {
+      if (!holds(count)) this.fail(`cell '${shown(name)}' of dims [${dims.join(',')}] is larger than the ${body.length - pos} bytes that hold it`);
       const cells: MatValue[] = [];
       for (let i = 0; i < count; i++) {
         const el = this.element(body, pos);
-        if (el.type !== MI.MATRIX) this.fail(`cell '${name}' element ${i} has element type ${el.type}`);
-        cells.push(this.matrix(el.data).value);
+        if (el.type !== MI.MATRIX) this.fail(`cell '${shown(name)}' element ${i} has element type ${el.type}`);
+        cells.push(this.matrix(el.data, depth + 1).value);
         pos = el.next;
       }
       return { name, value: { kind: 'cell', dims, cells } };
@@ -127,6 +157,9 @@ class Reader {
       const lenEl = this.element(body, pos);
       const fieldLen = this.numbers(lenEl)[0];
       const namesEl = this.element(body, lenEl.next);
+      // A length of 0 would never step through the names.
+      if (!(Number.isInteger(fieldLen) && fieldLen >= 1)) this.fail(`struct '${shown(name)}' has field-name length ${fieldLen}`);
+      if (namesEl.data.length % fieldLen !== 0) this.fail(`struct '${shown(name)}': ${namesEl.data.length} bytes of field names are not a multiple of the name length ${fieldLen}`);
       const fields: string[] = [];
       for (let o = 0; o + fieldLen <= namesEl.data.length; o += fieldLen) {
         const raw = namesEl.data.subarray(o, o + fieldLen);
@@ -134,20 +167,24 @@ class Reader {
         fields.push(new TextDecoder().decode(end < 0 ? raw : raw.subarray(0, end)));
       }
       pos = namesEl.next;
+      if (fields.length === 0 ? count > MAX_FIELDLESS_ELEMENTS : !holds(count * fields.length)) {
+        this.fail(`struct '${shown(name)}' of dims [${dims.join(',')}] with ${fields.length} field(s) is larger than the ${body.length - pos} bytes that hold it`);
+      }
       const elements: Record<string, MatValue>[] = [];
       for (let i = 0; i < count; i++) {
-        const rec: Record<string, MatValue> = {};
+        // No prototype: a field named __proto__ is a field like any other.
+        const rec: Record<string, MatValue> = Object.create(null);
         for (const f of fields) {
           const el = this.element(body, pos);
-          if (el.type !== MI.MATRIX) this.fail(`struct '${name}' field ${f} has element type ${el.type}`);
-          rec[f] = this.matrix(el.data).value;
+          if (el.type !== MI.MATRIX) this.fail(`struct '${shown(name)}' field ${shown(f)} has element type ${el.type}`);
+          rec[f] = this.matrix(el.data, depth + 1).value;
           pos = el.next;
         }
         elements.push(rec);
       }
       return { name, value: { kind: 'struct', dims, fields, elements } };
     }
-    return this.fail(`variable '${name}' has array class ${cls} (sparse/object arrays are not supported)`);
+    return this.fail(`variable '${shown(name)}' has array class ${cls} (sparse/object arrays are not supported)`);
   }
 }
 
@@ -160,18 +197,24 @@ export function readMat(bytes: Uint8Array, what = 'MAT-file'): Record<string, Ma
     throw new DataError(`${what}: not a level-5 MAT-file${head.startsWith('\x89HDF') ? ' (it is HDF5, a v7.3 MAT-file: not supported)' : ''}`);
   }
   const r = new Reader(bytes, endian === 'IM', what);
-  const out: Record<string, MatValue> = {};
+  const out: Record<string, MatValue> = Object.create(null);
   let pos = 128;
+  let inflatedTotal = 0;
   while (pos + 8 <= bytes.length) {
     const el = r.element(bytes, pos);
     let matrixEl = el;
     if (el.type === MI.COMPRESSED) {
       let inflated: Uint8Array;
+      const room = MAT_MAX_INFLATED - inflatedTotal;
       try {
-        inflated = inflateSync(el.data);
+        inflated = inflateSync(el.data, { maxOutputLength: Math.max(1, room) });
       } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+          throw new DataError(`${what}: compressed element at byte ${pos} inflates past the ${MAT_MAX_INFLATED >> 20} MiB allowed for a whole MAT-file`);
+        }
         throw new DataError(`${what}: corrupt compressed element at byte ${pos} (${(e as Error).message})`);
       }
+      inflatedTotal += inflated.length;
       matrixEl = r.element(inflated, 0);
     }
     if (matrixEl.type === MI.MATRIX) {
