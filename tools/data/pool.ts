@@ -70,7 +70,11 @@ const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
  * however it ends (kill -9 too: see exitWithParent).
  */
 export function relaunchWithThreadpool(): Promise<number> | undefined {
-  if (process.env.UV_THREADPOOL_SIZE) return undefined;
+  if (process.env.UV_THREADPOOL_SIZE) {
+    // Here in the relaunched child (bench's too): end when the parent does.
+    exitWithParent();
+    return undefined;
+  }
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...process.execArgv, ...process.argv.slice(1)], {
       // fd 3: a pipe the child only watches; the kernel closes this end when this process dies.
