@@ -1,11 +1,12 @@
 // Hostile and broken inputs for the source readers: MAT-files whose sizes, counts and
-// nesting lie. Each must end in one line naming the file, never a hang or a raw error.
+// nesting lie, IDX gzip bombs. Each must end in one line naming the file, never a hang or a
+// raw error.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { deflateSync } from 'node:zlib';
+import { deflateSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DataError } from '../tools/data/idx.js';
+import { DataError, parseIdx } from '../tools/data/idx.js';
 import { MAT_MAX_DEPTH, MAT_MAX_INFLATED, readMat } from '../tools/data/matv5.js';
 import { Source, SourceItem, SourceReject } from '../tools/data/sources.js';
 import { writeMat } from './data-fixtures/matv5-writer.js';
@@ -144,5 +145,15 @@ describe('MAT-file reader on hostile files', () => {
     if (v.kind !== 'struct') throw new Error('not a struct');
     expect(Object.keys(v.elements[0])).toEqual(['__proto__']);
     await refuses(mat(matrix(mx.OBJECT, [1, 1], 'a\nb')), /variable 'a\\x0ab' has array class 3/);
+  });
+});
+
+// ---------- IDX ----------
+
+describe('IDX gzip bombs', () => {
+  it('stops inflating at the bound and says so', async () => {
+    const raw = Buffer.concat([Buffer.from([0, 0, 8, 1, 0, 0, 0x10, 0]), Buffer.alloc(4096)]);
+    expect(parseIdx(gzipSync(raw), 'x-idx1-ubyte.gz', 8192).dims).toEqual([4096]);
+    expect(await dataError(() => parseIdx(gzipSync(raw), 'x-idx1-ubyte.gz', 1000))).toBe('x-idx1-ubyte.gz: inflates to more than 1000 bytes; store a file this large uncompressed');
   });
 });

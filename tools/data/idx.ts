@@ -15,13 +15,17 @@ export interface IdxArray {
   data: Uint8Array;
 }
 
+/** A gzipped IDX file may inflate to this much (MNIST's largest is 47 MB): more is a gzip bomb or a mistake. */
+export const IDX_MAX_INFLATED = 1 << 30;
+
 /** Parses an IDX file of unsigned bytes (type 0x08), gzipped or not. */
-export function parseIdx(bytes: Uint8Array, what: string): IdxArray {
+export function parseIdx(bytes: Uint8Array, what: string, maxInflated = IDX_MAX_INFLATED): IdxArray {
   let buf = bytes;
   if (buf.length >= 2 && buf[0] === 0x1f && buf[1] === 0x8b) {
     try {
-      buf = gunzipSync(buf);
+      buf = gunzipSync(buf, { maxOutputLength: maxInflated });
     } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw new DataError(`${what}: inflates to more than ${maxInflated} bytes; store a file this large uncompressed`);
       throw new DataError(`${what}: corrupt or truncated gzip data (${(e as Error).message})`);
     }
   }
