@@ -1,17 +1,18 @@
 // `nudge tune`: the shapes it tunes are exactly those a training step runs (checked by
 // recording what a real EP step and a BP step ask the tuner for), and the command tunes
-// them, prints the table and writes the cache that a later run reads.
+// them, prints the table and writes the cache that a later run reads. With a simulated
+// coarse or stuck GPU clock it prints only finite speeds and ratios.
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Problem, TunableOpName, Tuner, WebGPUBackend } from '../engine/index.js';
+import { Problem, TunableOpName, TuneResult, Tuner, WebGPUBackend } from '../engine/index.js';
 import { ModelSpec, Network } from '../pcn/network.js';
 import { Sgd } from '../pcn/optim.js';
 import { Algorithm, trainStep } from '../pcn/train.js';
-import { modelSpec, parseDuration, trainingShapes } from '../tools/tune.js';
+import { modelSpec, parseDuration, resultsTable, simulatedClock, speedUp, trainingShapes } from '../tools/tune.js';
 import { freshSeed, gpu, randomValues, rng, skipTinySpec } from './helpers.js';
 
 const run = promisify(execFile);
@@ -44,6 +45,18 @@ async function askedByStep(be: WebGPUBackend, spec: ModelSpec, batch: number, se
     return [...rec.asked].sort();
   } finally {
     be.tuner = null;
+  }
+}
+
+/** A time or speed that was measured: positive and finite. */
+const measured = (v: unknown) => typeof v === 'number' && Number.isFinite(v) && v > 0;
+
+/** Every number the command printed or wrote is finite, and every result was measured. */
+function expectFinite(out: { stdout: string; stderr: string }, json: string): void {
+  expect(out.stdout + out.stderr).not.toMatch(/Infinity|NaN/);
+  for (const r of JSON.parse(readFileSync(json, 'utf8')).results) {
+    for (const k of ['ms', 'defaultMs', 'gflops', 'defaultGflops']) expect(measured(r[k]), `${r.op} ${r.shape} ${k} = ${r[k]}`).toBe(true);
+    expect(r.ms).toBeLessThanOrEqual(r.defaultMs);
   }
 }
 
@@ -91,6 +104,7 @@ describe('nudge tune', () => {
     const args = ['dist/nudge.mjs', 'tune', '--model', 'small', '--arch', 'c4p', '--input', '9', '--batch', '3', '--budget', '300ms', '--reps', '1', '--cache', cache, '--json', json];
     const first = await run('node', args, { timeout: 300_000 });
     expect(first.stdout).toMatch(/chosen config/);
+    expectFinite(first, json);
     const out = JSON.parse(readFileSync(json, 'utf8'));
     // conv2d + backward-filter of L1; three matmuls of the dense output layer.
     expect(out.results.map((r: { op: string }) => r.op)).toEqual(['conv2d', 'conv2dBackwardFilter', 'matmul', 'matmul', 'matmul']);
@@ -105,6 +119,37 @@ describe('nudge tune', () => {
     const second = await run('node', args, { timeout: 300_000 });
     expect(second.stdout).toMatch(/\(cached\)/);
     expect(JSON.parse(readFileSync(json, 'utf8')).results.every((r: { fromCache: boolean }) => r.fromCache)).toBe(true);
+  });
+
+  it('with a coarse or a stuck GPU clock, prints and stores only measured, finite times', async () => {
+    for (const clock of ['tick:65536', 'stuck']) {
+      const cache = join(dir, `cache-${clock.replace(':', '-')}.json`);
+      const json = join(dir, `out-${clock.replace(':', '-')}.json`);
+      const args = ['dist/nudge.mjs', 'tune', '--model', 'small', '--arch', 'c4p', '--input', '9', '--batch', '3', '--ops', 'matmul', '--budget', '300ms', '--reps', '1', '--cache', cache, '--json', json];
+      const out = await run('node', args, { timeout: 300_000, env: { ...process.env, NUDGE_SIMULATE_TIMESTAMPS: clock } });
+      expect(out.stdout, clock).toMatch(/chosen config/);
+      expectFinite(out, json);
+      for (const line of out.stdout.split('\n').filter((l) => l.startsWith('matmul'))) expect(line, clock).toMatch(/ \d+\.\d\dx$/);
+      if (clock === 'stuck') expect(out.stderr).toMatch(/queue completion/);
+      const entries = Object.values(JSON.parse(readFileSync(cache, 'utf8')).entries) as { ms: number; defaultMs: number }[];
+      expect(entries.length).toBe(3);
+      for (const e of entries) expect(measured(e.ms) && measured(e.defaultMs), clock).toBe(true);
+    }
+  });
+
+  it('prints a shape whose default could not be timed as such, never as a ratio', () => {
+    const job = { op: 'matmul' as const, problem: { M: 2, K: 2, N: 4, transA: false, transB: false }, where: 'L1' };
+    const base: TuneResult = { op: 'matmul', shape: '2x2x4', config: null, label: 'default', ms: 0.5, defaultMs: 1, gflops: 2, defaultGflops: 1, tried: 2, rejected: 0, unmeasured: 0, spaceSize: 3, fromCache: false };
+    const untimed: TuneResult = { ...base, ms: null, defaultMs: null, gflops: null, defaultGflops: null, unmeasured: 1 };
+    expect(speedUp(base)).toBe('2.00x');
+    expect(speedUp(untimed)).toBeNull();
+    expect(speedUp({ ms: 0, defaultMs: 1 })).toBeNull();
+    const table = resultsTable([{ job, r: base }, { job, r: untimed }]);
+    expect(table).not.toMatch(/Infinity|NaN|null/);
+    expect(table.split('\n')[3]).toMatch(/not timed\s+not timed\s+-$/);
+    expect(simulatedClock('tick:1000')(123_456n)).toBe(123_000n);
+    expect(simulatedClock('stuck')(123_456n)).toBe(0n);
+    for (const bad of ['tick:0', 'tick:', '65536', 'tick:1.5']) expect(() => simulatedClock(bad), bad).toThrow(/NUDGE_SIMULATE_TIMESTAMPS/);
   });
 
   it('rejects bad arguments with a clear message', async () => {

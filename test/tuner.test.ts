@@ -1,6 +1,8 @@
 // The autotuner and its cache: a tuned config is checked, timed, saved and reused; a
 // candidate that computes wrong values or leaves elements unwritten never wins; corrupt,
-// stale and foreign caches are reported and ignored; concurrent writers lose nothing.
+// stale and foreign caches are reported and ignored; concurrent writers lose nothing. With
+// a simulated coarse or stuck GPU clock, times stay positive and finite, and a candidate
+// the timer cannot measure never wins.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,6 +15,7 @@ import {
   CacheEntry,
   ConvGeometry,
   TUNABLE_OPS,
+  Tensor,
   Tuner,
   WebGPUBackend,
   adapterIdentity,
@@ -24,6 +27,7 @@ import {
   saveEntries,
   tunerOptionsFromEnv,
 } from '../engine/index.js';
+import { KernelTimer, MAX_REPEATS, MIN_SPAN_TICKS } from '../engine/tune/timer.js';
 import { freshSeed, gpu, pair, randomValues, ref, relErr, rng } from './helpers.js';
 
 let dir: string;
@@ -62,7 +66,7 @@ describe('tuner', () => {
     expect(res.fromCache).toBe(false);
     expect(res.tried).toBeGreaterThanOrEqual(2);
     expect(res.rejected).toBe(0);
-    expect(res.ms).toBeLessThanOrEqual(res.defaultMs);
+    expect(res.ms!).toBeLessThanOrEqual(res.defaultMs!);
     // Nothing went wrong (a winner falling back to the default after re-timing is news, not a problem).
     expect(lines.filter((l) => !l.includes('did not beat the default when re-timed'))).toEqual([]);
     const saved = JSON.parse(readFileSync(file, 'utf8'));
@@ -185,6 +189,25 @@ describe('tune cache', () => {
     ...over,
   });
 
+  it('never stores a zero or non-finite time, and drops such entries from a file', () => {
+    const file = join(dir, `times-${freshSeed()}.json`);
+    for (const bad of [{ ms: 0 }, { defaultMs: 0 }, { ms: NaN }, { defaultMs: Infinity }, { ms: -1 }]) {
+      expect(() => saveEntries(file, adapter, { a: entry(bad) }), JSON.stringify(bad)).toThrow(/not positive and finite/);
+    }
+    expect(existsSync(file)).toBe(false);
+    saveEntries(file, adapter, { good: entry() });
+    // A file written by a nudge that stored what a coarse timer read (0 ms), or by hand.
+    const doc = JSON.parse(readFileSync(file, 'utf8'));
+    doc.entries.zero = entry({ ms: 0 });
+    doc.entries.zeroDefault = entry({ defaultMs: 0 });
+    doc.entries.negative = entry({ ms: -0.5 });
+    writeFileSync(file, JSON.stringify(doc));
+    const { entries, problems } = loadCache(file, adapter);
+    expect(Object.keys(entries)).toEqual(['good']);
+    expect(problems.length).toBe(3);
+    for (const k of ['zero', 'zeroDefault', 'negative']) expect(problems.join('\n')).toContain(`'${k}' is malformed`);
+  });
+
   it('puts one file per adapter in $XDG_CACHE_HOME/nudge/tune', () => {
     const p = cachePath(adapter, join(dir, 'x'));
     expect(p.startsWith(join(dir, 'x'))).toBe(true);
@@ -279,5 +302,151 @@ for (let i = 0; i < Number(count); i++) {
     const leftovers = readdirSync(dir).filter((f) => f.startsWith(file.split('/').pop()!) && f !== file.split('/').pop());
     expect(leftovers).toEqual([]);
     expect(existsSync(`${file}.lock`)).toBe(false);
+  });
+});
+
+/** A GPU clock whose timestamps advance in steps of 65.536 us, as some adapters' do. */
+const TICK_NS = 65_536n;
+const coarse = (t: bigint) => t - (t % TICK_NS);
+const stuck = () => 0n;
+
+/** Runs `fn` with the shared backend's timestamps mapped through `clock` (and poisoning as asked). */
+async function withClock<T>(be: WebGPUBackend, clock: ((t: bigint) => bigint) | null, fn: () => Promise<T>, poison = be.rt.poison): Promise<T> {
+  const [wasClock, wasPoison] = [be.rt.timestampClock, be.rt.poison];
+  be.rt.timestampClock = clock;
+  be.rt.poison = poison;
+  try {
+    return await fn();
+  } finally {
+    be.rt.timestampClock = wasClock;
+    be.rt.poison = wasPoison;
+  }
+}
+
+const measured = (v: number | null) => v !== null && Number.isFinite(v) && v > 0;
+
+/** A small matmul problem, different each run. */
+function matmulProblem(r: () => number) {
+  return { M: 2 + Math.floor(r() * 12), K: 3 + Math.floor(r() * 20), N: 4 * (1 + Math.floor(r() * 4)), transA: false, transB: r() < 0.5 };
+}
+
+describe('tuner timing', () => {
+  it('timeGpu times every pass the work fills: a copy between dispatches splits the pass', async () => {
+    const be = (await gpu()) as WebGPUBackend;
+    expect(be.rt.hasTimestamps, 'this test needs timestamp queries').toBe(true);
+    // Each timestamp read (in order, begin then end of each pass) advances a fake clock by
+    // 1 s, so every timed pass spans exactly 1 s.
+    let calls = 0n;
+    const counting = () => 1_000_000_000n * calls++;
+    const a = be.uniform([256], -1, 1, 'a');
+    const b = be.uniform([256], -1, 1, 'b');
+    const [ba, bb] = be.buffers('test', a, b);
+    const ms = await withClock(be, counting, () =>
+      be.rt.timeGpu(() => {
+        be.relu(a).dispose();
+        be.rt.copy(ba, bb, 256 * 4);
+        be.relu(b).dispose();
+      }),
+    );
+    expect(ms).toBe(2000);
+    a.dispose();
+    b.dispose();
+  });
+
+  it('with a clock too coarse for the kernels, repeats each run until it spans 100 ticks; times stay finite and positive', async () => {
+    const seed = freshSeed();
+    const r = rng(seed);
+    const be = (await gpu()) as WebGPUBackend;
+    const g = geometry(r);
+    const file = join(dir, `coarse-${seed}.json`);
+    const { lines, log } = logs();
+    await withClock(be, coarse, async () => {
+      const timer = new KernelTimer(be.rt);
+      const tick = await timer.resolution();
+      expect(timer.method).toBe(be.rt.hasTimestamps ? 'timestamp' : 'queue');
+      if (timer.method === 'timestamp') {
+        // Every nonzero span of this clock is a whole number of ticks.
+        const ticks = tick / (Number(TICK_NS) / 1e6);
+        expect(ticks).toBeGreaterThanOrEqual(1 - 1e-9);
+        expect(Math.abs(ticks - Math.round(ticks))).toBeLessThan(1e-6);
+      }
+      const [x] = pair(be, randomValues(g.N * g.H * g.W * g.Ci, r), [g.N, g.H, g.W, g.Ci]);
+      const [w] = pair(be, randomValues(9 * g.Ci * g.Co, r), [3, 3, g.Ci, g.Co]);
+      const s = await timer.measure(() => be.conv2d(x, w, null, { stride: g.stride as 1 | 2, pad: g.pad as 0 | 1 }).dispose());
+      expect(s, `seed ${seed}`).not.toBeNull();
+      expect(measured(s!.ms)).toBe(true);
+      expect(s!.repeats).toBeLessThanOrEqual(MAX_REPEATS);
+      expect(s!.ms * s!.repeats).toBeGreaterThanOrEqual(MIN_SPAN_TICKS * tick * (1 - 1e-9));
+      x.dispose();
+      w.dispose();
+
+      const res = await new Tuner(be, { cacheFile: file, budgetMs: 1500, reps: 2, log }).tune('conv2d', g);
+      for (const v of [res.ms, res.defaultMs, res.gflops, res.defaultGflops]) expect(measured(v), `seed ${seed}: ${JSON.stringify(res)}`).toBe(true);
+      expect(res.ms!).toBeLessThanOrEqual(res.defaultMs!);
+    });
+    const saved = JSON.parse(readFileSync(file, 'utf8')).entries[Tuner.key('conv2d', g)];
+    expect(measured(saved.ms) && measured(saved.defaultMs)).toBe(true);
+    expect(lines.filter((l) => !l.includes('did not beat the default when re-timed'))).toEqual([]);
+  });
+
+  it('with GPU timestamps that never advance, times by queue completion: times stay finite and positive', async () => {
+    const seed = freshSeed();
+    const be = (await gpu()) as WebGPUBackend;
+    const problem = matmulProblem(rng(seed));
+    const file = join(dir, `stuck-${seed}.json`);
+    const { lines, log } = logs();
+    const res = await withClock(be, stuck, () => new Tuner(be, { cacheFile: file, budgetMs: 500, reps: 2, log }).tune('matmul', problem));
+    for (const v of [res.ms, res.defaultMs, res.gflops, res.defaultGflops]) expect(measured(v), `seed ${seed}: ${JSON.stringify(res)}`).toBe(true);
+    expect(res.ms!).toBeLessThanOrEqual(res.defaultMs!);
+    if (be.rt.hasTimestamps) expect(lines.join('\n')).toMatch(/GPU timestamps gave no usable span .* queue completion/);
+    const saved = JSON.parse(readFileSync(file, 'utf8')).entries[Tuner.key('matmul', problem)];
+    expect(measured(saved.ms) && measured(saved.defaultMs)).toBe(true);
+  });
+
+  it('a candidate too fast for the timer never wins; a default too fast for it leaves the shape untuned and unsaved', async () => {
+    const seed = freshSeed();
+    const be = (await gpu()) as WebGPUBackend;
+    // Zero GPU time is only unmeasurable with timestamps (a copy takes wall time).
+    expect(be.rt.hasTimestamps, 'this test needs timestamp queries').toBe(true);
+    const problem = matmulProblem(rng(seed));
+    const op = TUNABLE_OPS.matmul;
+    const { candidates, run } = op;
+    // Right values with no dispatch at all: a copy of the real result (poisoning off, so no fill either).
+    const results = new Map<Tensor, Tensor>();
+    const copyOfResult = (b: WebGPUBackend, inputs: Tensor[]) => {
+      let out = results.get(inputs[0]);
+      if (!out) results.set(inputs[0], (out = run(b, problem, inputs, null)));
+      return b.clone(out);
+    };
+    const instant = { fake: 'instant' };
+    try {
+      op.candidates = (p) => [instant, ...candidates(p).slice(0, 2)];
+      op.run = (b, p, inputs, config) => (config === instant ? copyOfResult(b, inputs) : run(b, p, inputs, config));
+      const first = logs();
+      const res = await withClock(be, null, () => new Tuner(be, { cacheFile: null, budgetMs: 60_000, reps: 1, log: first.log }).tune('matmul', problem), false);
+      expect(res.config === instant, `seed ${seed}`).toBe(false);
+      expect(res.unmeasured).toBe(1);
+      expect(res.rejected).toBe(0);
+      expect(first.lines.filter((l) => l.includes('too fast for the timer')).length).toBe(1);
+      expect(measured(res.ms) && measured(res.defaultMs)).toBe(true);
+
+      op.candidates = candidates;
+      op.run = (b, p, inputs, config) => (config === null ? copyOfResult(b, inputs) : run(b, p, inputs, config));
+      const file = join(dir, `untimed-${seed}.json`);
+      const second = logs();
+      const tuner = new Tuner(be, { cacheFile: file, autotune: true, budgetMs: 500, reps: 1, log: second.log });
+      const untimed = await withClock(be, null, () => tuner.tune('matmul', problem), false);
+      expect(untimed.config).toBeNull();
+      expect([untimed.ms, untimed.defaultMs, untimed.gflops, untimed.defaultGflops]).toEqual([null, null, null, null]);
+      expect(second.lines.join('\n')).toMatch(/default kernel could not be timed/);
+      expect(existsSync(file) && JSON.parse(readFileSync(file, 'utf8')).entries[Tuner.key('matmul', problem)]).toBeFalsy();
+      // Autotune does not queue it again at every op.
+      expect(tuner.configFor('matmul', problem)).toBeUndefined();
+      expect(tuner.hasPending).toBe(false);
+    } finally {
+      op.candidates = candidates;
+      op.run = run;
+      for (const t of results.values()) t.dispose();
+    }
   });
 });

@@ -110,6 +110,29 @@ export function parseDuration(s: string): number {
   return m[2] === 'ms' ? v : m[2] === 'm' ? v * 60_000 : v * 1000;
 }
 
+/**
+ * A stand-in for the GPU clock, for tests (NUDGE_SIMULATE_TIMESTAMPS): 'tick:NS' rounds
+ * every timestamp down to a multiple of NS ns (a coarse timer), 'stuck' holds them at 0.
+ */
+export function simulatedClock(spec: string): (ns: bigint) => bigint {
+  if (spec === 'stuck') return () => 0n;
+  const m = /^tick:([1-9]\d*)$/.exec(spec);
+  if (!m) throw new UserError(`NUDGE_SIMULATE_TIMESTAMPS: cannot read '${spec}' (use tick:NS or stuck)`);
+  const q = BigInt(m[1]);
+  return (t) => t - (t % q);
+}
+
+/** GFLOP/s with 2 decimals, or 'not timed' where the default could not be measured. */
+function formatGflops(g: number | null): string {
+  return g !== null && Number.isFinite(g) && g > 0 ? g.toFixed(2) : 'not timed';
+}
+
+/** How many times faster than the default, only from two measured (positive, finite) times. */
+export function speedUp(r: Pick<TuneResult, 'ms' | 'defaultMs'>): string | null {
+  const ok = (v: number | null): v is number => v !== null && Number.isFinite(v) && v > 0;
+  return ok(r.ms) && ok(r.defaultMs) ? `${(r.defaultMs / r.ms).toFixed(2)}x` : null;
+}
+
 function formatRow(cells: string[], widths: number[]): string {
   return cells.map((c, i) => (i >= cells.length - 3 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
 }
@@ -122,9 +145,9 @@ export function resultsTable(rows: { job: TuneJob; r: TuneResult }[]): string {
     job.where,
     r.label + (r.fromCache ? ' (cached)' : ''),
     `${r.tried}/${r.spaceSize + 1}`,
-    r.defaultGflops.toFixed(2),
-    r.gflops.toFixed(2),
-    `${(r.defaultMs / r.ms).toFixed(2)}x`,
+    formatGflops(r.defaultGflops),
+    formatGflops(r.gflops),
+    speedUp(r) ?? '-',
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   widths[3] = Math.min(widths[3], 60);
@@ -163,7 +186,9 @@ export async function tuneCommand(args: string[]): Promise<number> {
     for (const o of want) if (!['conv2d', 'conv2dBackwardData', 'conv2dBackwardFilter', 'matmul'].includes(o)) throw new UserError(`--ops: unknown op '${o}'`);
     jobs = jobs.filter((j) => want.has(j.op));
   }
+  const clock = process.env.NUDGE_SIMULATE_TIMESTAMPS ? simulatedClock(process.env.NUDGE_SIMULATE_TIMESTAMPS) : null;
   const be = (await createBackend('webgpu', { tune: false })) as WebGPUBackend;
+  be.rt.timestampClock = clock;
   const tuner = new Tuner(be, tunerOptionsFromEnv({ budgetMs, reps, ...(values.cache ? { cacheFile: values.cache } : {}) }));
   console.log(`nudge tune: ${spec.name} batch ${batch} on ${be.gpu.info.name} (${be.gpu.info.description}); ${jobs.length} shapes, budget ${budgetMs / 1000} s each; cache ${tuner.cacheFile ?? '(none)'}`);
   const rows: { job: TuneJob; r: TuneResult }[] = [];
@@ -180,12 +205,16 @@ export async function tuneCommand(args: string[]): Promise<number> {
     if (tty) process.stderr.write('\r\x1b[K');
     const elapsed = (performance.now() - t0) / 1000;
     const eta = (elapsed / (i + 1)) * (jobs.length - i - 1);
-    process.stderr.write(`${label}: ${r.label} ${r.gflops.toFixed(2)} GFLOP/s (${(r.defaultMs / r.ms).toFixed(2)}x default)${r.fromCache ? ' cached' : ''}; ${elapsed.toFixed(0)} s, ETA ${eta.toFixed(0)} s\n`);
+    const ratio = speedUp(r);
+    const rate = ratio === null ? 'not timed (too fast for the timer), keeps the default' : `${formatGflops(r.gflops)} GFLOP/s (${ratio} default)`;
+    process.stderr.write(`${label}: ${r.label} ${rate}${r.fromCache ? ' cached' : ''}; ${elapsed.toFixed(0)} s, ETA ${eta.toFixed(0)} s\n`);
     rows.push({ job, r });
   }
   console.log(resultsTable(rows));
   if (values.json) {
     writeFileSync(values.json, JSON.stringify({ model: spec.name, batch, adapter: be.gpu.info, budgetMs, results: rows.map(({ job, r }) => ({ ...r, where: job.where })) }, null, 1) + '\n');
   }
+  const untimed = rows.filter(({ r }) => r.defaultMs === null).length;
+  if (untimed > 0) process.stderr.write(`nudge tune: ${untimed} of ${rows.length} shapes could not be timed (the default kernel ran too fast for this adapter's timer): they keep the default kernels\n`);
   return 0;
 }

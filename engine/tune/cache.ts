@@ -4,7 +4,9 @@
 // What is stored is never trusted blindly. A file that does not parse or has the wrong
 // form is reported and ignored (and replaced at the next save). An entry whose kernel-set
 // hash differs from the running code's, or whose config is no longer a candidate, is
-// stale: reported and ignored. Saves are atomic (temporary file + rename) and serialized
+// stale: reported and ignored. A time that is not a positive finite number (what a timer
+// too coarse for the kernel reads) is never stored, and such an entry in a file is
+// malformed. Saves are atomic (temporary file + rename) and serialized
 // across processes by a lock file, re-reading the file under the lock so that two
 // processes tuning different shapes at the same time both keep their results.
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs';
@@ -29,7 +31,7 @@ export interface CacheEntry {
   /** The winning config (as the kernel generators take it), or null for the op's built-in default path. */
   config: unknown;
   configKey: string;
-  /** Median ms of the winner and of the default, measured side by side. */
+  /** Median ms of the winner and of the default, measured side by side: positive and finite. */
   ms: number;
   defaultMs: number;
   /** Hash of the kernel generators and candidate set the measurement was made with. */
@@ -62,15 +64,19 @@ export function cachePath(a: AdapterIdentity, dir = cacheDir()): string {
   return join(dir, `${slug}-${adapterHash(a)}.json`);
 }
 
+/** A measured time that can be compared: a positive finite number of ms. */
+function isTime(v: unknown): v is number {
+  return typeof v === 'number' && Number.isFinite(v) && v > 0;
+}
+
 function isEntry(v: unknown): v is CacheEntry {
   if (!v || typeof v !== 'object') return false;
   const e = v as Record<string, unknown>;
   return (
     typeof e.configKey === 'string' &&
     'config' in e &&
-    typeof e.ms === 'number' &&
-    Number.isFinite(e.ms) &&
-    typeof e.defaultMs === 'number' &&
+    isTime(e.ms) &&
+    isTime(e.defaultMs) &&
     typeof e.kernels === 'string' &&
     typeof e.tried === 'number' &&
     typeof e.rejected === 'number' &&
@@ -165,9 +171,13 @@ function withLock<T>(path: string, fn: () => T): T {
 /**
  * Merges `entries` into the cache file under the lock: entries already in the file for
  * other keys are kept; for the same key the newer measurement wins. Returns what was
- * wrong with the file as it was found (it is rewritten whole, valid).
+ * wrong with the file as it was found (it is rewritten whole, valid). Throws for an entry
+ * whose times are not positive and finite.
  */
 export function saveEntries(path: string, adapter: AdapterIdentity, entries: Record<string, CacheEntry>): string[] {
+  for (const [k, e] of Object.entries(entries)) {
+    if (!isTime(e.ms) || !isTime(e.defaultMs)) throw new Error(`tune cache: refusing to save '${k}' with times ${e.ms} / ${e.defaultMs} ms (not positive and finite)`);
+  }
   mkdirSync(dirname(path), { recursive: true });
   return withLock(path, () => {
     const current = existsSync(path) ? loadCache(path, adapter) : { entries: {}, problems: [] };

@@ -11,9 +11,11 @@
 // 4. Each candidate is first checked once against a float64 reference computed on the host
 //    for a sample of output elements (corners and random ones) with the output buffer
 //    poisoned with NaN, so a config that computes wrong values or leaves elements unwritten
-//    can never win; then timed: one warm-up run, then the median of up to `reps` runs
-//    measured with GPU timestamp queries (queue-completion wall time where the adapter has
-//    none).
+//    can never win; then timed: one warm-up run, then the median of `reps` measurements
+//    with GPU timestamp queries (queue-completion wall time where the adapter has none or
+//    its timestamps are stuck), each repeating the run until it spans at least 100 ticks of
+//    the timer (timer.ts). A candidate too fast to measure so is reported and never wins;
+//    when the default cannot be measured, the shape is not tuned and nothing is saved.
 // 5. A winner other than the default is re-timed against the default in alternation and
 //    kept only if it still wins by the margin.
 //
@@ -24,6 +26,7 @@ import { Tensor } from '../tensor.js';
 import type { WebGPUBackend } from '../webgpu/backend.js';
 import { AdapterIdentity, CacheEntry, cachePath, loadCache, saveEntries } from './cache.js';
 import { Problem, TUNABLE_OPS, TunableOp, TunableOpName, canonicalConfig, configLabel, kernelSetHash } from './ops.js';
+import { KernelTimer, MAX_REPEATS, Span } from './timer.js';
 import type { KernelPrecision, TileSpaceOptions } from '../../kernels/candidates.js';
 
 export interface TunerOptions {
@@ -33,7 +36,7 @@ export interface TunerOptions {
   autotune?: boolean;
   /** Time budget per shape in ms, compilation and probing included. Default 10 s. */
   budgetMs?: number;
-  /** Timed runs per candidate (the median is kept). Default 5. */
+  /** Measurements per candidate (the median is kept). Default 5. */
   reps?: number;
   /** Where problems with the cache and progress are reported. Default: stderr. */
   log?: (message: string) => void;
@@ -47,13 +50,15 @@ export interface TuneResult {
   /** The winner: null is the op's default path. */
   config: unknown | null;
   label: string;
-  ms: number;
-  defaultMs: number;
-  gflops: number;
-  defaultGflops: number;
-  /** Candidates timed (default included) and rejected by the probe. */
+  /** Ms per run of the winner and of the default; null (and the GFLOP/s too) when the default could not be measured. */
+  ms: number | null;
+  defaultMs: number | null;
+  gflops: number | null;
+  defaultGflops: number | null;
+  /** Candidates timed (default included), rejected by the probe, and too fast for the timer to measure. */
   tried: number;
   rejected: number;
+  unmeasured: number;
   spaceSize: number;
   fromCache: boolean;
 }
@@ -157,6 +162,9 @@ export class Tuner {
   /** Keys whose entry passed validEntry's checks (entries this process measured are added as made). */
   private checked = new Set<string>();
   private tuning = false;
+  private readonly timer: KernelTimer;
+  /** Keys whose default could not be measured: autotune does not queue them again. */
+  private untimed = new Set<string>();
 
   constructor(
     readonly be: WebGPUBackend,
@@ -169,6 +177,7 @@ export class Tuner {
     this.reps = opts.reps ?? 5;
     this.log = opts.log ?? ((m) => process.stderr.write(`nudge: tune: ${m}\n`));
     this.seed = opts.seed ?? 1;
+    this.timer = new KernelTimer(be.rt, { log: this.log });
     if (this.cacheFile) {
       const { entries, problems } = loadCache(this.cacheFile, this.adapter);
       for (const p of problems) this.log(p);
@@ -208,7 +217,7 @@ export class Tuner {
     const key = Tuner.key(op, p, this.be.precision);
     const e = this.validEntry(key, TUNABLE_OPS[op], p);
     if (e) return e.config === null ? undefined : e.config;
-    if (this.autotune && !this.tuning) this.pending.set(key, { op, problem: p });
+    if (this.autotune && !this.tuning && !this.untimed.has(key)) this.pending.set(key, { op, problem: p });
     return undefined;
   }
 
@@ -269,7 +278,7 @@ export class Tuner {
     if (cached) {
       return {
         op, shape: top.key(p), config: cached.config, label: configLabel(cached.config), ms: cached.ms, defaultMs: cached.defaultMs,
-        gflops: gf(cached.ms), defaultGflops: gf(cached.defaultMs), tried: cached.tried, rejected: cached.rejected, spaceSize: space.length, fromCache: true,
+        gflops: gf(cached.ms), defaultGflops: gf(cached.defaultMs), tried: cached.tried, rejected: cached.rejected, unmeasured: 0, spaceSize: space.length, fromCache: true,
       };
     }
     const budget = opts.budgetMs ?? this.budgetMs;
@@ -288,8 +297,11 @@ export class Tuner {
     const inputs = host.map((h, i) => be.fromArray(h, top.inputShapes(p)[i]));
     let tried = 0;
     let rejected = 0;
+    let unmeasured = 0;
     let best: { config: unknown | null; ms: number } | null = null;
     let defaultMs = NaN;
+    // Runs per measurement found for each config (by identity), the start for its re-timing.
+    const repeats = new Map<unknown, number>();
     try {
       // Probe samples: the first and last elements and random ones, with their references.
       const outSize = this.outputSize(top, p, inputs);
@@ -304,11 +316,27 @@ export class Tuner {
           return null;
         }
         tried++;
-        return this.time(() => top.run(be, p, inputs, config));
+        const t = await this.time(() => top.run(be, p, inputs, config));
+        if (!t) {
+          unmeasured++;
+          this.log(`${key}: config ${configLabel(config)} could not be timed (too fast for the timer even ${MAX_REPEATS} runs in a row, or an unusable reading): not a candidate`);
+          return null;
+        }
+        repeats.set(config, t.repeats);
+        return t.ms;
       };
 
-      defaultMs = (await measure(null)) ?? NaN;
-      if (!Number.isFinite(defaultMs)) throw new Error(`tune ${key}: the default kernel failed its check against the reference`);
+      const d = await measure(null);
+      if (rejected > 0) throw new Error(`tune ${key}: the default kernel failed its check against the reference`);
+      if (d === null) {
+        this.untimed.add(key);
+        this.log(`${key}: the default kernel could not be timed, so nothing can be compared with it: not tuned, nothing saved (the default is used)`);
+        return {
+          op, shape: top.key(p), config: null, label: configLabel(null), ms: null, defaultMs: null,
+          gflops: null, defaultGflops: null, tried, rejected, unmeasured, spaceSize: space.length, fromCache: false,
+        };
+      }
+      defaultMs = d;
       best = { config: null, ms: defaultMs };
       const seen = new Set<string>();
       const def = top.defaultConfig(p, be);
@@ -358,14 +386,21 @@ export class Tuner {
         const a: number[] = [];
         const b: number[] = [];
         for (let r = 0; r < CONFIRM_ROUNDS; r++) {
-          a.push(await this.time(() => top.run(be, p, inputs, null), 1));
-          b.push(await this.time(() => top.run(be, p, inputs, winner), 1));
+          const d = await this.time(() => top.run(be, p, inputs, null), 1, repeats.get(null));
+          const w = await this.time(() => top.run(be, p, inputs, winner), 1, repeats.get(winner));
+          if (d) a.push(d.ms);
+          if (w) b.push(w.ms);
         }
         const med = (xs: number[]) => xs.sort((x, y) => x - y)[Math.floor(xs.length / 2)];
-        const [dMs, wMs] = [med(a), med(b)];
-        best = wMs < dMs * WIN_MARGIN ? { config: winner, ms: wMs } : { config: null, ms: dMs };
-        defaultMs = dMs;
-        if (best.config === null) this.log(`${key}: ${configLabel(winner)} did not beat the default when re-timed side by side (${wMs.toFixed(2)} vs ${dMs.toFixed(2)} ms): keeping the default`);
+        if (a.length > 0) defaultMs = med(a);
+        if (a.length > 0 && b.length > 0) {
+          const wMs = med(b);
+          best = wMs < defaultMs * WIN_MARGIN ? { config: winner, ms: wMs } : { config: null, ms: defaultMs };
+          if (best.config === null) this.log(`${key}: ${configLabel(winner)} did not beat the default when re-timed side by side (${wMs.toFixed(2)} vs ${defaultMs.toFixed(2)} ms): keeping the default`);
+        } else {
+          best = { config: null, ms: defaultMs };
+          this.log(`${key}: ${a.length ? configLabel(winner) : 'the default'} could not be timed when re-timed side by side: keeping the default`);
+        }
       }
     } finally {
       for (const t of inputs) t.dispose();
@@ -383,6 +418,7 @@ export class Tuner {
     };
     this.entries.set(key, entry);
     this.checked.add(key);
+    this.untimed.delete(key);
     if (this.cacheFile) {
       try {
         for (const problem of saveEntries(this.cacheFile, this.adapter, { [key]: entry })) this.log(problem);
@@ -392,7 +428,7 @@ export class Tuner {
     }
     return {
       op, shape: top.key(p), config: best.config, label: entry.configKey, ms: best.ms, defaultMs,
-      gflops: gf(best.ms), defaultGflops: gf(defaultMs), tried, rejected, spaceSize: space.length, fromCache: false,
+      gflops: gf(best.ms), defaultGflops: gf(defaultMs), tried, rejected, unmeasured, spaceSize: space.length, fromCache: false,
     };
   }
 
@@ -446,32 +482,26 @@ export class Tuner {
     }
   }
 
-  /** Median ms over `reps` runs after one warm-up (the probe already compiled the kernel). */
-  private async time(run: () => Tensor, reps = this.reps): Promise<number> {
+  /**
+   * Median ms per run over `reps` measurements after one warm-up run (the probe already
+   * compiled the kernel), each repeating the run until its span is well above the timer's
+   * resolution, starting from `repeats` runs; null when the run cannot be measured.
+   */
+  private async time(run: () => Tensor, reps = this.reps, repeats = 1): Promise<Span | null> {
     const rt = this.be.rt;
-    const times: number[] = [];
     {
       const out = run();
       await rt.sync();
       out.dispose();
     }
+    const times: number[] = [];
     for (let r = 0; r < reps; r++) {
-      let out: Tensor | null = null;
-      let ms: number;
-      if (rt.hasTimestamps) {
-        ms = (await rt.timeGpu(() => {
-          out = run();
-        }))!;
-      } else {
-        const t0 = performance.now();
-        out = run();
-        await rt.sync();
-        ms = performance.now() - t0;
-      }
-      (out as Tensor | null)?.dispose();
-      times.push(ms);
+      const s = await this.timer.measure(() => run().dispose(), repeats);
+      if (!s) return null;
+      repeats = s.repeats;
+      times.push(s.ms);
     }
     times.sort((a, b) => a - b);
-    return times[Math.floor(times.length / 2)];
+    return { ms: times[Math.floor(times.length / 2)], repeats };
   }
 }

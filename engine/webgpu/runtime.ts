@@ -187,13 +187,29 @@ export class Runtime {
 
   private ensurePass(): GPUComputePassEncoder {
     if (!this.encoder) this.encoder = this.device.createCommandEncoder();
-    if (!this.pass) this.pass = this.encoder.beginComputePass(this.passTimestamps ?? undefined);
+    if (!this.pass) this.pass = this.encoder.beginComputePass(this.timedPasses >= 0 ? this.timedPass() : undefined);
     return this.pass;
   }
 
-  private passTimestamps: GPUComputePassDescriptor | null = null;
+  /** Passes timeGpu() can time in one call (each takes two queries). */
+  private static readonly MAX_TIMED_PASSES = 1024;
   private querySet: GPUQuerySet | null = null;
   private queryResolve: GPUBuffer | null = null;
+  /** Passes begun since timeGpu() started recording; -1 when it is not recording. */
+  private timedPasses = -1;
+
+  /**
+   * Stands in for the GPU clock when set: maps each raw timestamp (ns) to the one timeGpu()
+   * uses. Tests simulate coarse or stuck timers with it.
+   */
+  timestampClock: ((ns: bigint) => bigint) | null = null;
+
+  /** The timestamp writes of the next timed pass: its own pair of queries (none past the set's size). */
+  private timedPass(): GPUComputePassDescriptor | undefined {
+    const k = this.timedPasses++;
+    if (k >= Runtime.MAX_TIMED_PASSES) return undefined;
+    return { timestampWrites: { querySet: this.querySet!, beginningOfPassWriteIndex: 2 * k, endOfPassWriteIndex: 2 * k + 1 } };
+  }
 
   /** Whether timeGpu() measures with timestamp queries (else it returns null). */
   get hasTimestamps(): boolean {
@@ -202,8 +218,11 @@ export class Runtime {
 
   /**
    * GPU time in milliseconds of the dispatches `record` makes, measured with timestamp
-   * queries around one compute pass; null when the adapter has no timestamp-query.
-   * `record` must only dispatch kernels (a copy would split the pass).
+   * queries around each compute pass they fill (summed, so copies between passes and the
+   * gaps between submits are not counted); null when the adapter has no timestamp-query.
+   * 0 when nothing was dispatched; NaN when the reading is unusable (a pass that ends before
+   * it begins, or more passes than can be timed). A span shorter than the timer's resolution
+   * reads as 0 or one tick: callers repeat short work (engine/tune/timer.ts).
    */
   async timeGpu(record: () => void): Promise<number | null> {
     if (!this.hasTimestamps) {
@@ -211,25 +230,36 @@ export class Runtime {
       return null;
     }
     if (!this.querySet) {
-      this.querySet = this.device.createQuerySet({ type: 'timestamp', count: 2 });
-      this.queryResolve = this.device.createBuffer({ size: 256, usage: 0x0200 | 0x0004 }); // QUERY_RESOLVE | COPY_SRC
+      this.querySet = this.device.createQuerySet({ type: 'timestamp', count: 2 * Runtime.MAX_TIMED_PASSES });
+      this.queryResolve = this.device.createBuffer({ size: 16 * Runtime.MAX_TIMED_PASSES, usage: 0x0200 | 0x0004 }); // QUERY_RESOLVE | COPY_SRC
     }
     this.flush();
     const saved = this.maxDispatches;
-    this.maxDispatches = Number.MAX_SAFE_INTEGER; // one pass, one submit
-    this.passTimestamps = { timestampWrites: { querySet: this.querySet, beginningOfPassWriteIndex: 0, endOfPassWriteIndex: 1 } };
+    this.maxDispatches = Number.MAX_SAFE_INTEGER; // no forced submits between the dispatches
+    let passes: number;
+    this.timedPasses = 0;
     try {
       record();
-      if (!this.pass) return 0;
       this.endPass();
     } finally {
-      this.passTimestamps = null;
+      passes = this.timedPasses;
+      this.timedPasses = -1;
       this.maxDispatches = saved;
     }
-    this.encoder!.resolveQuerySet(this.querySet, 0, 2, this.queryResolve!, 0);
-    const bytes = await this.readBytes(this.queryResolve!, 16);
-    const [t0, t1] = new BigUint64Array(bytes);
-    return Number(t1 - t0) / 1e6;
+    if (passes === 0) return 0;
+    if (passes > Runtime.MAX_TIMED_PASSES) return NaN;
+    if (!this.encoder) this.encoder = this.device.createCommandEncoder();
+    this.encoder.resolveQuerySet(this.querySet, 0, 2 * passes, this.queryResolve!, 0);
+    const stamps = new BigUint64Array(await this.readBytes(this.queryResolve!, 16 * passes));
+    const clock = this.timestampClock ?? ((t: bigint) => t);
+    let ns = 0n;
+    for (let k = 0; k < passes; k++) {
+      const begin = clock(stamps[2 * k]);
+      const end = clock(stamps[2 * k + 1]);
+      if (end < begin) return NaN;
+      ns += end - begin;
+    }
+    return Number(ns) / 1e6;
   }
 
   private endPass(): void {
