@@ -1,9 +1,10 @@
 // `nudge tune`: the shapes it tunes are exactly those a training step runs (checked by
 // recording what a real EP step and a BP step ask the tuner for), and the command tunes
 // them, prints the table and writes the cache that a later run reads. With a simulated
-// coarse or stuck GPU clock it prints only finite speeds and ratios.
+// coarse or stuck GPU clock it prints only finite speeds and ratios; when it cannot save
+// its results it fails.
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -150,6 +151,23 @@ describe('nudge tune', () => {
     expect(simulatedClock('tick:1000')(123_456n)).toBe(123_000n);
     expect(simulatedClock('stuck')(123_456n)).toBe(0n);
     for (const bad of ['tick:0', 'tick:', '65536', 'tick:1.5']) expect(() => simulatedClock(bad), bad).toThrow(/NUDGE_SIMULATE_TIMESTAMPS/);
+  });
+
+  it('exits 1 with a clear message when it cannot save its results', async () => {
+    const notADir = join(dir, 'a-file');
+    writeFileSync(notADir, 'not a directory');
+    const cache = join(notADir, 'cache.json');
+    const json = join(dir, 'unsaved.json');
+    const args = ['dist/nudge.mjs', 'tune', '--model', 'small', '--arch', 'c4p', '--input', '9', '--batch', '3', '--ops', 'matmul', '--budget', '0ms', '--reps', '1', '--cache', cache, '--json', json];
+    const bad = await run('node', args, { timeout: 300_000 }).catch((e) => e);
+    expect(bad.code).toBe(1);
+    // The results are still shown and written where asked.
+    expect(bad.stdout).toMatch(/chosen config/);
+    expect(JSON.parse(readFileSync(json, 'utf8')).results.length).toBe(3);
+    const last = bad.stderr.trim().split('\n').pop();
+    expect(last).toMatch(/^nudge: could not save 3 tune result\(s\) to .*a-file\/cache\.json: /);
+    expect(bad.stderr).not.toMatch(/internal error|\n\s+at /);
+    expect(existsSync(cache)).toBe(false);
   });
 
   it('rejects bad arguments with a clear message', async () => {

@@ -1,7 +1,6 @@
 // `nudge tune`: pre-tunes every conv and matmul shape one training step of a model uses,
 // and prints what was chosen and how much faster it is than the default kernel.
 import { parseArgs } from 'node:util';
-import { writeFileSync } from 'node:fs';
 import {
   ConvGeometry,
   MatmulProblem,
@@ -14,6 +13,7 @@ import {
   createBackend,
   tunerOptionsFromEnv,
 } from '../engine/index.js';
+import { writeFileAtomic } from '../engine/files.js';
 import { ConvLayer, DenseLayer } from '../pcn/layers.js';
 import { ModelSpec, buildLayers } from '../pcn/network.js';
 import { smallNet, vgg10, vgg10Skip, vgg5 } from '../pcn/models.js';
@@ -212,9 +212,15 @@ export async function tuneCommand(args: string[]): Promise<number> {
   }
   console.log(resultsTable(rows));
   if (values.json) {
-    writeFileSync(values.json, JSON.stringify({ model: spec.name, batch, adapter: be.gpu.info, budgetMs, results: rows.map(({ job, r }) => ({ ...r, where: job.where })) }, null, 1) + '\n');
+    const doc = { model: spec.name, batch, adapter: be.gpu.info, budgetMs, results: rows.map(({ job, r }) => ({ ...r, where: job.where })) };
+    try {
+      writeFileAtomic(values.json, Buffer.from(JSON.stringify(doc, null, 1) + '\n'));
+    } catch (e) {
+      throw new UserError(`cannot write --json ${values.json}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
   }
   const untimed = rows.filter(({ r }) => r.defaultMs === null).length;
   if (untimed > 0) process.stderr.write(`nudge tune: ${untimed} of ${rows.length} shapes could not be timed (the default kernel ran too fast for this adapter's timer): they keep the default kernels\n`);
+  if (tuner.unsavedCount > 0) throw new UserError(`could not save ${tuner.unsavedCount} tune result(s) to ${tuner.cacheFile}: ${tuner.saveError}`);
   return 0;
 }

@@ -165,6 +165,10 @@ export class Tuner {
   private readonly timer: KernelTimer;
   /** Keys whose default could not be measured: autotune does not queue them again. */
   private untimed = new Set<string>();
+  /** This process's results not yet in the cache file (a failed save is retried at the next). */
+  private unsaved = new Map<string, CacheEntry>();
+  /** Why the last save failed, while results are unsaved. */
+  saveError: string | null = null;
 
   constructor(
     readonly be: WebGPUBackend,
@@ -258,6 +262,11 @@ export class Tuner {
       out.push(r);
     }
     return out;
+  }
+
+  /** Results this process measured that are not in the cache file (see saveError). */
+  get unsavedCount(): number {
+    return this.unsaved.size;
   }
 
   /**
@@ -420,16 +429,25 @@ export class Tuner {
     this.checked.add(key);
     this.untimed.delete(key);
     if (this.cacheFile) {
-      try {
-        for (const problem of saveEntries(this.cacheFile, this.adapter, { [key]: entry })) this.log(problem);
-      } catch (e) {
-        this.log(`could not save ${this.cacheFile}: ${(e as Error).message}`);
-      }
+      this.unsaved.set(key, entry);
+      this.saveUnsaved();
     }
     return {
       op, shape: top.key(p), config: best.config, label: entry.configKey, ms: best.ms, defaultMs,
       gflops: gf(best.ms), defaultGflops: gf(defaultMs), tried, rejected, unmeasured, spaceSize: space.length, fromCache: false,
     };
+  }
+
+  /** Writes every unsaved result to the cache file; on failure they stay for the next save. */
+  private saveUnsaved(): void {
+    try {
+      for (const problem of saveEntries(this.cacheFile!, this.adapter, Object.fromEntries(this.unsaved))) this.log(problem);
+      this.unsaved.clear();
+      this.saveError = null;
+    } catch (e) {
+      this.saveError = (e as Error).message;
+      this.log(`could not save ${this.cacheFile}: ${this.saveError} (${this.unsaved.size} result(s) kept in memory, tried again at the next save)`);
+    }
   }
 
   private outputSize(top: TunableOp, p: Problem, inputs: Tensor[]): number {
