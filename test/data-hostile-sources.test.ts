@@ -1,14 +1,16 @@
 // Hostile and broken inputs for the source readers: MAT-files whose sizes, counts and
-// nesting lie, IDX gzip bombs. Each must end in one line naming the file, never a hang or a
-// raw error.
-import { mkdtempSync, rmSync } from 'node:fs';
+// nesting lie, tars cut anywhere (nested ones included), corrupt and bomb-sized gzip, odd tar
+// entry names, IDX gzip bombs. Each must end in one line naming the file (or a reject), never
+// a hang or a raw error.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deflateSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DataError, parseIdx } from '../tools/data/idx.js';
 import { MAT_MAX_DEPTH, MAT_MAX_INFLATED, readMat } from '../tools/data/matv5.js';
-import { Source, SourceItem, SourceReject } from '../tools/data/sources.js';
+import { MAX_DEVKIT_BYTES, MAX_DEVKIT_MEMBER_BYTES, OFFICIAL, Source, SourceItem, SourceReject, openSource, readDevkit } from '../tools/data/sources.js';
+import { makeImage, tarOf } from './data-fixtures/imagenet.js';
 import { writeMat } from './data-fixtures/matv5-writer.js';
 
 let root: string;
@@ -145,6 +147,174 @@ describe('MAT-file reader on hostile files', () => {
     if (v.kind !== 'struct') throw new Error('not a struct');
     expect(Object.keys(v.elements[0])).toEqual(['__proto__']);
     await refuses(mat(matrix(mx.OBJECT, [1, 1], 'a\nb')), /variable 'a\\x0ab' has array class 3/);
+  });
+});
+
+// ---------- tars cut, corrupt, bombed ----------
+
+/** Where entry k of a tarOf archive starts (its header), for entries of these sizes. */
+function entryOffset(sizes: number[], k: number): number {
+  let at = 0;
+  for (let i = 0; i < k; i++) at += 512 + Math.ceil(sizes[i] / 512) * 512;
+  return at;
+}
+
+/** A ustar header block alone, for entries whose data is made separately. */
+function ustarHeader(name: string, size: number): Buffer {
+  const h = Buffer.alloc(512);
+  h.write(name, 0, 'latin1');
+  h.write('0000644\0', 100, 'latin1');
+  h.write('0000000\0', 108, 'latin1');
+  h.write('0000000\0', 116, 'latin1');
+  h.write(`${size.toString(8).padStart(11, '0')}\0`, 124, 'latin1');
+  h.write('00000000000\0', 136, 'latin1');
+  h.write('0', 156, 'latin1');
+  h.write('ustar\0' + '00', 257, 'latin1');
+  h.fill(0x20, 148, 156);
+  let sum = 0;
+  for (const b of h) sum += b;
+  h.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
+  return h;
+}
+
+/** A gzip file of many members that inflates to `mib` MiB of zeros after `head`: cheap to build. */
+function zeroGzip(head: Buffer, mib: number): Buffer {
+  const member = gzipSync(Buffer.alloc(1 << 20));
+  return Buffer.concat([gzipSync(head), ...Array.from({ length: mib }, () => member)]);
+}
+
+describe('official archives cut or corrupt', () => {
+  let dir: string;
+  let devkit: Buffer;
+  const wnids = ['n01440764', 'n01443537'];
+  let valFiles: { name: string; data: Buffer }[];
+  let inner: { name: string; data: Buffer }[];
+  let innerSizes: number[];
+
+  beforeAll(async () => {
+    dir = join(root, 'cut');
+    mkdirSync(dir);
+    const meta = writeMat({ synsets: { struct: wnids.map((w, i) => ({ ILSVRC2012_ID: i + 1, WNID: w, num_children: 0, num_train_images: 2 })) } }, true);
+    devkit = gzipSync(await tarOf([
+      { name: 'd/data/meta.mat', data: meta },
+      { name: 'd/data/ILSVRC2012_validation_ground_truth.txt', data: Buffer.from('1\n2\n1\n2\n') },
+    ]));
+    valFiles = await Promise.all([1, 2, 3, 4].map(async (k) => ({ name: `ILSVRC2012_val_0000000${k}.JPEG`, data: await makeImage(30, 20, k % 2, k) })));
+    inner = [];
+    innerSizes = [];
+    for (const [c, w] of wnids.entries()) {
+      const files = await Promise.all([0, 1].map(async (k) => ({ name: `${w}_${k}.JPEG`, data: await makeImage(30, 20, c, k) })));
+      if (c === 0) innerSizes = files.map((f) => f.data.length);
+      inner.push({ name: `${w}.tar`, data: await tarOf(files) });
+    }
+  });
+
+  const layout = (name: string, files: Record<string, Buffer>) => {
+    const d = join(dir, name);
+    mkdirSync(d);
+    writeFileSync(join(d, OFFICIAL.devkit), devkit);
+    for (const [f, b] of Object.entries(files)) writeFileSync(join(d, f), b);
+    return d;
+  };
+
+  it('names the val tar and the entry when the tar ends inside an entry (was a raw stream error)', async () => {
+    const val = await tarOf(valFiles);
+    const at = entryOffset(valFiles.map((f) => f.data.length), 2) + 512 + 100;
+    const d = layout('val-cut', { [OFFICIAL.val]: val.subarray(0, at) });
+    const msg = await dataError(async () => drain(await openSource(d), 'val'));
+    expect(msg).toBe(`${join(d, OFFICIAL.val)}: truncated tar archive: it ends inside entry ILSVRC2012_val_00000003.JPEG`);
+  });
+
+  it('names the train tar, the class tar and the image when a nested tar is cut in its data', async () => {
+    const train = await tarOf(inner);
+    // Into the data of the second image of the first class tar.
+    const at = 512 + entryOffset(innerSizes, 1) + 512 + 50;
+    const d = layout('train-cut', { [OFFICIAL.train]: train.subarray(0, at) });
+    const msg = await dataError(async () => drain(await openSource(d), 'train'));
+    expect(msg).toBe(`${join(d, OFFICIAL.train)}:n01440764.tar: truncated tar archive: it ends inside entry n01440764_1.JPEG`);
+  });
+
+  it('says a tar cut exactly at an entry boundary lacks its end-of-archive marker (it read as a shorter archive)', async () => {
+    const train = await tarOf(inner);
+    const at = entryOffset(inner.map((f) => f.data.length), 1);
+    const d = layout('train-boundary', { [OFFICIAL.train]: train.subarray(0, at), [OFFICIAL.val]: Buffer.alloc(0) });
+    const src = await openSource(d);
+    const msg = await dataError(async () => drain(src, 'train'));
+    expect(msg).toBe(`${join(d, OFFICIAL.train)}: truncated tar archive: no end-of-archive marker after the last entry (cut at an entry boundary?)`);
+    expect(await dataError(async () => drain(src, 'val'))).toBe(`${join(d, OFFICIAL.val)}: empty file, not a tar archive`);
+    // The whole archive still reads.
+    writeFileSync(join(d, OFFICIAL.train), train);
+    expect((await drain(await openSource(d), 'train')).items.length).toBe(4);
+  });
+
+  it('names the devkit (and the member) when its gzip is truncated or corrupt', async () => {
+    const d = join(dir, 'devkits');
+    mkdirSync(d);
+    const path = join(d, OFFICIAL.devkit);
+    // Cut inside meta.mat, the first member: the error came from reading its body.
+    writeFileSync(path, devkit.subarray(0, Math.floor(devkit.length / 2)));
+    expect(await dataError(() => readDevkit(path))).toBe(`${path}: corrupt or truncated gzip data (unexpected end of file), inside entry d/data/meta.mat`);
+    const crc = Buffer.from(devkit);
+    crc[crc.length - 6] ^= 0xff;
+    writeFileSync(path, crc);
+    expect(await dataError(() => readDevkit(path))).toBe(`${path}: corrupt or truncated gzip data (incorrect data check)`);
+    writeFileSync(path, Buffer.from('not gzip at all'));
+    expect(await dataError(() => readDevkit(path))).toMatch(/corrupt or truncated gzip data \(incorrect header check\)$/);
+  });
+
+  it('refuses a bomb-sized devkit before holding it in memory', async () => {
+    const d = join(dir, 'bombs');
+    mkdirSync(d);
+    const path = join(d, OFFICIAL.devkit);
+    // A meta.mat that says it is 300 MiB: it was read whole.
+    writeFileSync(path, zeroGzip(ustarHeader('d/data/meta.mat', 300 << 20), 1));
+    expect(await dataError(() => readDevkit(path))).toBe(`${path}: d/data/meta.mat is ${300 << 20} bytes, more than the ${MAX_DEVKIT_MEMBER_BYTES >> 20} MiB allowed; not the devkit's`);
+    // A member we skip, inflating past the whole devkit's bound: it was inflated to the end.
+    writeFileSync(path, zeroGzip(ustarHeader('d/evaluation/junk', MAX_DEVKIT_BYTES + (8 << 20)), (MAX_DEVKIT_BYTES >> 20) + 8));
+    expect(await dataError(() => readDevkit(path))).toBe(`${path}: inflates to more than ${MAX_DEVKIT_BYTES} bytes; not the archive expected here`);
+  });
+});
+
+describe('odd tar entry names', () => {
+  it('rejects names with control characters, very long names and second copies; reports them escaped', async () => {
+    const dir = join(root, 'names');
+    mkdirSync(dir);
+    const img = await makeImage(20, 20, 0, 0);
+    const meta = writeMat({ synsets: { struct: [{ ILSVRC2012_ID: 1, WNID: 'n01440764', num_children: 0 }] } }, true);
+    writeFileSync(join(dir, OFFICIAL.devkit), gzipSync(await tarOf([
+      { name: 'd/data/meta.mat', data: meta },
+      { name: 'd/data/ILSVRC2012_validation_ground_truth.txt', data: Buffer.from('1\n1\n1\n') },
+    ])));
+    writeFileSync(join(dir, OFFICIAL.val), await tarOf([
+      { name: 'ILSVRC2012_val_00000001.JPEG', data: img },
+      { name: 'x\nILSVRC2012_val_00000002.JPEG', data: img },
+      { name: `${'d'.repeat(2000)}/ILSVRC2012_val_00000002.JPEG`, data: img },
+      { name: 'val/ILSVRC2012_val_00000001.JPEG', data: img },
+      { name: 'xILSVRC2012_val_00000003.JPEG', data: img },
+    ]));
+    const inner = await tarOf([
+      { name: 'n01440764_1.JPEG', data: img },
+      { name: 'n01440764_1.JPEG', data: img },
+    ]);
+    writeFileSync(join(dir, OFFICIAL.train), await tarOf([
+      { name: 'n01440764.tar', data: inner },
+      { name: 'again/n01440764.tar', data: inner },
+    ]));
+    const src = await openSource(dir);
+    const val = await drain(src, 'val');
+    expect(val.items.map((i) => i.name)).toEqual(['ILSVRC2012_val_00000001.JPEG']);
+    expect(val.rejects.map((r) => [r.name.slice(0, 40), r.reason])).toEqual([
+      ['x\\x0aILSVRC2012_val_00000002.JPEG', 'control characters in the name'],
+      ['d'.repeat(40), 'name longer than 1024 characters'],
+      ['val/ILSVRC2012_val_00000001.JPEG', 'a second entry for validation image 1'],
+      ['xILSVRC2012_val_00000003.JPEG', 'no ground-truth label for this file name'],
+    ]);
+    const train = await drain(src, 'train');
+    expect(train.items.map((i) => i.name)).toEqual(['n01440764/n01440764_1.JPEG']);
+    expect(train.rejects).toEqual([
+      { name: 'n01440764/n01440764_1.JPEG', reason: 'a second entry of this name' },
+      { name: 'again/n01440764.tar', reason: 'a second tar of this class' },
+    ]);
   });
 });
 

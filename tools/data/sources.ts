@@ -13,7 +13,7 @@ import { basename, join } from 'node:path';
 
 import { DataError, readIdx } from './idx.js';
 import { MatValue, matNumber, matString, readMat } from './matv5.js';
-import { openArchive, readAll, tarFiles, unsafeEntryName } from './tar.js';
+import { entryNameProblem, openArchive, shownName, tarFiles } from './tar.js';
 import { IMAGENET_WNIDS } from './wnids.js';
 
 export type Split = 'train' | 'val';
@@ -61,6 +61,14 @@ export const OFFICIAL = {
 export const FULL_COUNTS: Record<Split, number> = { train: 1_281_167, val: 50_000 };
 
 const IMAGE_EXT = /\.(jpe?g|png|webp|bmp|tiff?)$/i;
+/** Larger image files are rejected unread (ImageNet's largest is a few MB). */
+export const MAX_IMAGE_BYTES = 256 << 20;
+/** The devkit's members are a few MB; more is refused before it is held in memory. */
+export const MAX_DEVKIT_MEMBER_BYTES = 64 << 20;
+/** The whole devkit inflated: a few MB for the real one, so anything near this is a gzip bomb. */
+export const MAX_DEVKIT_BYTES = 256 << 20;
+
+const tooLarge = (n: number, max: number) => `${n} bytes, more than the ${max >> 20} MiB allowed`;
 
 // ---------- the devkit ----------
 
@@ -108,9 +116,13 @@ export function parseValGroundTruth(text: string, idToWnid: Map<number, string>,
 export async function readDevkit(path: string): Promise<Devkit> {
   let meta: Buffer | undefined;
   let gt: string | undefined;
-  for await (const f of tarFiles(openArchive(path), path)) {
-    if (f.name.endsWith('data/meta.mat')) meta = await readAll(f.stream);
-    else if (f.name.endsWith('data/ILSVRC2012_validation_ground_truth.txt')) gt = (await readAll(f.stream)).toString('utf8');
+  const member = (f: { name: string; size: number; read(): Promise<Buffer> }) => {
+    if (f.size > MAX_DEVKIT_MEMBER_BYTES) throw new DataError(`${path}: ${shownName(f.name)} is ${tooLarge(f.size, MAX_DEVKIT_MEMBER_BYTES)}; not the devkit's`);
+    return f.read();
+  };
+  for await (const f of tarFiles(openArchive(path, { maxBytes: MAX_DEVKIT_BYTES }), path)) {
+    if (f.name.endsWith('data/meta.mat')) meta = await member(f);
+    else if (f.name.endsWith('data/ILSVRC2012_validation_ground_truth.txt')) gt = (await member(f)).toString('utf8');
   }
   if (!meta) throw new DataError(`${path}: no data/meta.mat inside (is this ${OFFICIAL.devkit}?)`);
   if (gt === undefined) throw new DataError(`${path}: no data/ILSVRC2012_validation_ground_truth.txt inside`);
@@ -118,9 +130,9 @@ export async function readDevkit(path: string): Promise<Devkit> {
   return { ...m, valWnids: parseValGroundTruth(gt, m.idToWnid, `${path}:ILSVRC2012_validation_ground_truth.txt`) };
 }
 
-/** ILSVRC2012_val_00000042.JPEG -> 42 */
+/** ILSVRC2012_val_00000042.JPEG (or dir/ILSVRC2012_val_00000042.JPEG) -> 42 */
 export function valNumber(name: string): number | undefined {
-  const m = /ILSVRC2012_val_(\d{8})\.JPEG$/i.exec(name);
+  const m = /(?:^|[\\/])ILSVRC2012_val_(\d{8})\.JPEG$/i.exec(name);
   return m ? Number(m[1]) : undefined;
 }
 
@@ -146,9 +158,11 @@ async function officialSource(root: string): Promise<Source> {
       inputs: [trainTar],
       expected: devkit && devkit.trainCounts.size > 0 ? devkit.trainCounts : undefined,
       async *items(onReject) {
+        const seenClasses = new Set<string>();
         for await (const outer of tarFiles(openArchive(trainTar), trainTar)) {
-          if (unsafeEntryName(outer.name)) {
-            onReject({ name: outer.name, reason: 'unsafe path (absolute or ..)' });
+          const problem = entryNameProblem(outer.name);
+          if (problem) {
+            onReject({ name: shownName(outer.name), reason: problem });
             continue;
           }
           const wnid = basename(outer.name).replace(/\.tar$/, '');
@@ -156,10 +170,24 @@ async function officialSource(root: string): Promise<Source> {
             onReject({ name: outer.name, reason: `not a per-class tar of a known class` });
             continue;
           }
+          // A second tar of the same class would count its images twice.
+          if (seenClasses.has(wnid)) {
+            onReject({ name: outer.name, reason: 'a second tar of this class' });
+            continue;
+          }
+          seenClasses.add(wnid);
+          const seen = new Set<string>();
           for await (const f of tarFiles(outer.stream, `${trainTar}:${outer.name}`)) {
-            const name = `${wnid}/${f.name}`;
-            if (unsafeEntryName(f.name)) onReject({ name, reason: 'unsafe path (absolute or ..)' });
-            else if (IMAGE_EXT.test(f.name)) yield { name, cls: wnid, bytes: await readAll(f.stream) };
+            const bad = entryNameProblem(f.name);
+            const name = `${wnid}/${bad ? shownName(f.name) : f.name}`;
+            if (bad) onReject({ name, reason: bad });
+            else if (!IMAGE_EXT.test(f.name)) continue;
+            else if (seen.has(f.name)) onReject({ name, reason: 'a second entry of this name' });
+            else if (f.size > MAX_IMAGE_BYTES) onReject({ name, reason: tooLarge(f.size, MAX_IMAGE_BYTES) });
+            else {
+              seen.add(f.name);
+              yield { name, cls: wnid, bytes: await f.read() };
+            }
           }
         }
       },
@@ -172,9 +200,11 @@ async function officialSource(root: string): Promise<Source> {
       inputs: [valTar, devkitPath],
       expected: counts(devkit.valWnids),
       async *items(onReject) {
+        const seen = new Set<number>();
         for await (const f of tarFiles(openArchive(valTar), valTar)) {
-          if (unsafeEntryName(f.name)) {
-            onReject({ name: f.name, reason: 'unsafe path (absolute or ..)' });
+          const problem = entryNameProblem(f.name);
+          if (problem) {
+            onReject({ name: shownName(f.name), reason: problem });
             continue;
           }
           const k = valNumber(f.name);
@@ -183,7 +213,17 @@ async function officialSource(root: string): Promise<Source> {
             onReject({ name: f.name, reason: 'no ground-truth label for this file name' });
             continue;
           }
-          yield { name: f.name, cls: wnid, bytes: await readAll(f.stream) };
+          // Two entries of one number (dir/ and flat, say) would put one image in twice.
+          if (seen.has(k!)) {
+            onReject({ name: f.name, reason: `a second entry for validation image ${k}` });
+            continue;
+          }
+          if (f.size > MAX_IMAGE_BYTES) {
+            onReject({ name: f.name, reason: tooLarge(f.size, MAX_IMAGE_BYTES) });
+            continue;
+          }
+          seen.add(k!);
+          yield { name: f.name, cls: wnid, bytes: await f.read() };
         }
       },
     };
