@@ -1,7 +1,7 @@
 // Hostile and broken inputs for the source readers: MAT-files whose sizes, counts and
 // nesting lie, tars cut anywhere (nested ones included), corrupt and bomb-sized gzip, odd tar
-// entry names, IDX gzip bombs. Each must end in one line naming the file (or a reject), never
-// a hang or a raw error.
+// entry names, parquet row counts that lie, IDX gzip bombs. Each must end in one line naming
+// the file (or a reject), never a hang or a raw error.
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +12,7 @@ import { MAT_MAX_DEPTH, MAT_MAX_INFLATED, readMat } from '../tools/data/matv5.js
 import { MAX_DEVKIT_BYTES, MAX_DEVKIT_MEMBER_BYTES, OFFICIAL, Source, SourceItem, SourceReject, openSource, readDevkit } from '../tools/data/sources.js';
 import { makeImage, tarOf } from './data-fixtures/imagenet.js';
 import { writeMat } from './data-fixtures/matv5-writer.js';
+import { writeImageParquet } from './data-fixtures/parquet-writer.js';
 
 let root: string;
 
@@ -318,7 +319,30 @@ describe('odd tar entry names', () => {
   });
 });
 
-// ---------- IDX ----------
+// ---------- parquet and IDX ----------
+
+describe('parquet row counts that lie', () => {
+  it('refuses a row group whose num_rows disagrees with its columns (a row was dropped silently)', async () => {
+    const dir = join(root, 'hf-lie');
+    mkdirSync(dir);
+    const imgs = await Promise.all([0, 1, 2, 3].map((k) => makeImage(10, 8, k, k)));
+    const good = writeImageParquet(imgs.map((b, k) => ({ bytes: b, path: `x${k}`, label: k })), 2);
+    // The footer's row groups end in num_rows (field 3, i64, zigzag 2 = 0x04) then STOP.
+    const metaStart = good.length - 8 - good.readUInt32LE(good.length - 8);
+    const sites: number[] = [];
+    for (let i = metaStart; i < good.length - 10; i++) if (good[i] === 0x16 && good[i + 1] === 0x04 && good[i + 2] === 0x00) sites.push(i);
+    expect(sites.length).toBe(2);
+    const path = join(dir, 'train-00000-of-00001.parquet');
+    writeFileSync(path, good);
+    expect((await drain(await openSource(dir), 'train')).items.length).toBe(4);
+    for (const [claims, zigzag] of [[1, 0x02], [3, 0x06]]) {
+      const lie = Buffer.from(good);
+      lie[sites[0] + 1] = zigzag;
+      writeFileSync(path, lie);
+      expect(await dataError(async () => drain(await openSource(dir), 'train'))).toBe(`${path}: row group 0 claims ${claims} rows but its image.bytes column holds 2 values`);
+    }
+  });
+});
 
 describe('IDX gzip bombs', () => {
   it('stops inflating at the bound and says so', async () => {

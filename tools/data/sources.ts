@@ -337,19 +337,30 @@ function hfSplit(split: Split, files: string[]): SplitSource {
         try {
           meta = await parquetMetadataAsync(file);
         } catch (e) {
-          throw new DataError(`${path}: not a readable parquet file (${(e as Error).message})`);
+          throw new DataError(`${path}: not a readable parquet file (${shownName((e as Error).message)})`);
         }
         // One row group at a time: a shard's images never all sit in memory together.
         let rowStart = 0;
-        for (const rg of meta.row_groups) {
-          const rowEnd = rowStart + Number(rg.num_rows);
+        for (const [g, rg] of meta.row_groups.entries()) {
+          const claimed = Number(rg.num_rows);
+          // hyparquet returns what the columns hold, so a row count that lies would drop or
+          // shift rows without a word: the count must match the label and image columns.
+          if (!(Number.isSafeInteger(claimed) && claimed >= 0)) throw new DataError(`${path}: row group ${g} claims ${rg.num_rows} rows`);
+          for (const c of rg.columns ?? []) {
+            const col = c.meta_data?.path_in_schema?.join('.');
+            if ((col === 'label' || col === 'image.bytes') && Number(c.meta_data!.num_values) !== claimed) {
+              throw new DataError(`${path}: row group ${g} claims ${claimed} rows but its ${col} column holds ${c.meta_data!.num_values} values`);
+            }
+          }
+          const rowEnd = rowStart + claimed;
           let rows: Record<string, unknown>[];
           try {
             rows = await parquetReadObjects({ file, metadata: meta, rowStart, rowEnd, columns: ['image', 'label'], utf8: false });
           } catch (e) {
             // hyparquet decodes snappy itself; gzip/zstd/brotli pages would need hyparquet-compressors.
-            throw new DataError(`${path}: cannot read rows ${rowStart}-${rowEnd - 1} (${(e as Error).message}); is it an imagenet-1k shard with image {bytes, path} and label columns?`);
+            throw new DataError(`${path}: cannot read rows ${rowStart}-${rowEnd - 1} (${shownName((e as Error).message)}); is it an imagenet-1k shard with image {bytes, path} and label columns?`);
           }
+          if (rows.length !== claimed) throw new DataError(`${path}: row group ${g} claims ${claimed} rows but ${rows.length} were read`);
           for (const [i, row] of rows.entries()) {
             const name = `${basename(path)}#${rowStart + i}`;
             const image = row.image as { bytes?: Uint8Array; path?: unknown } | undefined;
