@@ -1,15 +1,17 @@
 // Hostile and broken inputs for the source readers: MAT-files whose sizes, counts and
 // nesting lie, tars cut anywhere (nested ones included), corrupt and bomb-sized gzip, odd tar
-// entry names, parquet row counts that lie, IDX gzip bombs. Each must end in one line naming
-// the file (or a reject), never a hang or a raw error.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+// entry names, symlinks and special files in folder trees, parquet row counts that lie, IDX
+// gzip bombs. Each must end in one line naming the file (or a reject), never a hang or a raw
+// error.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deflateSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DataError, parseIdx } from '../tools/data/idx.js';
 import { MAT_MAX_DEPTH, MAT_MAX_INFLATED, readMat } from '../tools/data/matv5.js';
-import { MAX_DEVKIT_BYTES, MAX_DEVKIT_MEMBER_BYTES, OFFICIAL, Source, SourceItem, SourceReject, openSource, readDevkit } from '../tools/data/sources.js';
+import { MAX_DEVKIT_BYTES, MAX_DEVKIT_MEMBER_BYTES, MAX_IMAGE_BYTES, OFFICIAL, Source, SourceItem, SourceReject, openSource, readDevkit } from '../tools/data/sources.js';
 import { makeImage, tarOf } from './data-fixtures/imagenet.js';
 import { writeMat } from './data-fixtures/matv5-writer.js';
 import { writeImageParquet } from './data-fixtures/parquet-writer.js';
@@ -315,6 +317,61 @@ describe('odd tar entry names', () => {
     expect(train.rejects).toEqual([
       { name: 'n01440764/n01440764_1.JPEG', reason: 'a second entry of this name' },
       { name: 'again/n01440764.tar', reason: 'a second tar of this class' },
+    ]);
+  });
+});
+
+// ---------- folder trees ----------
+
+describe('class-folder trees with links and special files', () => {
+  it('follows symlinks only inside the source folder and rejects the rest (they read any file)', async () => {
+    const outside = join(root, 'outside');
+    mkdirSync(join(outside, 'pear'), { recursive: true });
+    writeFileSync(join(outside, 'secret.jpg'), await makeImage(12, 12, 9, 9));
+    writeFileSync(join(outside, 'pear', 'p.jpg'), await makeImage(12, 12, 8, 8));
+    const dir = join(root, 'links');
+    for (const name of ['apple', 'zebra']) mkdirSync(join(dir, 'train', name), { recursive: true });
+    writeFileSync(join(dir, 'train', 'apple', 'a.jpg'), await makeImage(12, 12, 0, 0));
+    writeFileSync(join(dir, 'train', 'zebra', 'z.jpg'), await makeImage(12, 12, 1, 0));
+    symlinkSync(join(outside, 'secret.jpg'), join(dir, 'train', 'apple', 'evil.jpg'));
+    symlinkSync('../zebra/z.jpg', join(dir, 'train', 'apple', 'alias.jpg'));
+    symlinkSync(join(dir, 'train', 'nowhere.jpg'), join(dir, 'train', 'apple', 'dangling.jpg'));
+    symlinkSync(join(outside, 'pear'), join(dir, 'train', 'pear'));
+    symlinkSync(join(dir, 'train', 'zebra'), join(dir, 'train', 'zebra2'));
+    const src = await openSource(dir);
+    expect(src.classes).toEqual(['apple', 'zebra', 'zebra2']);
+    const { items, rejects } = await drain(src, 'train');
+    expect(items.map((i) => i.name)).toEqual(['apple/a.jpg', 'apple/alias.jpg', 'zebra/z.jpg', 'zebra2/z.jpg']);
+    expect(items[1].bytes.equals(items[2].bytes)).toBe(true);
+    const out = 'symlink that leaves the source folder (or dangles)';
+    // The class folders are listed first, then each one's files.
+    expect(rejects).toEqual([
+      { name: 'pear', reason: out },
+      { name: 'apple/dangling.jpg', reason: out },
+      { name: 'apple/evil.jpg', reason: out },
+    ]);
+    // A split folder that is itself a link out of the tree.
+    const dir2 = join(root, 'links2');
+    mkdirSync(dir2);
+    symlinkSync(join(dir, 'train'), join(dir2, 'train'));
+    expect(await dataError(() => openSource(dir2))).toBe(`${join(dir2, 'train')} leads outside ${dir2} (a symlink?): links are followed only inside the source folder`);
+  });
+
+  it('rejects a FIFO named like an image (the read blocked forever), a file above the size bound and a name with a newline', async () => {
+    const dir = join(root, 'special');
+    mkdirSync(join(dir, 'val', 'apple'), { recursive: true });
+    writeFileSync(join(dir, 'val', 'apple', 'a.jpg'), await makeImage(12, 12, 0, 0));
+    writeFileSync(join(dir, 'val', 'apple', 'b\nc.jpg'), await makeImage(12, 12, 0, 1));
+    execFileSync('mkfifo', [join(dir, 'val', 'apple', 'fifo.jpg')]);
+    // Sparse: no disk space, but a size that would be read whole.
+    writeFileSync(join(dir, 'val', 'apple', 'huge.jpg'), '');
+    truncateSync(join(dir, 'val', 'apple', 'huge.jpg'), MAX_IMAGE_BYTES + 1);
+    const { items, rejects } = await drain(await openSource(dir), 'val');
+    expect(items.map((i) => i.name)).toEqual(['apple/a.jpg']);
+    expect(rejects).toEqual([
+      { name: 'apple/b\\x0ac.jpg', reason: 'control characters in the name' },
+      { name: 'apple/fifo.jpg', reason: 'not a regular file' },
+      { name: 'apple/huge.jpg', reason: `${MAX_IMAGE_BYTES + 1} bytes, more than the 256 MiB allowed` },
     ]);
   });
 });

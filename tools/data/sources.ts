@@ -8,8 +8,8 @@
 //   folder     any class-per-folder tree: <root>/train/<class>/*, <root>/val/<class>/*
 //   idx        MNIST / Fashion-MNIST IDX files (train-images-idx3-ubyte[.gz], t10k-...): val = t10k
 // A class's index is the position of its wnid (or folder name) in sorted order.
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { Dirent, Stats, existsSync, readFileSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { basename, join, sep } from 'node:path';
 
 import { DataError, readIdx } from './idx.js';
 import { MatValue, matNumber, matString, readMat } from './matv5.js';
@@ -67,7 +67,10 @@ export const MAX_IMAGE_BYTES = 256 << 20;
 export const MAX_DEVKIT_MEMBER_BYTES = 64 << 20;
 /** The whole devkit inflated: a few MB for the real one, so anything near this is a gzip bomb. */
 export const MAX_DEVKIT_BYTES = 256 << 20;
+/** Text files a layout names (Kaggle's CSVs), read whole. */
+const MAX_TEXT_BYTES = 256 << 20;
 
+const LINK_OUT = 'symlink that leaves the source folder (or dangles)';
 const tooLarge = (n: number, max: number) => `${n} bytes, more than the ${max >> 20} MiB allowed`;
 
 // ---------- the devkit ----------
@@ -233,32 +236,132 @@ async function officialSource(root: string): Promise<Source> {
 
 // ---------- directory trees (Kaggle, class-per-folder) ----------
 
-function sortedDir(dir: string): string[] {
-  return readdirSync(dir).sort();
+function fsError(path: string, e: unknown): DataError {
+  return new DataError(`cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
 }
 
-function classFolderSplit(split: Split, dir: string, known: Set<string>): SplitSource {
+function sortedDir(dir: string): string[] {
+  return sortedEntries(dir).map((d) => d.name);
+}
+
+function sortedEntries(dir: string): Dirent[] {
+  try {
+    return readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  } catch (e) {
+    throw fsError(dir, e);
+  }
+}
+
+function stat(path: string): Stats {
+  try {
+    return statSync(path);
+  } catch (e) {
+    throw fsError(path, e);
+  }
+}
+
+function readText(path: string): string {
+  const st = stat(path);
+  if (st.size > MAX_TEXT_BYTES) throw new DataError(`${path}: ${tooLarge(st.size, MAX_TEXT_BYTES)}`);
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    throw fsError(path, e);
+  }
+}
+
+/**
+ * Symlinks are followed only while they stay inside the source folder: a downloaded tree
+ * could otherwise pack any file the user can read (~/.ssh, /etc) into the shards.
+ */
+class Tree {
+  readonly real: string;
+
+  constructor(readonly root: string) {
+    this.real = realpathSync.native(root);
+  }
+
+  /** Whether `path` resolves inside the root (a dangling link does not). */
+  inside(path: string): boolean {
+    let r: string;
+    try {
+      r = realpathSync.native(path);
+    } catch {
+      return false;
+    }
+    return r === this.real || r.startsWith(this.real.endsWith(sep) ? this.real : this.real + sep);
+  }
+
+  /** A folder we are about to list: the split folders may be links too. */
+  private enter(dir: string): Dirent[] {
+    if (!this.inside(dir)) throw new DataError(`${dir} leads outside ${this.root} (a symlink?): links are followed only inside the source folder`);
+    return sortedEntries(dir);
+  }
+
+  /** A class folder's image files in name order, each read or rejected. */
+  *images(dir: string, label: string, onReject: (r: SourceReject) => void): Generator<{ name: string; bytes: Buffer }> {
+    for (const d of this.enter(dir)) {
+      if (!IMAGE_EXT.test(d.name)) continue;
+      const name = label ? `${label}/${d.name}` : d.name;
+      const path = join(dir, d.name);
+      if (d.isSymbolicLink() && !this.inside(path)) {
+        onReject({ name: shownName(name), reason: LINK_OUT });
+        continue;
+      }
+      // Names go into reports and the manifest, one per line.
+      if (/[\x00-\x1f\x7f]/.test(name)) {
+        onReject({ name: shownName(name), reason: 'control characters in the name' });
+        continue;
+      }
+      const st = stat(path);
+      // A FIFO named x.JPEG would block the read forever.
+      if (!st.isFile()) onReject({ name: shownName(name), reason: 'not a regular file' });
+      else if (st.size > MAX_IMAGE_BYTES) onReject({ name: shownName(name), reason: tooLarge(st.size, MAX_IMAGE_BYTES) });
+      else {
+        let bytes: Buffer;
+        try {
+          bytes = readFileSync(path);
+        } catch (e) {
+          throw fsError(path, e);
+        }
+        yield { name, bytes };
+      }
+    }
+  }
+
+  /** The sub-folders of dir (links to folders inside the root included); links leaving it are rejected. */
+  folders(dir: string, onReject?: (r: SourceReject) => void): string[] {
+    const out: string[] = [];
+    for (const d of this.enter(dir)) {
+      const path = join(dir, d.name);
+      if (d.isSymbolicLink()) {
+        if (!this.inside(path)) onReject?.({ name: shownName(d.name), reason: LINK_OUT });
+        else if (stat(path).isDirectory()) out.push(d.name);
+      } else if (d.isDirectory()) out.push(d.name);
+    }
+    return out;
+  }
+}
+
+function classFolderSplit(split: Split, dir: string, known: Set<string>, tree: Tree): SplitSource {
   return {
     split,
     inputs: [dir],
     async *items(onReject) {
-      for (const cls of sortedDir(dir)) {
-        const cdir = join(dir, cls);
-        if (!statSync(cdir).isDirectory()) continue;
+      for (const cls of tree.folders(dir, onReject)) {
         if (!known.has(cls)) {
-          onReject({ name: cls, reason: 'class folder not in the class list' });
+          onReject({ name: shownName(cls), reason: 'class folder not in the class list' });
           continue;
         }
-        for (const f of sortedDir(cdir)) {
-          if (IMAGE_EXT.test(f)) yield { name: `${cls}/${f}`, cls, bytes: readFileSync(join(cdir, f)) };
-        }
+        for (const f of tree.images(join(dir, cls), cls, onReject)) yield { name: f.name, cls, bytes: f.bytes };
       }
     },
   };
 }
 
 function kaggleSource(root: string): Source {
-  const mapping = readFileSync(join(root, 'LOC_synset_mapping.txt'), 'utf8');
+  const tree = new Tree(root);
+  const mapping = readText(join(root, 'LOC_synset_mapping.txt'));
   const words = new Map<string, string>();
   for (const line of mapping.split('\n')) {
     const m = /^(n\d{8})\s+(.*)$/.exec(line.trim());
@@ -268,13 +371,13 @@ function kaggleSource(root: string): Source {
   const known = new Set(classes);
   const base = join(root, 'ILSVRC', 'Data', 'CLS-LOC');
   const splits: Source['splits'] = {};
-  if (existsSync(join(base, 'train'))) splits.train = classFolderSplit('train', join(base, 'train'), known);
+  if (existsSync(join(base, 'train'))) splits.train = classFolderSplit('train', join(base, 'train'), known, tree);
   const solution = join(root, 'LOC_val_solution.csv');
   const valDir = join(base, 'val');
   if (existsSync(valDir)) {
     if (!existsSync(solution)) throw new DataError(`${valDir} needs its labels: LOC_val_solution.csv not found in ${root}`);
     const labels = new Map<string, string>();
-    const rows = readFileSync(solution, 'utf8').split('\n').slice(1);
+    const rows = readText(solution).split('\n').slice(1);
     for (const [i, row] of rows.entries()) {
       if (!row.trim()) continue;
       const [id, pred] = row.split(',');
@@ -287,11 +390,10 @@ function kaggleSource(root: string): Source {
       inputs: [valDir, solution],
       expected: counts(labels.values()),
       async *items(onReject) {
-        for (const f of sortedDir(valDir)) {
-          if (!IMAGE_EXT.test(f)) continue;
-          const wnid = labels.get(f.replace(/\.[^.]+$/, ''));
-          if (!wnid) onReject({ name: f, reason: 'not in LOC_val_solution.csv' });
-          else yield { name: f, cls: wnid, bytes: readFileSync(join(valDir, f)) };
+        for (const f of tree.images(valDir, '', onReject)) {
+          const wnid = labels.get(f.name.replace(/\.[^.]+$/, ''));
+          if (!wnid) onReject({ name: shownName(f.name), reason: 'not in LOC_val_solution.csv' });
+          else yield { name: f.name, cls: wnid, bytes: f.bytes };
         }
       },
     };
@@ -300,17 +402,18 @@ function kaggleSource(root: string): Source {
 }
 
 function folderSource(root: string): Source {
+  const tree = new Tree(root);
   const trainDir = join(root, 'train');
   const valDir = ['val', 'validation'].map((d) => join(root, d)).find((d) => existsSync(d));
   const classSet = new Set<string>();
   for (const d of [trainDir, valDir]) {
     if (!d || !existsSync(d)) continue;
-    for (const c of sortedDir(d)) if (statSync(join(d, c)).isDirectory()) classSet.add(c);
+    for (const c of tree.folders(d)) classSet.add(c);
   }
   const classes = [...classSet].sort();
   const splits: Source['splits'] = {};
-  if (existsSync(trainDir)) splits.train = classFolderSplit('train', trainDir, classSet);
-  if (valDir) splits.val = classFolderSplit('val', valDir, classSet);
+  if (existsSync(trainDir)) splits.train = classFolderSplit('train', trainDir, classSet, tree);
+  if (valDir) splits.val = classFolderSplit('val', valDir, classSet, tree);
   return { kind: 'folder', root, classes, splits };
 }
 
