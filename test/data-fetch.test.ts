@@ -1,7 +1,7 @@
 // `nudge data fetch` against a local server on 127.0.0.1 (plain HTTP and TLS on one port) that
 // cuts connections, refuses access, fails, ignores Range, redirects to another host or down to
 // plain http, serves wrong bytes, and against a raw socket server that answers malformed HTTP.
-import { createHash, generateKeyPairSync, randomBytes, sign } from 'node:crypto';
+import { createHash, generateKeyPairSync, randomBytes, randomInt, sign } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
@@ -12,7 +12,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { UserError } from '../tools/errors.js';
 import { download, FetchError, fetchCommand, fetchHf, fileNameFromUrl, nextUrl, redact, tokenMayGo } from '../tools/data/fetch.js';
 
-const BODY = randomBytes(300_000 + Math.floor(Math.random() * 5000));
+const BODY = randomBytes(300_000 + randomInt(5000));
 const MD5 = createHash('md5').update(BODY).digest('hex');
 const SHA = createHash('sha256').update(BODY).digest('hex');
 const TOKEN = 'hf_secret_token_value_123';
@@ -329,7 +329,7 @@ describe('nudge data fetch', () => {
   it('explains 401/403: token missing, or token refused; the token is never in a message', async () => {
     const log: string[] = [];
     await expect(download({ url: url('/forbidden/file.bin'), out: join(dir, 'f1.bin'), ...fast })).rejects.toThrow(/HTTP 401: access denied.*gated.*HF_TOKEN/);
-    const err = await download({ url: url('/forbidden/file.bin'), out: join(dir, 'f2.bin'), token: TOKEN, ...fast, log: (l) => log.push(l) }).catch((e: Error) => e);
+    const err = await download({ url: tlsUrl('/forbidden/file.bin'), out: join(dir, 'f2.bin'), token: TOKEN, ...fast, log: (l) => log.push(l) }).catch((e: Error) => e);
     expect(String(err)).toMatch(/HTTP 403: the server refused the token.*accept its terms/);
     expect(String(err)).not.toContain(TOKEN);
     expect(log.join('\n')).not.toContain(TOKEN);
@@ -338,7 +338,7 @@ describe('nudge data fetch', () => {
   });
 
   it('sends the token to its own host only, not to a redirect target elsewhere', async () => {
-    await download({ url: url('/redirect/file.bin'), out: join(dir, 'redir.bin'), token: TOKEN, md5: MD5, ...fast });
+    await download({ url: tlsUrl('/redirect/file.bin'), out: join(dir, 'redir.bin'), token: TOKEN, md5: MD5, ...fast });
     expect(seen.map((s) => [s.host.split(':')[0], s.auth])).toEqual([
       ['127.0.0.1', `Bearer ${TOKEN}`],
       ['localhost', undefined],
@@ -364,7 +364,7 @@ describe('nudge data fetch --hf', () => {
   it('lists a gated data set over pages, downloads the matching parquet files sha256-verified, token kept to the hub', async () => {
     const out = join(dir, 'hf');
     const log: string[] = [];
-    const endpoint = `http://127.0.0.1:${port}`;
+    const endpoint = `https://127.0.0.1:${port}`;
     await expect(fetchHf({ repo: 'ILSVRC/imagenet-1k', out, endpoint, include: /^data\/(train|validation)-/, ...fast })).rejects.toThrow(/HTTP 401: the data set is gated.*HF_TOKEN/);
     const rs = await fetchHf({ repo: 'ILSVRC/imagenet-1k', out, endpoint, include: /^data\/(train|validation)-.*\.parquet$/, token: TOKEN, ...fast, log: (l) => log.push(l) });
     expect(rs.map((r) => r.path)).toEqual(['train-00000-of-00002', 'train-00001-of-00002', 'validation-00000-of-00001'].map((f) => join(out, 'data', `${f}.parquet`)));
@@ -377,7 +377,7 @@ describe('nudge data fetch --hf', () => {
 });
 
 describe('nudge data fetch: where the token goes', () => {
-  it('tokenMayGo: only over https to the same scheme, host and port (plain http only to loopback)', () => {
+  it('tokenMayGo: only over https to the same scheme, host and port (plain http never, loopback included)', () => {
     const hub = 'https://huggingface.co/datasets/x/resolve/main/a.parquet';
     expect(tokenMayGo(hub, 'https://huggingface.co/api/datasets/x/tree/main?cursor=2')).toBe(true);
     expect(tokenMayGo(hub, 'https://huggingface.co:443/other')).toBe(true);
@@ -386,8 +386,9 @@ describe('nudge data fetch: where the token goes', () => {
     expect(tokenMayGo(hub, 'https://huggingface.co:8443/a.parquet')).toBe(false);
     expect(tokenMayGo(hub, 'https://evil.example/a.parquet')).toBe(false);
     expect(tokenMayGo('http://mirror.example/a', 'http://mirror.example/a')).toBe(false);
-    for (const local of ['http://127.0.0.1:8080/a', 'http://localhost:8080/a', 'http://[::1]:8080/a']) expect(tokenMayGo(local, local)).toBe(true);
-    expect(tokenMayGo('http://127.0.0.1:8080/a', 'http://127.0.0.1:8081/a')).toBe(false);
+    for (const local of ['http://127.0.0.1:8080/a', 'http://localhost:8080/a', 'http://[::1]:8080/a']) expect(tokenMayGo(local, local)).toBe(false);
+    expect(tokenMayGo('https://127.0.0.1:8080/a', 'https://127.0.0.1:8080/b')).toBe(true);
+    expect(tokenMayGo('https://127.0.0.1:8080/a', 'https://127.0.0.1:8081/a')).toBe(false);
   });
 
   it('nextUrl: resolves redirects and links, refuses https down to plain http and invalid URLs', () => {
@@ -412,8 +413,8 @@ describe('nudge data fetch: where the token goes', () => {
   });
 
   it('says the token was not sent when a redirect elsewhere is refused access', async () => {
-    await expect(download({ url: url('/redirect-gated/file.bin'), out: join(dir, 'rg.bin'), token: TOKEN, ...fast })).rejects.toThrow(
-      new RegExp(`HTTP 401: access denied; the token was not sent here \\(HF_TOKEN is sent only to http://127\\.0\\.0\\.1:${port}\\)`),
+    await expect(download({ url: tlsUrl('/redirect-gated/file.bin'), out: join(dir, 'rg.bin'), token: TOKEN, ...fast })).rejects.toThrow(
+      new RegExp(`HTTP 401: access denied; the token was not sent here \\(HF_TOKEN is sent only to https://127\\.0\\.0\\.1:${port}\\)`),
     );
     expect(seen.map((s) => [s.host.split(':')[0], s.auth])).toEqual([
       ['127.0.0.1', `Bearer ${TOKEN}`],
@@ -542,7 +543,7 @@ describe('nudge data fetch: hostile answers end in a clear error or a correct fi
   });
 
   it('--hf: a file list that is not a JSON list, has a NUL in a path, a negative size, or pages that loop', async () => {
-    const endpoint = `http://127.0.0.1:${port}`;
+    const endpoint = `https://127.0.0.1:${port}`;
     const out = join(dir, 'hf-bad');
     const hf = (repo: string) => fetchHf({ repo, out, endpoint, include: /./, token: TOKEN, ...fast });
     await expect(hf('hostile/not-a-list')).rejects.toThrow(/the hub's file list is not a JSON list/);

@@ -85,18 +85,14 @@ async function hashFile(path: string): Promise<{ md5: string; sha256: string }> 
 /** A failure worth retrying (network, 5xx, short body) as opposed to one that needs the user. */
 class Transient extends Error {}
 
-/** Loopback hosts: plain http to them never leaves this machine. */
-function isLoopback(hostname: string): boolean {
-  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(hostname);
-}
 
 /**
  * Whether a request to `target` may carry the token given with the URL `origin`: only to the
- * same scheme, host and port, and only over https (or plain http to loopback, as a local mirror or test server).
+ * same scheme, host and port, and only over https (a loopback mirror too: plain http is never trusted).
  */
 export function tokenMayGo(origin: string, target: string): boolean {
   const [o, t] = [new URL(origin), new URL(target)];
-  return o.origin === t.origin && (t.protocol === 'https:' || (t.protocol === 'http:' && isLoopback(t.hostname)));
+  return o.origin === t.origin && t.protocol === 'https:';
 }
 
 /** Why the token was not sent to `target` (for 401/403 messages), or undefined when it was (or there is none). */
