@@ -6,10 +6,11 @@ import { benchConv } from './conv.js';
 import { benchStep } from './step.js';
 import { benchAnalogStudy } from './analog-study.js';
 import { benchFused } from './fused.js';
+import { benchWgsl } from './wgsl.js';
 import { UserError } from '../tools/errors.js';
 
 /** A suite resolves to its exit code, or to nothing for 0. */
-const suites: Record<string, (args: string[]) => Promise<void | number>> = { ops: benchOps, data: benchData, conv: benchConv, 'analog-study': benchAnalogStudy, step: benchStep, fused: benchFused };
+const suites: Record<string, (args: string[]) => Promise<void | number>> = { ops: benchOps, data: benchData, conv: benchConv, 'analog-study': benchAnalogStudy, step: benchStep, fused: benchFused, wgsl: benchWgsl };
 
 async function main(): Promise<number> {
   const [name, ...rest] = process.argv.slice(2);
