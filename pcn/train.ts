@@ -1,6 +1,6 @@
 // Training and evaluation loops for EP and BP on the same network, optimizer and data.
-import seedrandom from 'seedrandom';
 import { Backend, Tensor, scope } from '../engine/index.js';
+import { seededPermutation } from '../engine/random.js';
 import { EnergyPoint, EnergyTrace, Scheme, Sweep, epGradient, epGradientAsync, readEnergyTrace } from './ep.js';
 import { Params } from './layers.js';
 import { Network, disposeState } from './network.js';
@@ -114,20 +114,6 @@ export function trainOrder(count: number, n: number, seed: string, epoch: number
   if (n >= count || epoch === 0) return epochOrder(count, seed, epoch).subarray(0, Math.min(n, count));
   const subset = epochOrder(count, seed, 0);
   return seededPermutation(n, `${seed}/subset/epoch${epoch}`).map((i) => subset[i]);
-}
-
-/** A permutation of 0..n-1 (Fisher-Yates) drawn from a seedrandom stream named `key`. */
-export function seededPermutation(n: number, key: string): Uint32Array {
-  const rng = seedrandom(key);
-  const order = new Uint32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(rng() * (i + 1));
-    const t = order[i];
-    order[i] = order[j];
-    order[j] = t;
-  }
-  return order;
 }
 
 /**

@@ -10,7 +10,7 @@ import { DataError } from './idx.js';
 import { CropItem, WorkerPool } from './pool.js';
 import { Manifest, readManifest, readShardIndex, splitProblem } from './shards.js';
 import type { Split } from './sources.js';
-import { seededPermutation } from '../../pcn/train.js';
+import { seededPermutation } from '../../engine/random.js';
 
 export const IMAGENET_MEAN = [0.485, 0.456, 0.406];
 export const IMAGENET_STD = [0.229, 0.224, 0.225];
