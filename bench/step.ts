@@ -12,12 +12,12 @@
 // (use --input 16 / 32 there); on a GPU use e.g. --batch 128 --reps 5.
 import { parseArgs } from 'node:util';
 import { Backend, Tensor, WebGPUBackend, createBackend, scope } from '../engine/index.js';
-import { disposeNudged, eachErrorParamVjp, newNudgeStats, nudgeAsync, planPhases, NudgeStats, Scheme, Sweep } from '../pcn/ep.js';
+import { disposeNudged, eachErrorParamVjp, newNudgeStats, nudge, planPhases, NudgeStats, Scheme, Sweep } from '../pcn/ep.js';
 import { Params } from '../pcn/layers.js';
 import { PAPER_DEFAULTS, vgg10, vgg5 } from '../pcn/models.js';
 import { ModelSpec, Network, disposeState } from '../pcn/network.js';
 import { Sgd } from '../pcn/optim.js';
-import { Algorithm, TrainConfig, trainStepAsync } from '../pcn/train.js';
+import { Algorithm, TrainConfig, trainStep } from '../pcn/train.js';
 import { layerFlops, stepFlops } from '../pcn/cost.js';
 import { printTable, timeOp } from './timing.js';
 
@@ -67,7 +67,7 @@ async function stagedStep(net: Network, sgd: Sgd, x: Tensor, y: Tensor, cfg: Tra
     for (const [p, ph] of plan.phases.entries()) {
       await be.sync();
       const t0 = performance.now();
-      const s = await nudgeAsync(net, ph.free ?? free, ph.labels ?? y, ph.opts);
+      const s = await nudge(net, ph.free ?? free, ph.labels ?? y, ph.opts);
       await be.sync();
       st.relax += performance.now() - t0;
       st.wgrad += await wall(be, () => eachErrorParamVjp(net, s, ph.rowScale, (i, g) => plan.take(p, i, g)));
@@ -115,7 +115,7 @@ async function benchModel(be: Backend, spec: ModelSpec, o: { batch: number; reps
     await be.sync();
     const before = gpu ? gpu.rt.memory().inUseBytes : 0;
     gpu?.rt.resetPeak();
-    (await trainStepAsync(net, sgd, x, y, cfg, sgdCfg.lr, 0)).dispose();
+    (await trainStep(net, sgd, x, y, cfg, sgdCfg.lr, 0)).dispose();
     await be.sync();
     const peakBytes = gpu ? gpu.rt.memory().peakInUseBytes : null;
     const extraBytes = peakBytes === null ? null : peakBytes - before;
@@ -123,7 +123,7 @@ async function benchModel(be: Backend, spec: ModelSpec, o: { batch: number; reps
     for (let r = 0; r < o.reps; r++) {
       await be.sync();
       const t0 = performance.now();
-      const loss = await trainStepAsync(net, sgd, x, y, cfg, sgdCfg.lr, 2 + r);
+      const loss = await trainStep(net, sgd, x, y, cfg, sgdCfg.lr, 2 + r);
       await be.sync();
       steps.push(performance.now() - t0);
       loss.dispose();

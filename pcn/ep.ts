@@ -30,10 +30,10 @@ export interface NudgeOptions {
    */
   lazy?: boolean;
   /**
-   * Convergence stop (nudgeAsync only; default off): stop after the first iteration in which
-   * no state moved by more than tol * |beta| (max over layers and elements of |h_new - h_old|).
-   * Relative to beta because the gradient estimate is e / beta: a state error of tol * beta is
-   * a gradient error of about tol.
+   * Convergence stop (default off): stop after the first iteration in which no state moved
+   * by more than tol * |beta| (max over layers and elements of |h_new - h_old|). Relative to
+   * beta because the gradient estimate is e / beta: a state error of tol * beta is a gradient
+   * error of about tol. Checking it reads the device after every iteration.
    */
   tol?: number;
   /** The cost the output layer is nudged with (default 'ce', cross-entropy). */
@@ -122,8 +122,7 @@ export function layerError(net: Network, k: number, h: Tensor[], pre: (PreActiva
  *   hidden k:  h_k <- ReLU(a_k(h_{k-1}) + D_k),  D_k = J_{f_{k+1}}(h_k)^T e_{k+1}
  *              (+ J_{f_t}(h_k)^T e_t for each layer t a skip from k enters)
  *   output L:  h_L <- a_L - beta * (softmax(h_L) - onehot(y))
- * iterate() records one iteration; finish() hands over the state. nudge() and nudgeAsync()
- * drive it.
+ * iterate() records one iteration; finish() hands over the state. nudge() drives it.
  *
  * How the work is laid out (the fused relaxation): a hidden layer's update is one
  * transposed conv for D_k (Layer.vjpMasked, the pool routing fused into its loads) and one
@@ -408,16 +407,8 @@ export class Relaxation {
   }
 }
 
-/** The nudged phase: K iterations of the sweep. */
-export function nudge(net: Network, free: FreeState, labels: Tensor, opts: NudgeOptions): NudgedState {
-  if (opts.tol !== undefined) throw new Error('nudge: a convergence stop (tol) reads the device; use nudgeAsync');
-  const r = new Relaxation(net, free, labels, opts);
-  for (let it = 0; it < opts.K; it++) r.iterate();
-  return r.finish();
-}
-
-/** The nudged phase with an optional convergence stop: at most K iterations. */
-export async function nudgeAsync(net: Network, free: FreeState, labels: Tensor, opts: NudgeOptions): Promise<NudgedState> {
+/** The nudged phase: K iterations of the sweep, fewer with a convergence stop (tol). */
+export async function nudge(net: Network, free: FreeState, labels: Tensor, opts: NudgeOptions): Promise<NudgedState> {
   const r = new Relaxation(net, free, labels, opts);
   const limit = opts.tol === undefined ? undefined : opts.tol * Math.abs(opts.beta);
   for (let it = 0; it < opts.K; it++) {
@@ -624,29 +615,13 @@ export function planPhases(net: Network, free: FreeState, opts: EpOptions, label
 /**
  * The EP estimate of the gradient of the mean cost, per parameter tensor.
  * centered: (dF/dtheta(h+, +b) - dF/dtheta(h-, -b)) / 2b; one-phase: dF/dtheta(h^b, b) / b,
- * with dF/dtheta = -(df/dtheta)^T e. Averaged over the batch. A convergence stop (tol) needs
- * epGradientAsync.
+ * with dF/dtheta = -(df/dtheta)^T e. Averaged over the batch.
  */
-export function epGradient(net: Network, free: FreeState, labels: Tensor, opts: EpOptions): Params[] {
-  const plan = planPhases(net, free, opts, labels);
-  try {
-    plan.phases.forEach((ph, p) => {
-      const s = nudge(net, ph.free ?? free, ph.labels ?? labels, ph.opts);
-      eachErrorParamVjp(net, s, ph.rowScale, (i, g) => plan.take(p, i, g));
-      disposeNudged(s);
-    });
-    return plan.result();
-  } finally {
-    plan.dispose();
-  }
-}
-
-/** epGradient with the convergence stop available (it reads the device between iterations). */
-export async function epGradientAsync(net: Network, free: FreeState, labels: Tensor, opts: EpOptions): Promise<Params[]> {
+export async function epGradient(net: Network, free: FreeState, labels: Tensor, opts: EpOptions): Promise<Params[]> {
   const plan = planPhases(net, free, opts, labels);
   try {
     for (const [p, ph] of plan.phases.entries()) {
-      const s = await nudgeAsync(net, ph.free ?? free, ph.labels ?? labels, ph.opts);
+      const s = await nudge(net, ph.free ?? free, ph.labels ?? labels, ph.opts);
       eachErrorParamVjp(net, s, ph.rowScale, (i, g) => plan.take(p, i, g));
       disposeNudged(s);
     }

@@ -1,7 +1,7 @@
 // Training and evaluation loops for EP and BP on the same network, optimizer and data.
 import { Backend, Tensor, scope } from '../engine/index.js';
 import { seededPermutation } from '../engine/random.js';
-import { EnergyPoint, EnergyTrace, Scheme, Sweep, epGradient, epGradientAsync, readEnergyTrace } from './ep.js';
+import { EnergyPoint, EnergyTrace, Scheme, Sweep, epGradient, readEnergyTrace } from './ep.js';
 import { Params } from './layers.js';
 import { Network, disposeState } from './network.js';
 import { Sgd, SgdConfig, cosineLr } from './optim.js';
@@ -118,16 +118,10 @@ export function trainOrder(count: number, n: number, seed: string, epoch: number
 
 /**
  * One optimizer step; returns the mean cost (cfg.cost) of the free phase (a tensor [1]).
- * `traces` collects the energy of every nudged phase (see EnergyTrace). A convergence stop
- * (cfg.tol) needs trainStepAsync.
+ * `traces` collects the energy of every nudged phase (see EnergyTrace). Only a convergence
+ * stop (cfg.tol) reads the device during the step.
  */
-export function trainStep(net: Network, sgd: Sgd, x: Tensor, y: Tensor, cfg: TrainConfig, lr: number, globalStep: number, traces?: EnergyTrace[]): Tensor {
-  if (cfg.algorithm !== 'bp' && cfg.tol !== undefined) throw new Error('trainStep: a convergence stop (tol) reads the device; use trainStepAsync');
-  return stepParts(net, cfg, y, globalStep, traces).sync(sgd, x, lr);
-}
-
-/** trainStep with the convergence stop available. */
-export async function trainStepAsync(
+export async function trainStep(
   net: Network,
   sgd: Sgd,
   x: Tensor,
@@ -137,16 +131,35 @@ export async function trainStepAsync(
   globalStep: number,
   traces?: EnergyTrace[],
 ): Promise<Tensor> {
-  const parts = stepParts(net, cfg, y, globalStep, traces);
-  if (cfg.algorithm === 'bp' || cfg.tol === undefined) return parts.sync(sgd, x, lr);
-  // The convergence stop reads the device between iterations, so this step cannot run in
-  // one synchronous scope: the EP code disposes what it creates itself.
+  if (cfg.algorithm === 'bp') {
+    return scope(() => {
+      const r = net.backprop(x, y, cfg.cost);
+      sgd.step(net.params(), r.grads, lr);
+      return r.loss;
+    });
+  }
+  // An awaited step cannot run in one synchronous scope: the EP code disposes what it
+  // creates itself.
   const free = net.forward(x);
   let loss: Tensor | undefined;
   let grads: Params[];
   try {
-    loss = parts.freeLoss(free);
-    grads = await epGradientAsync(net, free, y, parts.epOpts());
+    const c = costWithGrad(net.be, free.h[net.depth], y, cfg.cost ?? 'ce', 'mean');
+    c.grad.dispose();
+    loss = c.loss;
+    grads = await epGradient(net, free, y, {
+      beta: cfg.beta,
+      K: cfg.K,
+      scheme: cfg.algorithm.slice(3) as Scheme,
+      sweep: cfg.sweep,
+      lazy: cfg.lazy,
+      tol: cfg.tol,
+      doubleBatch: cfg.doubleBatch,
+      signSeed: `${cfg.seed}/sign/${globalStep}`,
+      traces,
+      cost: cfg.cost,
+      clamp: cfg.clamp,
+    });
   } catch (e) {
     loss?.dispose();
     throw e;
@@ -155,45 +168,6 @@ export async function trainStepAsync(
   }
   sgd.step(net.params(), grads, lr);
   return loss;
-}
-
-function stepParts(net: Network, cfg: TrainConfig, y: Tensor, globalStep: number, traces?: EnergyTrace[]) {
-  const be = net.be;
-  const epOpts = () => ({
-    beta: cfg.beta,
-    K: cfg.K,
-    scheme: cfg.algorithm.slice(3) as Scheme,
-    sweep: cfg.sweep,
-    lazy: cfg.lazy,
-    tol: cfg.tol,
-    doubleBatch: cfg.doubleBatch,
-    signSeed: `${cfg.seed}/sign/${globalStep}`,
-    traces,
-    cost: cfg.cost,
-    clamp: cfg.clamp,
-  });
-  const freeLoss = (free: { h: Tensor[] }) => {
-    const c = costWithGrad(be, free.h[net.depth], y, cfg.cost ?? 'ce', 'mean');
-    c.grad.dispose();
-    return c.loss;
-  };
-  const sync = (sgd: Sgd, x: Tensor, lr: number): Tensor => scope(() => {
-    let grads: Params[];
-    let loss: Tensor;
-    if (cfg.algorithm === 'bp') {
-      const r = net.backprop(x, y, cfg.cost);
-      grads = r.grads;
-      loss = r.loss;
-    } else {
-      const free = net.forward(x);
-      loss = freeLoss(free);
-      grads = epGradient(net, free, y, epOpts());
-      disposeState(free);
-    }
-    sgd.step(net.params(), grads, lr);
-    return loss;
-  });
-  return { epOpts, freeLoss, sync };
 }
 
 /** Top-1, top-5 and the mean cost (cross-entropy unless `cost` says otherwise) of the free phase. */
@@ -304,7 +278,7 @@ export async function train(
         let loss: Tensor;
         try {
           // The random scheme's signs are seeded by the global step, so a resumed run draws the same.
-          loss = await trainStepAsync(net, sgd, tx, ty, cfg, lr, step, traces);
+          loss = await trainStep(net, sgd, tx, ty, cfg, lr, step, traces);
         } finally {
           tx.dispose();
           ty.dispose();

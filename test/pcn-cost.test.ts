@@ -93,7 +93,7 @@ describe('MSE cost and the clamping alternative (reference backend)', () => {
     const bp = await gradients(be, net.backprop(x, y, 'mse').grads);
     const free = net.forward(x);
     const errAt = async (scheme: 'forward' | 'centered', beta: number) =>
-      totalRelErr(await gradients(be, epGradient(net, free, y, { beta, K: 20, scheme, cost: 'mse' })), bp);
+      totalRelErr(await gradients(be, await epGradient(net, free, y, { beta, K: 20, scheme, cost: 'mse' })), bp);
     const f1 = await errAt('forward', 1e-4);
     const f2 = await errAt('forward', 1e-5);
     const c1 = await errAt('centered', 2e-4);
@@ -113,7 +113,7 @@ describe('MSE cost and the clamping alternative (reference backend)', () => {
     const { be, net, x, y } = setup(seed);
     const free = net.forward(x);
     const beta = 0.3;
-    const s = nudge(net, free, y, { beta, K: 6, clamp: true });
+    const s = await nudge(net, free, y, { beta, K: 6, clamp: true });
     const h0 = await be.read(free.h[net.depth]);
     const labels = await be.read(y);
     const hL = await be.read(s.h[net.depth]);
@@ -121,7 +121,7 @@ describe('MSE cost and the clamping alternative (reference backend)', () => {
     expect(relErr(hL, want)).toBeLessThan(1e-14);
     disposeNudged(s);
     const bp = await gradients(be, net.backprop(x, y, 'mse').grads);
-    const est = async (scheme: 'forward' | 'centered', b: number) => gradients(be, epGradient(net, free, y, { beta: b, K: 40, scheme, clamp: true }));
+    const est = async (scheme: 'forward' | 'centered', b: number) => gradients(be, await epGradient(net, free, y, { beta: b, K: 40, scheme, clamp: true }));
     // The beta -> 0 limit of the clamped estimate (the centered one at a tiny beta).
     const lim = await est('centered', 1e-6);
     // One-phase: first order in beta; centered: the +-beta clamps are symmetric about h_L^0.

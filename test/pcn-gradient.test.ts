@@ -17,7 +17,7 @@ describe('EP gradient vs BP on a small conv PCN (reference backend)', () => {
     const { be, net, x, y } = await setup(seed);
     const bp = net.backprop(x, y);
     const free = net.forward(x);
-    const ep = epGradient(net, free, y, { beta, K: 8, scheme: 'centered' });
+    const ep = await epGradient(net, free, y, { beta, K: 8, scheme: 'centered' });
     const gb = await gradients(be, bp.grads);
     const ge = await gradients(be, ep);
     for (let i = 0; i < gb.length; i++) {
@@ -45,7 +45,7 @@ describe('EP gradient vs BP on a small conv PCN (reference backend)', () => {
     const bp = await gradients(be, net.backprop(x, y).grads);
     const free = net.forward(x);
     const errAt = async (scheme: 'forward' | 'centered' | 'random', beta: number) => {
-      const g = await gradients(be, epGradient(net, free, y, { beta, K: 20, scheme, signSeed: seed }));
+      const g = await gradients(be, await epGradient(net, free, y, { beta, K: 20, scheme, signSeed: seed }));
       let d = 0, n = 0;
       g.forEach((gi, i) => {
         for (let j = 0; j < gi.length; j++) {
@@ -81,7 +81,7 @@ describe('EP gradient vs BP on a small conv PCN (reference backend)', () => {
       // beta 1e-4, as in the fresh-input test above: at 1e-3 a few percent of random batches
       // cross a ReLU kink within the nudge and pull one tensor's cosine below 0.99 (seen once in
       // ~10 full runs), whichever the sweep.
-      const g = await gradients(be, epGradient(net, free, y, { beta: 1e-4, K: 10, scheme: 'centered', sweep }));
+      const g = await gradients(be, await epGradient(net, free, y, { beta: 1e-4, K: 10, scheme: 'centered', sweep }));
       return Math.min(...g.map((gi, i) => cosine(gi, bp[i])));
     };
     const a = await cosAll('async');
@@ -95,7 +95,7 @@ describe('EP gradient vs BP on a small conv PCN (reference backend)', () => {
     const seed = freshSeed();
     const { be, net, x, y } = await setup(seed);
     const free = net.forward(x);
-    const s = nudge(net, free, y, { beta: 0, K: 3 });
+    const s = await nudge(net, free, y, { beta: 0, K: 3 });
     for (let k = 1; k <= net.depth; k++) {
       const a = await be.read(s.h[k]);
       const b = await be.read(free.h[k]);
@@ -124,7 +124,7 @@ describe('the random scheme draws a sign per example', () => {
       const x = be.fromArray(idx.flatMap((i) => Array.from(xs.subarray(i * 72, (i + 1) * 72))), [idx.length, 6, 6, 2]);
       const y = be.fromArray(idx.map((i) => ys[i]), [idx.length], 'u32');
       const free = net.forward(x);
-      const g = await gradients(be, epGradient(net, free, y, { beta: 0.05, K: 6, scheme, signSeed: seed }));
+      const g = await gradients(be, await epGradient(net, free, y, { beta: 0.05, K: 6, scheme, signSeed: seed }));
       disposeState(free);
       return g;
     };

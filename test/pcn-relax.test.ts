@@ -104,7 +104,7 @@ async function compare(be: Backend, spec: ModelSpec, tol: number): Promise<void>
     const want = await Promise.all(textbookNudge(be, net, x, labels, beta, K, sweep).slice(1).map((t) => be.read(t)));
     for (const lazy of [true, false]) {
       const free = net.forward(x);
-      const s = nudge(net, free, labels, { beta, K, sweep, lazy });
+      const s = await nudge(net, free, labels, { beta, K, sweep, lazy });
       const got = await Promise.all(s.h.slice(1).map((t) => be.read(t)));
       got.forEach((g, i) => {
         const err = relErr(g, want[i]);

@@ -113,7 +113,7 @@ describe('skip connections', () => {
       const { be, net, x, y } = setup(seed);
       const bp = await flat(be, net.backprop(x, y).grads);
       const free = net.forward(x);
-      const ep = await flat(be, epGradient(net, free, y, { beta, K: 12, scheme: 'centered' }));
+      const ep = await flat(be, await epGradient(net, free, y, { beta, K: 12, scheme: 'centered' }));
       expect(ep.length).toBe(16);
       for (let i = 0; i < bp.length; i++) {
         const c = cosine(ep[i], bp[i]);
@@ -129,8 +129,8 @@ describe('skip connections', () => {
     const { be, net, x, y } = setup(seed);
     const free = net.forward(x);
     for (const K of [1, 2]) {
-      const lazy = await flat(be, epGradient(net, free, y, { beta: 0.1, K, scheme: 'centered' }));
-      const full = await flat(be, epGradient(net, free, y, { beta: 0.1, K, scheme: 'centered', lazy: false }));
+      const lazy = await flat(be, await epGradient(net, free, y, { beta: 0.1, K, scheme: 'centered' }));
+      const full = await flat(be, await epGradient(net, free, y, { beta: 0.1, K, scheme: 'centered', lazy: false }));
       lazy.forEach((g, i) => expect(relErr(g, full[i]), `tensor ${i} K ${K} seed ${seed}`).toBe(0));
     }
     disposeState(free);

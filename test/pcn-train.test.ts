@@ -15,7 +15,7 @@ async function paramsAfterSteps(be: Backend, cfg: TrainConfig, xs: Float32Array[
   for (let s = 0; s < xs.length; s++) {
     const x = be.fromArray(xs[s], [ys[s].length, 9, 9, 3]);
     const y = be.fromArray(ys[s], [ys[s].length], 'u32');
-    const loss = trainStep(net, sgd, x, y, cfg, cfg.sgd.lr, s);
+    const loss = await trainStep(net, sgd, x, y, cfg, cfg.sgd.lr, s);
     loss.dispose();
     x.dispose();
     y.dispose();

@@ -42,7 +42,7 @@ async function askedByStep(be: WebGPUBackend, spec: ModelSpec, batch: number, se
     const [H, W, C] = spec.input;
     const x = be.fromArray(randomValues(batch * H * W * C, r), [batch, H, W, C]);
     const y = be.fromArray(Array.from({ length: batch }, () => Math.floor(r() * spec.classes)), [batch], 'u32');
-    await be.read(trainStep(net, sgd, x, y, { ...step, epochs: 1, batch, beta: 0.05, sgd: sgdCfg, seed }, 0.01, 0));
+    await be.read(await trainStep(net, sgd, x, y, { ...step, epochs: 1, batch, beta: 0.05, sgd: sgdCfg, seed }, 0.01, 0));
     return [...rec.asked].sort();
   } finally {
     be.tuner = null;
