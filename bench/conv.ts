@@ -11,7 +11,7 @@ import {
   ConvGeometry,
   KernelChoices,
   Problem,
-  TUNABLE_OPS,
+  tunableOp,
   TunableOpName,
   Tuner,
   WebGPUBackend,
@@ -141,7 +141,7 @@ export async function benchConv(args: string[]): Promise<void> {
     for (const job of trainingShapes(spec, batch)) {
       if (!ops.has(job.op)) continue;
       const g = job.problem as ConvGeometry;
-      const top = TUNABLE_OPS[job.op];
+      const top = tunableOp(job.op);
       const tuned = await tuner.tune(job.op, job.problem as Problem);
       const inputs = top.inputShapes(g).map((s, i) => be.fromArray(fastUniform(s.reduce((a, b) => a * b, 1), i + 1), s));
       const flops = top.flops(g);

@@ -9,11 +9,14 @@
 // The sample does not depend on the order in which a space lists its configs (a refactor may
 // reorder them): a config is kept when the hash of its canonical form falls in a residue class
 // sized to keep about --per-space of each space, plus every algorithm's first config in key order.
+// Configs are named in the form they had before the register tiles carried `algo: 'register'`
+// (see legacyCanonical), so snapshots from either side of that change compare line for line.
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Conv2dOptions, ConvGeometry, Tensor, WebGPUBackend, openDevice } from '../engine/index.js';
-import { TUNABLE_OPS, TunableOpName, canonicalConfig, MatmulProblem, Problem } from '../engine/tune/ops.js';
+import { TunableOpName, canonicalConfig, Problem, tunableOp } from '../engine/tune/ops.js';
+import type { MatmulShape } from '../kernels/matmul/matmul.js';
 import { configKey } from '../kernels/candidates.js';
 import type { KernelSpec } from '../kernels/spec.js';
 import type { TileSpaceOptions } from '../kernels/candidates.js';
@@ -77,8 +80,8 @@ function convProblems(): ConvGeometry[] {
   ];
 }
 
-function matmulProblems(): MatmulProblem[] {
-  const out: MatmulProblem[] = [];
+function matmulProblems(): MatmulShape[] {
+  const out: MatmulShape[] = [];
   for (const [M, K, N] of [[64, 512, 10], [37, 129, 65], [128, 256, 128], [1, 64, 33]])
     for (const transA of [false, true]) for (const transB of [false, true]) out.push({ M, K, N, transA, transB });
   return out;
@@ -90,10 +93,23 @@ function fnv(s: string): number {
   return h;
 }
 
+/** A config without the register tiles' `algo` tag (nested GEMM configs too). */
+function untagged(c: unknown): unknown {
+  if (c === null || typeof c !== 'object') return c;
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(c as Record<string, unknown>)) if (!(k === 'algo' && v === 'register')) out[k] = untagged(v);
+  return out;
+}
+
+/** The canonical JSON of a config as it was before the register tiles were tagged. */
+function legacyCanonical(c: unknown): string {
+  return canonicalConfig(untagged(c));
+}
+
 /** About n of `space`, chosen independently of its order (see the header). */
 function sample(space: unknown[], n: number): unknown[] {
   const byKey = new Map<string, unknown>();
-  for (const c of space) byKey.set(canonicalConfig(c), c);
+  for (const c of space) byKey.set(legacyCanonical(c), c);
   const keys = [...byKey.keys()].sort();
   const mod = Math.max(1, Math.round(keys.length / n));
   const firstOfAlgo = new Map<string, string>();
@@ -139,7 +155,7 @@ export async function wgslSnapshot(perSpace: number): Promise<string[]> {
   const captured: KernelSpec[] = [];
   be.rt.dispatch = (spec: KernelSpec) => void captured.push(spec);
   const lines: string[] = [];
-  const record = (what: string, config: unknown, run: () => Tensor | Tensor[] | void) => {
+  const record = (family: TunableOpName, what: string, config: unknown, run: () => Tensor | Tensor[] | void) => {
     captured.length = 0;
     let result: string;
     try {
@@ -149,7 +165,7 @@ export async function wgslSnapshot(perSpace: number): Promise<string[]> {
     } catch (e) {
       result = `error: ${(e as Error).message.split('\n')[0]}`;
     }
-    const key = config === null ? 'default' : `${safeKey(config)} ${canonicalConfig(config)}`;
+    const key = config === null ? 'default' : `${safeKey(family, config)} ${legacyCanonical(config)}`;
     lines.push(`${what}\t${key}\t${result}`);
   };
   const tunerFor = (config: unknown) => ({ configFor: () => config }) as unknown as Tuner;
@@ -160,16 +176,16 @@ export async function wgslSnapshot(perSpace: number): Promise<string[]> {
   for (const choices of CHOICES) {
     apply(be, choices);
     for (const [name, p] of problems) {
-      const op = TUNABLE_OPS[name];
+      const op = tunableOp(name);
       const inputs = op.inputShapes(p).map((s) => be.zeros(s));
       const what = `${name}\t${op.key(p)}\t${choices.name}`;
       const configs = [null, ...op.seeds(p, be), ...sample(op.candidates(p, spaceOptions(be)), perSpace)];
       const seen = new Set<string>();
       for (const c of configs) {
-        const k = canonicalConfig(c);
+        const k = legacyCanonical(c);
         if (seen.has(k)) continue;
         seen.add(k);
-        record(what, c, () => op.run(be, p, inputs, c));
+        record(name, what, c, () => op.run(be, p, inputs, c));
       }
       // The conv blocks run the plain op's tuned config (or its default) with their epilogue.
       if (name === 'conv2d' || name === 'conv2dBackwardData') {
@@ -183,7 +199,7 @@ export async function wgslSnapshot(perSpace: number): Promise<string[]> {
             const pooled = g.Ho >= 2 && g.Wo >= 2;
             for (const e of [{ pool: false, relu: false }, { pool: pooled, relu: true, add: true, residual: true }, { pool: pooled, relu: true }]) {
               const add = e.add ? be.zeros(pooled && e.pool ? [g.N, g.Ho >> 1, g.Wo >> 1, g.Co] : [g.N, g.Ho, g.Wo, g.Co]) : null;
-              record(`convBlock ${JSON.stringify(e)}\t${op.key(p)}\t${choices.name}`, c ?? null, () => {
+              record('conv2d', `convBlock ${JSON.stringify(e)}\t${op.key(p)}\t${choices.name}`, c ?? null, () => {
                 const r = be.convBlock(first, w, bias, { ...convOptions(g), pool: e.pool, relu: e.relu, add, residual: e.residual });
                 return [r.a, r.argmax, r.h, r.r].filter((t): t is Tensor => t !== null);
               });
@@ -193,7 +209,7 @@ export async function wgslSnapshot(perSpace: number): Promise<string[]> {
           } else {
             const reluAt = be.zeros([g.N, g.Ho, g.Wo, g.Co]);
             for (const gate of ['none', 'relu']) {
-              record(`convBlockBackwardData ${gate}\t${op.key(p)}\t${choices.name}`, c ?? null, () =>
+              record('conv2dBackwardData', `convBlockBackwardData ${gate}\t${op.key(p)}\t${choices.name}`, c ?? null, () =>
                 be.convBlockBackwardData(first, w, [g.N, g.H, g.W, g.Ci], { ...convOptions(g), reluAt: gate === 'relu' ? reluAt : null }),
               );
             }
@@ -212,9 +228,9 @@ function convOptions(g: ConvGeometry): Conv2dOptions {
   return { stride: g.stride as Conv2dOptions['stride'], pad: g.pad as Conv2dOptions['pad'] };
 }
 
-function safeKey(c: unknown): string {
+function safeKey(family: TunableOpName, c: unknown): string {
   try {
-    return configKey(c as Parameters<typeof configKey>[0]);
+    return configKey(family, c as never);
   } catch {
     return '?';
   }

@@ -3,7 +3,7 @@
 // axis of a convolution and loads along them are contiguous); conv filters are
 // [KH, KW, Cin, Cout] (HWIO), i.e. a row-major [KH*KW*Cin, Cout] GEMM operand.
 import { DType, Shape, ShapeError, Tensor, shapeStr, sizeOf } from './tensor.js';
-import type { ConvShape } from '../kernels/conv/common.js';
+import type { ConvGeometry } from '../kernels/conv/common.js';
 import type { PulsedUpdateUniforms } from '../kernels/analog.js';
 
 export interface Conv2dOptions {
@@ -265,7 +265,7 @@ export function matmulShape(a: Tensor, b: Tensor, opts: MatmulOptions = {}): { M
 }
 
 /** A convolution's geometry, as the kernel generators take it (one definition for both). */
-export type ConvGeometry = ConvShape;
+export type { ConvGeometry };
 
 function convOpts(op: string, opts: Conv2dOptions = {}): { stride: number; pad: number } {
   const stride = opts.stride ?? 1;

@@ -22,8 +22,9 @@ export * from './analog/index.js';
 export { streamKey, seedFromString } from '../kernels/analog.js';
 export { Tuner, adapterIdentity } from './tune/tuner.js';
 export type { TunerOptions, TuneResult, TuneProgress } from './tune/tuner.js';
-export { TUNABLE_OPS, convKey, matmulKey, configLabel, canonicalConfig, kernelSetHash } from './tune/ops.js';
-export type { TunableOpName, MatmulProblem, Problem, KernelChoices } from './tune/ops.js';
+export { TUNABLE_OPS, tunableOp, convKey, matmulKey, configLabel, canonicalConfig, kernelSetHash } from './tune/ops.js';
+export type { TunableOpName, Problem, KernelChoices } from './tune/ops.js';
+export type { MatmulShape } from '../kernels/matmul/matmul.js';
 export { cacheDir, cachePath, loadCache, saveEntries, CACHE_FORMAT } from './tune/cache.js';
 export type { CacheEntry, CacheFile, AdapterIdentity } from './tune/cache.js';
 

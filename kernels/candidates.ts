@@ -1,85 +1,81 @@
-// Every kernel config the autotuner may try per op and shape, across algorithms: the
-// register-blocked spaces (won on lavapipe), the workgroup-memory tiled ones (meant for
-// discrete GPUs) and, for a 1x1 stride-1 unpadded conv, the conv run as a matmul. Each
-// candidate is correct for its shape; configKey names it stably (cache files keep it).
+// Every kernel config the autotuner may try per op and shape, across algorithms: each family's
+// registry (kernels/algorithms/<op>.ts) lists its algorithms, and a family's candidates are
+// their spaces in registry order (the register-blocked tiles, won on lavapipe; the
+// workgroup-memory tiles, meant for discrete GPUs; Winograd for 3x3 stride-1 convs; a 1x1
+// stride-1 unpadded conv run as a matmul). Each candidate is correct for its shape; configKey
+// names it stably (cache files keep it).
 //
 // Precision is the caller's choice, never a default: the f16 variants of the shared-tile
 // configs (f16 staging and multiply, kernels/matmul/sharedTile.ts) are candidates only with
 // `precision: 'f16'`; so are the subgroup-matrix tiles (tensor cores) with f16 components,
-// offered where the device has subgroup matrices (`matrices`); sharedGemmCandidates lists them
-// all for a GEMM. `maxStorageBytes` (the device's workgroup memory; default the portable 16 KB) bounds every shared-tile space, conv and matmul alike; the generators are given the
-// same limit when they run a config.
-import { ConvShape, tileConfigKey } from './conv/common.js';
-import {
-  ConvForwardConfig,
-  convAsMatmulShape,
-  convForwardConfigKey,
-  convForwardConfigSpace,
-  convIsMatmul,
-  winogradForwardConfigSpace,
-} from './conv/forward.js';
-import {
-  ConvBackwardDataConfig,
-  convBackwardDataConfigSpace,
-  winogradBackwardDataConfigSpace,
-} from './conv/backwardData.js';
-import {
-  AnyConvBackwardFilterConfig,
-  anyBackwardFilterConfigKey,
-  convBackwardFilterConfigSpace,
-} from './conv/backwardFilter.js';
-import { SharedBackwardFilterConfig, sharedBackwardFilterConfigSpace } from './conv/sharedTile.js';
-import { AnyMatmulConfig, MatmulShape, anyMatmulConfigKey, matmulConfigSpace } from './matmul/matmul.js';
-import { SharedTileConfig, TileSpaceOptions, sharedGemmCandidates, sharedTileConfigKey } from './matmul/sharedTile.js';
+// offered where the device has subgroup matrices (`matrices`). `maxStorageBytes` (the device's
+// workgroup memory; default the portable 16 KB) bounds every shared-tile space, conv and matmul
+// alike; the generators are given the same limit when they run a config.
+import type { KernelUses } from './algorithm.js';
+import { ConvForwardConfig, convForwardAlgorithm, convForwardCandidates } from './algorithms/conv2d.js';
+import { ConvBackwardDataConfig, convBackwardDataAlgorithm, convBackwardDataCandidates } from './algorithms/conv2dBackwardData.js';
+import { AnyConvBackwardFilterConfig, convBackwardFilterAlgorithm, convBackwardFilterCandidates } from './algorithms/conv2dBackwardFilter.js';
+import { AnyMatmulConfig, anyMatmulConfigKey, matmulCandidates, matmulUses } from './algorithms/matmul.js';
 
 export type { KernelPrecision, TileSpaceOptions } from './matmul/sharedTile.js';
+export type { KernelChoices, KernelUses } from './algorithm.js';
+export type { ConvForwardConfig, ConvBackwardDataConfig, AnyConvBackwardFilterConfig, AnyMatmulConfig };
+export { convForwardCandidates, convBackwardDataCandidates, convBackwardFilterCandidates, matmulCandidates };
 
-export type AnyKernelConfig = ConvForwardConfig | ConvBackwardDataConfig | AnyConvBackwardFilterConfig | AnyMatmulConfig;
+/** The tunable op families. */
+export type KernelFamily = 'conv2d' | 'conv2dBackwardData' | 'conv2dBackwardFilter' | 'matmul';
+
+/** The configs of each family, as a tagged union on `algo`. */
+export interface FamilyConfig {
+  conv2d: ConvForwardConfig;
+  conv2dBackwardData: ConvBackwardDataConfig;
+  conv2dBackwardFilter: AnyConvBackwardFilterConfig;
+  matmul: AnyMatmulConfig;
+}
+
+export type AnyKernelConfig = FamilyConfig[KernelFamily];
 
 /**
- * A stable name for any config of any op: register-blocked keys as before (`r8c2v4...`,
- * backward-filter with `k<split>`), shared-tile keys start with `sh`, conv-as-matmul with `mm-`,
- * Winograd with `wino-`.
+ * A stable name for a config of a family, from its algorithm: register-blocked keys
+ * (`r8c2v4...`, backward-filter with `k<split>`), shared-tile keys start with `sh`,
+ * conv-as-matmul with `mm-`, Winograd with `wino-`.
  */
-export function configKey(c: AnyKernelConfig): string {
-  if ('matmul' in c) return convForwardConfigKey(c);
-  if ('splitK' in c) return anyBackwardFilterConfigKey(c);
-  if (c.algo === 'shared') return sharedTileConfigKey(c);
-  if ('wgX' in c && 'kUnroll' in c) return tileConfigKey(c);
-  return anyMatmulConfigKey(c);
+export function configKey<F extends KernelFamily>(family: F, c: FamilyConfig[F]): string {
+  switch (family) {
+    case 'conv2d':
+      return convForwardAlgorithm(c as ConvForwardConfig).key(c as ConvForwardConfig);
+    case 'conv2dBackwardData':
+      return convBackwardDataAlgorithm(c as ConvBackwardDataConfig).key(c as ConvBackwardDataConfig);
+    case 'conv2dBackwardFilter':
+      return convBackwardFilterAlgorithm(c as AnyConvBackwardFilterConfig).key(c as AnyConvBackwardFilterConfig);
+    default:
+      return anyMatmulConfigKey(c as AnyMatmulConfig);
+  }
 }
 
-/** `opts.maxStorageBytes` lets the shared-tile matmul space use the device's workgroup memory. */
-export function matmulCandidates(s: MatmulShape, opts: TileSpaceOptions = {}): AnyMatmulConfig[] {
-  return [...matmulConfigSpace(s, opts.subgroupSize), ...sharedGemmCandidates(s.M, s.N, opts)];
-}
-
-export function convForwardCandidates(s: ConvShape, opts: TileSpaceOptions = {}): ConvForwardConfig[] {
-  const out: ConvForwardConfig[] = [
-    ...convForwardConfigSpace(s, opts.subgroupSize),
-    ...sharedGemmCandidates(s.N * s.Ho * s.Wo, s.Co, opts),
-    ...winogradForwardConfigSpace(s, opts),
-  ];
-  if (convIsMatmul(s)) for (const matmul of matmulCandidates(convAsMatmulShape(s), opts)) out.push({ algo: 'matmul', matmul });
-  return out;
-}
-
-export function convBackwardDataCandidates(s: ConvShape, opts: TileSpaceOptions = {}): ConvBackwardDataConfig[] {
-  return [
-    ...convBackwardDataConfigSpace(s, opts.subgroupSize),
-    ...sharedGemmCandidates(s.N * Math.ceil(s.H / s.stride) * Math.ceil(s.W / s.stride), s.Ci, opts),
-    ...winogradBackwardDataConfigSpace(s, opts),
-  ];
+/** What a config of a family needs of the device and the backend's precision (f16, subgroups, subgroup matrices). */
+export function configUses<F extends KernelFamily>(family: F, c: FamilyConfig[F]): KernelUses {
+  switch (family) {
+    case 'conv2d':
+      return convForwardAlgorithm(c as ConvForwardConfig).uses(c as ConvForwardConfig);
+    case 'conv2dBackwardData':
+      return convBackwardDataAlgorithm(c as ConvBackwardDataConfig).uses(c as ConvBackwardDataConfig);
+    case 'conv2dBackwardFilter':
+      return convBackwardFilterAlgorithm(c as AnyConvBackwardFilterConfig).uses(c as AnyConvBackwardFilterConfig);
+    default:
+      return matmulUses(c as AnyMatmulConfig);
+  }
 }
 
 /**
- * With f16, backward-filter gets only the 'mul' variants: its reduction runs over every
- * output pixel of the batch (thousands of terms per split chunk), far past what an f16
- * accumulator (11 significant bits) can sum.
+ * A config as stored before `algo` was required (tune caches keep configs as JSON): a
+ * register tile (conv, backward-filter or matmul, also as a Winograd or conv-as-matmul GEMM)
+ * gets its tag. Anything else is returned as it is.
  */
-export function convBackwardFilterCandidates(s: ConvShape, opts: TileSpaceOptions = {}): AnyConvBackwardFilterConfig[] {
-  const shared = sharedBackwardFilterConfigSpace(s, opts);
-  const out: AnyConvBackwardFilterConfig[] = [...convBackwardFilterConfigSpace(s, opts.subgroupSize), ...shared];
-  if (opts.precision === 'f16') for (const c of shared) out.push({ ...c, f16: 'mul' } as SharedBackwardFilterConfig);
+export function withAlgoTag(c: unknown): unknown {
+  if (c === null || typeof c !== 'object' || Array.isArray(c)) return c;
+  const o = c as Record<string, unknown>;
+  const out: Record<string, unknown> = o.algo === undefined && 'rows' in o ? { algo: 'register', ...o } : { ...o };
+  if (out.matmul !== undefined) out.matmul = withAlgoTag(out.matmul);
   return out;
 }

@@ -123,6 +123,7 @@ function coveringSample(op: Op, r: () => number): { c: ConvCase; cfg: AnyConfig 
     const wants = Array.from({ length: count }, (_, i) => {
       const want = Object.fromEntries(Object.entries(dealt).map(([k, v]) => [k, v[i % v.length]])) as unknown as ConvBackwardFilterConfig;
       want.wgY = 64 / want.wgX;
+      want.algo = 'register';
       if (op !== 'backwardFilter') delete (want as Partial<ConvBackwardFilterConfig>).splitK;
       return want;
     });
@@ -255,7 +256,7 @@ describe('conv generators as strings', () => {
       expect(space(op, c.g, 8).some((t) => sameConfig(t, def))).toBe(true);
     }
     // 16 rows over subgroups of 8: two activation loads per step, each broadcast 8 times.
-    const r16: ConvTileConfig = { rows: 16, cols: 1, vec4: true, kVec: false, wgX: 8, wgY: 1, kUnroll: 1, subgroup: 8 };
+    const r16: ConvTileConfig = { algo: 'register', rows: 16, cols: 1, vec4: true, kVec: false, wgX: 8, wgY: 1, kUnroll: 1, subgroup: 8 };
     const wgsl = convForwardKernel(c.g, true, r16).wgsl;
     expect(wgsl.startsWith('enable subgroups;')).toBe(true);
     expect(wgsl.match(/= select\(0\.0, src\[/g)?.length).toBe(2);
@@ -274,7 +275,7 @@ describe('conv generators as strings', () => {
 
   it('spread dispatches over 65535 workgroups on a 2-D grid the kernel folds back', () => {
     const big = makeConvCase(8, 224, 224, 64, 64, 3, 1, 1, true);
-    const tiny: ConvTileConfig = { rows: 1, cols: 1, vec4: false, kVec: false, wgX: 1, wgY: 1, kUnroll: 1 };
+    const tiny: ConvTileConfig = { algo: 'register', rows: 1, cols: 1, vec4: false, kVec: false, wgX: 1, wgY: 1, kUnroll: 1 };
     const specs = [convForwardKernel(big.g, true, tiny), convBackwardDataKernels(big.g, tiny).gemm];
     for (const spec of specs) {
       const groups = Number(/if \(g >= (\d+)u\) \{ return; \}/.exec(spec.wgsl)?.[1]);
@@ -348,7 +349,7 @@ describe('conv kernels on webgpu against the reference', () => {
       const widths = shuffled([S, 2 * S, 4 * S, 8 * S].filter((w) => w <= 64), r);
       for (let i = 0; i < rows.length; i++) {
         const vec4 = i % 2 === 0;
-        const tile: ConvTileConfig = { rows: rows[i], cols: cols[i % cols.length], vec4, kVec: i % 3 === 1, wgX: widths[i % widths.length], wgY: 1, kUnroll: 1, subgroup: S };
+        const tile: ConvTileConfig = { algo: 'register', rows: rows[i], cols: cols[i % cols.length], vec4, kVec: i % 3 === 1, wgX: widths[i % widths.length], wgY: 1, kUnroll: 1, subgroup: S };
         // Backward-filter: vec4 loads of x need rows % 4 == 0; a split reduction on odd rows.
         const want: AnyConfig = op === 'backwardFilter' ? { ...tile, kVec: tile.kVec && tile.rows % 4 === 0, splitK: pick(r, [1, 2]) } : tile;
         // Enough column units that the space holds this width (lanes past the edge are clamped), odd pixel counts.
@@ -375,7 +376,7 @@ describe('conv kernels on webgpu against the reference', () => {
     const x = be.zeros(c.xShape);
     const w = be.zeros(c.wShape);
     const dy = be.zeros([1, 5, 5, 8]);
-    const cfg: ConvTileConfig = { rows: 8, cols: 1, vec4: true, kVec: false, wgX: 16, wgY: 1, kUnroll: 1, subgroup: 16 };
+    const cfg: ConvTileConfig = { algo: 'register', rows: 8, cols: 1, vec4: true, kVec: false, wgX: 16, wgY: 1, kUnroll: 1, subgroup: 16 };
     const saved = be.subgroupTiles;
     try {
       if (saved !== 16) expect(() => convOps.conv2d(be, x, w, null, c.opts, cfg)).toThrow(/subgroups of 16/);
@@ -390,7 +391,7 @@ describe('conv kernels on webgpu against the reference', () => {
   it('dispatches of more than 65535 workgroups (forward and backward-data)', async () => {
     const be = await gpu();
     const c = makeConvCase(1, 257, 257, 1, 1, 1, 1, 0, true);
-    const tiny: ConvTileConfig = { rows: 1, cols: 1, vec4: false, kVec: false, wgX: 1, wgY: 1, kUnroll: 1 };
+    const tiny: ConvTileConfig = { algo: 'register', rows: 1, cols: 1, vec4: false, kVec: false, wgX: 1, wgY: 1, kUnroll: 1 };
     expect(convForwardKernel(c.g, true, tiny).workgroups[1]).toBeGreaterThan(1);
     await check(be, 'forward', c, tiny, seed);
     await check(be, 'backwardData', c, tiny, seed);

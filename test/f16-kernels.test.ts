@@ -18,6 +18,7 @@
 import { describe, expect, it } from 'vitest';
 import { CACHE_FORMAT, Tensor, TUNABLE_OPS, Tuner, WebGPUBackend, adapterIdentity, canonicalConfig, convGeometry, kernelSetHash } from '../engine/index.js';
 import type { KernelChoices } from '../engine/index.js';
+import type { TunableOp } from '../engine/tune/ops.js';
 import * as linalgOps from '../engine/webgpu/ops/linalg.js';
 import * as convOps from '../engine/webgpu/ops/conv.js';
 import {
@@ -91,7 +92,7 @@ describe('f16 configs as strings, spaces and candidates', () => {
     expect(f32.some((c) => f16Of(c) !== undefined)).toBe(false);
     expect(f16.some((c) => f16Of(c) === 'mul')).toBe(true);
     expect(f16.some((c) => f16Of(c) === 'acc')).toBe(true);
-    expect(new Set(f16.map(configKey)).size).toBe(f16.length);
+    expect(new Set(f16.map((c) => configKey('matmul', c))).size).toBe(f16.length);
     // Every f32 candidate stays one with f16 (same canonical form: no f16 field at all).
     expect(f16.filter((c) => !('f16' in c)).length).toBe(f32.length);
     const big = (c: SharedTileConfig) => c.BM === 128 && c.BN === 128 && c.BK === 32;
@@ -108,14 +109,14 @@ describe('f16 configs as strings, spaces and candidates', () => {
 
     const g = convGeometry('conv2d', [2, 9, 9, 16], [3, 3, 16, 12], { stride: 1, pad: 1 });
     const g1 = convGeometry('conv2d', [2, 5, 5, 8], [1, 1, 8, 12], { stride: 1, pad: 0 });
-    for (const [name, fn] of [['forward', convForwardCandidates], ['backwardData', convBackwardDataCandidates], ['backwardFilter', convBackwardFilterCandidates]] as const) {
-      const plain = fn(g);
-      const half = fn(g, { precision: 'f16' });
+    for (const [name, fn, family] of [['forward', convForwardCandidates, 'conv2d'], ['backwardData', convBackwardDataCandidates, 'conv2dBackwardData'], ['backwardFilter', convBackwardFilterCandidates, 'conv2dBackwardFilter']] as const) {
+      const plain: unknown[] = fn(g);
+      const half: unknown[] = fn(g, { precision: 'f16' });
       expect(plain.some((c) => f16Of(c) !== undefined), name).toBe(false);
       expect(half.some((c) => f16Of(c) === 'mul'), name).toBe(true);
       // Backward-filter sums over every pixel of the batch: no f16 accumulator there.
       expect(half.some((c) => f16Of(c) === 'acc'), name).toBe(name !== 'backwardFilter');
-      expect(new Set(half.map(configKey)).size, name).toBe(half.length);
+      expect(new Set(half.map((c) => configKey(family, c as never))).size, name).toBe(half.length);
     }
     expect(convForwardCandidates(g1, { precision: 'f16' }).some((c) => c.algo === 'matmul' && f16Of(c) !== undefined)).toBe(true);
   });
@@ -125,7 +126,7 @@ describe('f16 configs as strings, spaces and candidates', () => {
     expect(Tuner.key('matmul', p)).toMatch(/\|f32$/);
     expect(Tuner.key('matmul', p, 'f16')).toMatch(/\|f16$/);
     const choices = (precision: 'f32' | 'f16'): KernelChoices => ({ precision, subgroupTiles: null, defaultTileSubgroup: undefined, parallelism: 256, winogradDefaults: false });
-    for (const op of Object.values(TUNABLE_OPS)) {
+    for (const op of Object.values(TUNABLE_OPS) as TunableOp[]) {
       const q = op.name === 'matmul' ? p : convGeometry('conv2d', [2, 9, 9, 16], [3, 3, 16, 12], { stride: 1, pad: 1 });
       expect(op.candidates(q).some((c) => f16Of(c) !== undefined), op.name).toBe(false);
       expect(op.seeds(q, choices('f32')).some((c) => f16Of(c) !== undefined), op.name).toBe(false);
@@ -148,9 +149,9 @@ describe('f16 configs as strings, spaces and candidates', () => {
       const logs: string[] = [];
       const tuner = new Tuner(be, { cacheFile: file, log: (m) => logs.push(m) });
       expect(be.precision).toBe('f32');
-      expect(configKey(tuner.configFor('matmul', p) as never)).toBe(configKey(f32Cfg));
+      expect(configKey('matmul', tuner.configFor('matmul', p)!)).toBe(configKey('matmul', f32Cfg));
       await withF16(be, async () => {
-        expect(configKey(tuner.configFor('matmul', p) as never)).toBe(configKey(f16Cfg));
+        expect(configKey('matmul', tuner.configFor('matmul', p)!)).toBe(configKey('matmul', f16Cfg));
       });
       expect(logs.filter((l) => /stale/.test(l))).toEqual([]);
       // An f16 config stored under the f32 key is not an f32 candidate: stale, never run.

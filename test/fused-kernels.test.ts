@@ -51,7 +51,7 @@ function describeGeo(c: Geo): string {
 }
 
 function tile(rows: number, cols: number, vec4: boolean, kVec: boolean, wgX: number): ConvTileConfig {
-  return { rows, cols, vec4, kVec, wgX, wgY: 64 / wgX, kUnroll: 1 };
+  return { algo: 'register', rows, cols, vec4, kVec, wgX, wgY: 64 / wgX, kUnroll: 1 };
 }
 
 /** Register configs; those a geometry cannot run (vec4/kVec channel counts, rows for pool) are filtered per case. */
@@ -263,8 +263,8 @@ describe('fused conv-block kernel generators', () => {
     expect(convBlockConfig(g, pool, r8)).toEqual(r8);
     expect(convBlockConfig(g, flat, r2)).toEqual(r2);
     expect(convBlockConfig(g, pool, r2).rows % 4).toBe(0);
-    expect(convBlockConfig(g, pool, SHARED[0]).algo).toBeUndefined();
-    expect(convBlockConfig(g, flat, { algo: 'matmul', matmul: { rows: 4, cols: 1, vec4: false, wgX: 8, wgY: 8, kUnroll: 1 } as never }).algo).toBeUndefined();
+    expect(convBlockConfig(g, pool, SHARED[0]).algo).toBe('register');
+    expect(convBlockConfig(g, flat, { algo: 'matmul', matmul: { rows: 4, cols: 1, vec4: false, wgX: 8, wgY: 8, kUnroll: 1 } as never }).algo).toBe('register');
     // A one-pixel batch still gets a whole window per invocation.
     const tiny = geo(1, 2, 2, 3, 5, 1, 1, 0).g;
     expect(convBlockConfig(tiny, pool).rows).toBe(4);
@@ -343,7 +343,7 @@ describe('fused conv-block kernels on webgpu', () => {
     const S = be.subgroupTiles;
     if (S === null) expect.fail(`this test needs a device with the subgroups feature and one fixed subgroup size; ${be.gpu.info.name} has none`);
     const seed = freshSeed();
-    const sg = (rows: number, cols: number, vec4: boolean, kVec: boolean, wgX: number): ConvTileConfig => ({ rows, cols, vec4, kVec, wgX, wgY: 1, kUnroll: 1, subgroup: S });
+    const sg = (rows: number, cols: number, vec4: boolean, kVec: boolean, wgX: number): ConvTileConfig => ({ algo: 'register', rows, cols, vec4, kVec, wgX, wgY: 1, kUnroll: 1, subgroup: S });
     // Rows below, at and above the subgroup size (16: two loads per step), pool-capable rows % 4.
     const tiles = [sg(4, 1, false, false, S), sg(8, 2, true, false, 2 * S), sg(16, 1, true, true, S), sg(2, 2, false, true, S)];
     const cases = [

@@ -94,7 +94,7 @@ describe('kernel generators (no GPU)', () => {
   it('the default matmul config is valid, vec4 exactly when N % 4 == 0, and shrinks for tiny outputs', () => {
     for (const s of shapes) expect(() => checkMatmulConfig(s, defaultMatmulConfig(s))).not.toThrow();
     const big = defaultMatmulConfig({ M: 512, K: 512, N: 512, transA: false, transB: false });
-    expect(big).toEqual({ rows: 8, cols: 2, vec4: true, kVec: false, wgX: 64, wgY: 1, kUnroll: 1 });
+    expect(big).toEqual({ algo: 'register', rows: 8, cols: 2, vec4: true, kVec: false, wgX: 64, wgY: 1, kUnroll: 1 });
     const tiny = defaultMatmulConfig({ M: 1, K: 5, N: 3, transA: false, transB: false });
     expect(tiny.rows).toBe(1);
     expect(tiny.vec4).toBe(false);
@@ -113,7 +113,7 @@ describe('kernel generators (no GPU)', () => {
     }
     const wide: MatmulShape = { M: 40, K: 12, N: 128, transA: false, transB: false };
     const def = defaultMatmulConfig(wide, 8);
-    expect(def).toEqual({ rows: 16, cols: 2, vec4: true, kVec: false, wgX: 16, wgY: 1, kUnroll: 1, subgroup: 8 });
+    expect(def).toEqual({ algo: 'register', rows: 16, cols: 2, vec4: true, kVec: false, wgX: 16, wgY: 1, kUnroll: 1, subgroup: 8 });
     expect(matmulConfigSpace(wide, 8).some((c) => matmulConfigKey(c) === matmulConfigKey(def))).toBe(true);
     // Too few column units to fill a subgroup: the plain default.
     expect(defaultMatmulConfig({ ...wide, N: 20 }, 8).subgroup).toBeUndefined();
@@ -146,7 +146,7 @@ describe('kernel generators (no GPU)', () => {
 
   it('spreads more than 65535 workgroups over two grid dimensions', () => {
     const s: MatmulShape = { M: 70001, K: 3, N: 3, transA: false, transB: false };
-    const spec = matmulKernel(s, { rows: 1, cols: 1, vec4: false, kVec: false, wgX: 64, wgY: 1, kUnroll: 1 });
+    const spec = matmulKernel(s, { algo: 'register', rows: 1, cols: 1, vec4: false, kVec: false, wgX: 64, wgY: 1, kUnroll: 1 });
     expect(spec.workgroups[0]).toBeLessThanOrEqual(MAX_GROUPS_PER_DIM);
     expect(spec.workgroups[0] * spec.workgroups[1]).toBeGreaterThanOrEqual(70001);
     expect(spec.wgsl).toContain('if (g >= 70001u) { return; }');
@@ -280,7 +280,7 @@ describe('webgpu matmul against the reference', () => {
   it('more than 65535 workgroups', async () => {
     const be = await gpu();
     const s: MatmulShape = { M: 66001, K: 3, N: 2, transA: false, transB: false };
-    await check(be, s, freshSeed(), [{ rows: 1, cols: 1, vec4: false, kVec: false, wgX: 64, wgY: 1, kUnroll: 1 }]);
+    await check(be, s, freshSeed(), [{ algo: 'register', rows: 1, cols: 1, vec4: false, kVec: false, wgX: 64, wgY: 1, kUnroll: 1 }]);
   });
 
   it('K = 0 gives zeros; a shape error is thrown before any GPU work', async () => {

@@ -19,7 +19,8 @@ import {
 } from '../kernels/matmul/sharedTile.js';
 import { ConvForwardConfig, convForwardKernel, checkConvForwardConfig } from '../kernels/conv/forward.js';
 import { ConvBackwardDataConfig, convBackwardDataKernels } from '../kernels/conv/backwardData.js';
-import { AnyMatmulConfig, MatmulShape, anyMatmulConfigKey, defaultMatmulConfig } from '../kernels/matmul/matmul.js';
+import { MatmulShape, defaultMatmulConfig } from '../kernels/matmul/matmul.js';
+import { AnyMatmulConfig, anyMatmulConfigKey } from '../kernels/algorithms/matmul.js';
 import {
   configKey,
   convBackwardDataCandidates,
@@ -27,7 +28,7 @@ import {
   convForwardCandidates,
   matmulCandidates,
 } from '../kernels/candidates.js';
-import { AnyConvBackwardFilterConfig } from '../kernels/conv/backwardFilter.js';
+import { AnyConvBackwardFilterConfig } from '../kernels/algorithms/conv2dBackwardFilter.js';
 import { sharedBackwardFilterKernels } from '../kernels/conv/sharedTile.js';
 import { ConvCase, describeConvCase, makeConvCase, pick, freshSeed, gpu, pair, randomValues, ref, relErr, rng, runConvPair, shuffled } from './helpers.js';
 
@@ -99,7 +100,8 @@ async function compare(be: WebGPUBackend, got: Tensor, want: Tensor, what: strin
 type ConvOp = 'forward' | 'backwardData' | 'backwardFilter';
 
 async function checkConv(be: WebGPUBackend, op: ConvOp, c: ConvCase, cfg: ConvForwardConfig | ConvBackwardDataConfig | AnyConvBackwardFilterConfig, seed: string): Promise<void> {
-  const key = configKey(cfg);
+  const family = ({ forward: 'conv2d', backwardData: 'conv2dBackwardData', backwardFilter: 'conv2dBackwardFilter' } as const)[op];
+  const key = configKey(family, cfg as never);
   const what = `${op} ${describeConvCase(c)} config ${key} (seed ${seed})`;
   const r = rng(`${seed}/${what}`);
   const made: Tensor[] = [];
@@ -161,12 +163,13 @@ describe('shared-tile generators as strings', () => {
     const c3 = makeConvCase(2, 9, 7, 5, 12, 3, 2, 1, true);
     const c1 = makeConvCase(2, 9, 7, 8, 12, 1, 1, 0, true);
     for (const c of [c3, c1]) {
-      for (const list of [convForwardCandidates(c.g), convBackwardDataCandidates(c.g), convBackwardFilterCandidates(c.g)]) {
-        const keys = list.map(configKey);
+      for (const [family, list] of [['conv2d', convForwardCandidates(c.g)], ['conv2dBackwardData', convBackwardDataCandidates(c.g)], ['conv2dBackwardFilter', convBackwardFilterCandidates(c.g)]] as const) {
+        const keyOf = (k: unknown) => configKey(family, k as never);
+        const keys = list.map(keyOf);
         expect(new Set(keys).size).toBe(keys.length);
         expect(keys.some((k) => k.startsWith('sh'))).toBe(true);
         expect(keys.some((k) => !k.startsWith('sh') && !k.startsWith('mm'))).toBe(true);
-        expect(list.map(configKey)).toEqual(keys);
+        expect(list.map(keyOf)).toEqual(keys);
       }
     }
     expect(convForwardCandidates(c1.g).some((k) => k.algo === 'matmul')).toBe(true);

@@ -23,7 +23,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 /** A tuner that only records what it is asked for. */
 class RecordingTuner extends Tuner {
   readonly asked = new Set<string>();
-  override configFor(op: TunableOpName, p: Problem): unknown | undefined {
+  override configFor(op: TunableOpName, p: Problem): undefined {
     this.asked.add(Tuner.key(op, p));
     return undefined;
   }

@@ -15,6 +15,7 @@ import {
   CacheEntry,
   ConvGeometry,
   TUNABLE_OPS,
+  tunableOp,
   Tensor,
   Tuner,
   WebGPUBackend,
@@ -104,12 +105,13 @@ describe('tuner', () => {
     const seed = freshSeed();
     const g = geometry(rng(seed));
     const be = (await gpu()) as WebGPUBackend;
-    const op = TUNABLE_OPS.conv2d;
-    const { candidates, run } = op;
+    const op = tunableOp('conv2d');
+    const { candidates, run, uses } = op;
     // Two fake "configs" that are cheaper than any real kernel: zeros, and an untouched (poisoned) buffer.
     const zeros = { fake: 'zeros' };
     const unwritten = { fake: 'unwritten' };
     op.candidates = (p) => [zeros, unwritten, ...candidates(p).slice(0, 2)];
+    op.uses = (c) => (c === zeros || c === unwritten ? {} : uses(c));
     op.run = (b, p, inputs, config) => {
       const gg = p as ConvGeometry;
       if (config === zeros) return b.zeros([gg.N, gg.Ho, gg.Wo, gg.Co]);
@@ -126,6 +128,7 @@ describe('tuner', () => {
     } finally {
       op.candidates = candidates;
       op.run = run;
+      op.uses = uses;
     }
   });
 
@@ -134,7 +137,7 @@ describe('tuner', () => {
     const r = rng(seed);
     const be = (await gpu()) as WebGPUBackend;
     const problem = { M: 40 + Math.floor(r() * 60), K: 9 + Math.floor(r() * 40), N: 4 * (9 + Math.floor(r() * 12)), transA: false, transB: r() < 0.5 };
-    const op = TUNABLE_OPS.matmul;
+    const op = tunableOp('matmul');
     const space = new Set(op.candidates(problem).map(canonicalConfig));
     const seeds = op.seeds(problem, be).filter((c) => space.has(canonicalConfig(c)));
     expect(seeds.length, 'the tiled default should be a candidate').toBeGreaterThan(0);
@@ -262,6 +265,24 @@ describe('tune cache', () => {
     // Reported once, not at every call.
     tuner.configFor('conv2d', g);
     expect(lines.length).toBe(2);
+  });
+
+  it('uses a register config cached before configs carried their algo tag', async () => {
+    const be = (await gpu()) as WebGPUBackend;
+    const g = geometry(rng(freshSeed()));
+    const file = join(dir, `untagged-${freshSeed()}.json`);
+    const space = TUNABLE_OPS.conv2d.candidates(g) as { algo: string }[];
+    const tagged = space.find((c) => c.algo === 'register')!;
+    const { algo: _, ...untagged } = tagged;
+    saveEntries(file, adapterIdentity(be), {
+      [Tuner.key('conv2d', g)]: entry({ config: untagged, kernels: kernelSetHash(TUNABLE_OPS.conv2d) }),
+    });
+    const { lines, log } = logs();
+    const tuner = new Tuner(be, { cacheFile: file, log });
+    expect(canonicalConfig(tuner.configFor('conv2d', g))).toBe(canonicalConfig(tagged));
+    expect(lines).toEqual([]);
+    // The file itself is left as it was.
+    expect(loadCache(file, adapterIdentity(be)).entries[Tuner.key('conv2d', g)].config).toEqual(untagged);
   });
 
   it('keeps every entry when several processes save at the same time', async () => {
@@ -409,8 +430,8 @@ describe('tuner timing', () => {
     // Zero GPU time is only unmeasurable with timestamps (a copy takes wall time).
     expect(be.rt.hasTimestamps, 'this test needs timestamp queries').toBe(true);
     const problem = matmulProblem(rng(seed));
-    const op = TUNABLE_OPS.matmul;
-    const { candidates, run } = op;
+    const op = tunableOp('matmul');
+    const { candidates, run, uses } = op;
     // Right values with no dispatch at all: a copy of the real result (poisoning off, so no fill either).
     const results = new Map<Tensor, Tensor>();
     const copyOfResult = (b: WebGPUBackend, inputs: Tensor[]) => {
@@ -421,6 +442,7 @@ describe('tuner timing', () => {
     const instant = { fake: 'instant' };
     try {
       op.candidates = (p) => [instant, ...candidates(p).slice(0, 2)];
+      op.uses = (c) => (c === instant ? {} : uses(c));
       op.run = (b, p, inputs, config) => (config === instant ? copyOfResult(b, inputs) : run(b, p, inputs, config));
       const first = logs();
       const res = await withClock(be, null, () => new Tuner(be, { cacheFile: null, budgetMs: 60_000, reps: 1, log: first.log }).tune('matmul', problem), false);
@@ -446,6 +468,7 @@ describe('tuner timing', () => {
     } finally {
       op.candidates = candidates;
       op.run = run;
+      op.uses = uses;
       for (const t of results.values()) t.dispose();
     }
   });

@@ -8,8 +8,11 @@ import * as convOps from '../engine/webgpu/ops/conv.js';
 import { TUNABLE_OPS, configLabel } from '../engine/tune/ops.js';
 import { neighbours } from '../engine/tune/tuner.js';
 import { convForwardCandidates, convBackwardDataCandidates, configKey } from '../kernels/candidates.js';
-import { convBlockConfig, convForwardKernel, defaultConvForwardAlgorithm } from '../kernels/conv/forward.js';
-import { convBackwardDataKernels, defaultConvBackwardDataAlgorithm } from '../kernels/conv/backwardData.js';
+import { convBlockConfig, convForwardKernel } from '../kernels/conv/forward.js';
+import { convBackwardDataKernels } from '../kernels/conv/backwardData.js';
+import { defaultConvForward } from '../kernels/algorithms/conv2d.js';
+import { defaultConvBackwardData } from '../kernels/algorithms/conv2dBackwardData.js';
+import type { KernelChoices } from '../kernels/algorithm.js';
 import type { ConvTileConfig } from '../kernels/conv/common.js';
 import {
   ConvWinogradConfig,
@@ -22,9 +25,15 @@ import {
   winogradProblem,
   winogradTiling,
 } from '../kernels/conv/winograd.js';
-import { AnyMatmulConfig, MatmulConfig, MatmulShape, anyMatmulConfigKey, anyMatmulKernel, matmulConfigSpace } from '../kernels/matmul/matmul.js';
+import { MatmulConfig, MatmulShape, matmulConfigSpace } from '../kernels/matmul/matmul.js';
+import { AnyMatmulConfig, anyMatmulConfigKey, anyMatmulKernel } from '../kernels/algorithms/matmul.js';
 import { SharedTileConfig, sharedMatmulConfigSpace } from '../kernels/matmul/sharedTile.js';
 import { ConvCase, freshSeed, gpu, makeConvCase, pair, pick, randomValues, ref, relErr, rng, checkConvOp, shuffled } from './helpers.js';
+
+/** The default paths' configs on a backend whose untuned tiles share loads over `subgroup` and that may default to Winograd. */
+const choicesOf = (subgroup: number | undefined, winograd: boolean): KernelChoices => ({ precision: 'f32', subgroupTiles: subgroup ?? null, defaultTileSubgroup: subgroup, parallelism: 256, winogradDefaults: winograd });
+const defaultConvForwardAlgorithm = (g: ConvGeometry, subgroup: number | undefined, winograd: boolean) => defaultConvForward(g, choicesOf(subgroup, winograd));
+const defaultConvBackwardDataAlgorithm = (g: ConvGeometry, subgroup: number | undefined, winograd: boolean) => defaultConvBackwardData(g, choicesOf(subgroup, winograd));
 
 // The transforms add rounding (kernels/conv/winograd.ts); measured ~1e-7 - 1e-6 relative here.
 const TOL = 1e-5;
@@ -120,34 +129,34 @@ describe('Winograd generators as strings', () => {
     // Tap (0, 0) of the turned filter is tap (2, 2) = 8 of the stored one, channels swapped.
     expect(bwd.filter.wgsl).toContain(`w[(${8 * 8}u + nu * 4u + 3u) * 12u + k]`);
     expect(bwd.input.wgsl).toMatch(/pad 1/);
-    expect(configKey(defaultWinogradConfig(winogradForward(g)))).toMatch(/^wino-/);
+    expect(configKey('conv2d', defaultWinogradConfig(winogradForward(g)))).toMatch(/^wino-/);
     expect(configLabel(defaultWinogradConfig(winogradForward(g)))).toMatch(/^algo=winograd matmul\(rows=\d+ cols=\d+ /);
   });
 
   it('defaults: Winograd only where allowed, 3x3 stride 1, >= 64 reduction channels, >= 32 tiles and a subgroup-shared GEMM tile', () => {
     const big = convGeometry('t', [1, 14, 14, 64], [3, 3, 64, 128], { pad: 1 });
     expect(defaultConvForwardAlgorithm(big, 8, true).algo).toBe('winograd');
-    expect(defaultConvForwardAlgorithm(big, 8, false).algo).toBeUndefined();
-    expect(defaultConvForwardAlgorithm(big, undefined, true).algo).toBeUndefined();
+    expect(defaultConvForwardAlgorithm(big, 8, false).algo).toBe('register');
+    expect(defaultConvForwardAlgorithm(big, undefined, true).algo).toBe('register');
     expect(defaultConvBackwardDataAlgorithm(big, 8, true).algo).toBe('winograd');
     const thin = convGeometry('t', [1, 14, 14, WINOGRAD_MIN_CHANNELS / 2], [3, 3, WINOGRAD_MIN_CHANNELS / 2, 128], { pad: 1 });
-    expect(defaultConvForwardAlgorithm(thin, 8, true).algo).toBeUndefined();
+    expect(defaultConvForwardAlgorithm(thin, 8, true).algo).toBe('register');
     // backward-data reduces over Co = 128 there, and writes 32 channels: 8 vec4 units fill a subgroup of 8.
     expect(defaultConvBackwardDataAlgorithm(thin, 8, true).algo).toBe('winograd');
     const strided = convGeometry('t', [1, 14, 14, 64], [3, 3, 64, 128], { stride: 2, pad: 1 });
-    expect(defaultConvForwardAlgorithm(strided, 8, true).algo).toBeUndefined();
+    expect(defaultConvForwardAlgorithm(strided, 8, true).algo).toBe('register');
     // Too few output tiles to share the filter transform: 4x4 -> 4 tiles; 8x8 at batch 2 -> 32.
-    expect(defaultConvForwardAlgorithm(convGeometry('t', [1, 4, 4, 256], [3, 3, 256, 256], { pad: 1 }), 8, true).algo).toBeUndefined();
+    expect(defaultConvForwardAlgorithm(convGeometry('t', [1, 4, 4, 256], [3, 3, 256, 256], { pad: 1 }), 8, true).algo).toBe('register');
     expect(defaultConvForwardAlgorithm(convGeometry('t', [2, 8, 8, 256], [3, 3, 256, 256], { pad: 1 }), 8, true).algo).toBe('winograd');
     // The default (and the tuner's seeds) come from the backend's choices.
     const choices = { precision: 'f32' as const, subgroupTiles: 8, defaultTileSubgroup: 8, parallelism: 256, winogradDefaults: true };
     expect((TUNABLE_OPS.conv2d.defaultConfig(big, choices) as ConvWinogradConfig).algo).toBe('winograd');
-    expect((TUNABLE_OPS.conv2d.defaultConfig(big, { ...choices, winogradDefaults: false }) as { algo?: string }).algo).toBeUndefined();
+    expect((TUNABLE_OPS.conv2d.defaultConfig(big, { ...choices, winogradDefaults: false }) as { algo?: string }).algo).toBe('register');
     const seeds = TUNABLE_OPS.conv2dBackwardData.seeds(big, { ...choices, winogradDefaults: false }) as { algo?: string }[];
     expect(seeds.filter((c) => c.algo === 'winograd').length).toBe(2);
     // A conv block (one fused register kernel) never runs a tuned Winograd config.
     const e = { pool: true, add: false, relu: true, residual: false };
-    expect(convBlockConfig(big, e, defaultWinogradConfig(winogradForward(big), 8), 8).algo).toBeUndefined();
+    expect(convBlockConfig(big, e, defaultWinogradConfig(winogradForward(big), 8), 8).algo).toBe('register');
     // ... but a tuned register config, also one that names its algorithm, it does.
     const reg = { ...(defaultConvForwardAlgorithm(big, 8, false) as ConvTileConfig), algo: 'register' as const, rows: 8 };
     expect(convBlockConfig(big, e, reg, 8)).toBe(reg);

@@ -3,7 +3,7 @@
 import { parseArgs } from 'node:util';
 import {
   ConvGeometry,
-  MatmulProblem,
+  MatmulShape,
   Problem,
   TunableOpName,
   TuneResult,
@@ -64,7 +64,7 @@ export function trainingShapes(spec: ModelSpec, batch: number, opts: { doubleBat
     // Centered EP with both phases as one double batch: the free phase's forward at N,
     // everything of the relaxation and the weight gradient at 2N, except the first layer's
     // forward (its input is clamped, so its pre-activation is the free phase's, stacked).
-    const forward = (j: TuneJob) => j.op === 'conv2d' || (j.op === 'matmul' && !(j.problem as MatmulProblem).transA && !(j.problem as MatmulProblem).transB);
+    const forward = (j: TuneJob) => j.op === 'conv2d' || (j.op === 'matmul' && !(j.problem as MatmulShape).transA && !(j.problem as MatmulShape).transB);
     const free = trainingShapes(spec, batch).filter(forward);
     const keys = new Set(free.map((j) => Tuner.key(j.op, j.problem)));
     const relaxed = trainingShapes(spec, 2 * batch).filter((j) => !(forward(j) && j.where === 'L1') && !keys.has(Tuner.key(j.op, j.problem)));
@@ -95,7 +95,7 @@ export function trainingShapes(spec: ModelSpec, batch: number, opts: { doubleBat
     } else if (layer instanceof DenseLayer) {
       const F = layer.features;
       const O = layer.outShape[0];
-      add('matmul', { M: batch, K: F, N: O, transA: false, transB: false } satisfies MatmulProblem, name);
+      add('matmul', { M: batch, K: F, N: O, transA: false, transB: false } satisfies MatmulShape, name);
       if (i > 0) add('matmul', { M: batch, K: O, N: F, transA: false, transB: true }, name);
       add('matmul', { M: F, K: batch, N: O, transA: true, transB: false }, name);
     }

@@ -17,19 +17,21 @@ import * as mmT from '../../kernels/matmul/transpose.js';
 import * as mmShared from '../../kernels/matmul/sharedTile.js';
 import * as convShared from '../../kernels/conv/sharedTile.js';
 import * as cand from '../../kernels/candidates.js';
+import { convKey } from '../../kernels/conv/common.js';
+import type { MatmulShape } from '../../kernels/matmul/matmul.js';
 import * as winograd from '../../kernels/conv/winograd.js';
+import * as splitSum from '../../kernels/conv/splitSum.js';
+import type { KernelChoices } from '../../kernels/algorithm.js';
+import * as fwdAlgos from '../../kernels/algorithms/conv2d.js';
+import * as dataAlgos from '../../kernels/algorithms/conv2dBackwardData.js';
+import * as filterAlgos from '../../kernels/algorithms/conv2dBackwardFilter.js';
+import * as mmAlgos from '../../kernels/algorithms/matmul.js';
+import * as wgslWinograd from '../../kernels/algorithms/convWinograd.js';
+import * as plan from '../webgpu/ops/plan.js';
 
 export type TunableOpName = 'conv2d' | 'conv2dBackwardData' | 'conv2dBackwardFilter' | 'matmul';
 
-export interface MatmulProblem {
-  M: number;
-  K: number;
-  N: number;
-  transA: boolean;
-  transB: boolean;
-}
-
-export type Problem = ConvGeometry | MatmulProblem;
+export type Problem = ConvGeometry | MatmulShape;
 
 /**
  * Bump when a change to the kernels is not visible in the generator sources hashed below
@@ -37,66 +39,58 @@ export type Problem = ConvGeometry | MatmulProblem;
  */
 const KERNEL_SET_VERSION = 1;
 
-/** What a backend decides about its kernels: what defaults and seeds depend on (a WebGPUBackend has them). */
-export type KernelChoices = Pick<WebGPUBackend, 'precision' | 'subgroupTiles' | 'defaultTileSubgroup' | 'parallelism' | 'winogradDefaults'>;
+export type { KernelChoices };
 
-export interface TunableOp {
+/** An op the tuner measures: P its problem (a geometry), C its configs (the family's tagged union). */
+export interface TunableOp<P extends Problem = Problem, C = unknown> {
   name: TunableOpName;
-  key(p: Problem): string;
+  key(p: P): string;
   /**
    * Every config the tuner may try (the op's default path is tried separately, as `null`).
    * `opts.precision` 'f16' adds the f16 configs (never by default); `opts.maxStorageBytes`
    * is the device's workgroup memory (default: the portable 16 KB).
    */
-  candidates(p: Problem, opts?: cand.TileSpaceOptions): unknown[];
+  candidates(p: P, opts?: cand.TileSpaceOptions): C[];
   /**
    * The config the op's default path uses on this backend (its subgroup and parallelism
    * settings), when that path is one candidate kernel (skipped as a duplicate).
    */
-  defaultConfig(p: Problem, be: KernelChoices): unknown | null;
+  defaultConfig(p: P, be: KernelChoices): C | null;
   /**
    * The starting point of each other algorithm (the workgroup-memory tiled kernels' GPU
    * defaults in the backend's precision, and for the convs the register defaults with and
    * without the backend's subgroup tiles): measured right after the default, whatever the
    * budget, so a search that climbs from the default cannot miss a whole algorithm.
    */
-  seeds(p: Problem, be: KernelChoices): unknown[];
-  flops(p: Problem): number;
+  seeds(p: P, be: KernelChoices): C[];
+  /** What a config needs (f16 math: the probe allows its rounding). */
+  uses(c: C): cand.KernelUses;
+  flops(p: P): number;
   /** Input shapes, in the order run() takes them. */
-  inputShapes(p: Problem): number[][];
+  inputShapes(p: P): number[][];
   /** Records the op with `config` (null: the op's own default) and returns its output. */
-  run(be: WebGPUBackend, p: Problem, inputs: Tensor[], config: unknown | null): Tensor;
+  run(be: WebGPUBackend, p: P, inputs: Tensor[], config: C | null): Tensor;
   /** Output element `i` in float64 from the host copies of the inputs. */
-  reference(p: Problem, host: Float32Array[], i: number): number;
+  reference(p: P, host: Float32Array[], i: number): number;
   /** Generator code whose change invalidates measurements. */
   sources: unknown[];
 }
 
-export function convKey(g: ConvGeometry): string {
-  return `${g.N}x${g.H}x${g.W}x${g.Ci}->${g.Co} k${g.KH}x${g.KW} s${g.stride} p${g.pad}`;
-}
+export { convKey };
 
-export function matmulKey(p: MatmulProblem): string {
+export function matmulKey(p: MatmulShape): string {
   return `${p.M}x${p.K}x${p.N}${p.transA ? ' A^T' : ''}${p.transB ? ' B^T' : ''}`;
 }
 
-/** The shared-tile GPU default, and with f16 its f16 variants (so the search reaches them whatever the budget). */
-/** A conv's register default with and without the backend's subgroup tiles (whichever is not its default gets measured early). */
-function registerSeeds<T>(be: KernelChoices, tile: (subgroup?: number) => T): T[] {
-  return be.subgroupTiles ? [tile(), tile(be.subgroupTiles)] : [tile()];
-}
-
-function tileSeeds(tile: (f16?: 'mul' | 'acc') => mmShared.SharedTileConfig, precision?: cand.KernelPrecision): unknown[] {
-  return precision === 'f16' ? [tile(), tile('mul'), tile('acc')] : [tile()];
-}
-
 /** The Winograd generators (their GEMM is matmulKernel, and the op code is convOps'). */
-const WINOGRAD_SOURCES = [convCommon.blockStores, convCommon.poolWindow, convCommon.blockEpilogueDecls, winograd.winogradPlan, winograd.transform2d, winograd.inputT, winograd.filterT, winograd.outputT, winograd.filterTransformKernel, winograd.inputTransformKernel, winograd.outputTransformKernel, winograd.winogradTiling, winograd.winogradConfigSpace, winograd.defaultWinogradConfig, winograd.winogradPreferred, mm.matmulKernel, mm.defaultMatmulConfig, mm.matmulConfigSpace];
+const WINOGRAD_SOURCES = [convCommon.blockStores, convCommon.poolWindow, convCommon.blockEpilogueDecls, winograd.winogradPlan, winograd.transform2d, winograd.inputT, winograd.filterT, winograd.outputT, winograd.filterTransformKernel, winograd.inputTransformKernel, winograd.outputTransformKernel, winograd.winogradTiling, winograd.winogradConfigSpace, winograd.defaultWinogradConfig, winograd.winogradPreferred, wgslWinograd.winogradSteps, mm.matmulKernel, mm.defaultMatmulConfig, mm.matmulConfigSpace];
 
-const convFlops = (p: Problem) => {
-  const g = p as ConvGeometry;
-  return 2 * g.N * g.Ho * g.Wo * g.Co * g.KH * g.KW * g.Ci;
-};
+const convFlops = (g: ConvGeometry) => 2 * g.N * g.Ho * g.Wo * g.Co * g.KH * g.KW * g.Ci;
+
+/** The source of every method of a registry's algorithms. */
+function algorithmSources(registry: readonly object[]): unknown[] {
+  return registry.flatMap((a) => Object.values(a).filter((v) => typeof v === 'function'));
+}
 
 /** x[n, iy, ix, ci] or 0 outside the image. */
 function xAt(g: ConvGeometry, x: Float32Array, n: number, iy: number, ix: number, ci: number): number {
@@ -104,28 +98,21 @@ function xAt(g: ConvGeometry, x: Float32Array, n: number, iy: number, ix: number
   return x[((n * g.H + iy) * g.W + ix) * g.Ci + ci];
 }
 
-const conv2dOp: TunableOp = {
+const conv2dOp: TunableOp<ConvGeometry, fwdAlgos.ConvForwardConfig> = {
   name: 'conv2d',
-  key: (p) => convKey(p as ConvGeometry),
-  candidates: (p, opts) => cand.convForwardCandidates(p as ConvGeometry, opts),
-  defaultConfig: (p, be) => conv.defaultConvForwardAlgorithm(p as ConvGeometry, be.defaultTileSubgroup, be.winogradDefaults),
-  seeds: (p, be) => {
-    const g = p as ConvGeometry;
-    const tiles = registerSeeds(be, (sg) => conv.defaultConvForwardConfig(g, sg));
-    const wino = winograd.winogradProblem(g) === null ? registerSeeds(be, (sg) => winograd.defaultWinogradConfig(winograd.winogradForward(g), sg)) : [];
-    return [...tiles, ...wino, ...tileSeeds((f16) => mmShared.defaultSharedTileConfig(g.N * g.Ho * g.Wo, g.Co, f16), be.precision)];
-  },
+  key: (g) => convKey(g),
+  candidates: (g, opts) => fwdAlgos.convForwardCandidates(g, opts),
+  defaultConfig: (g, be) => fwdAlgos.defaultConvForward(g, be),
+  seeds: (g, be) => fwdAlgos.convForwardSeeds(g, be),
+  uses: (c) => cand.configUses('conv2d', c),
   flops: convFlops,
-  inputShapes: (p) => {
-    const g = p as ConvGeometry;
+  inputShapes: (g) => {
     return [[g.N, g.H, g.W, g.Ci], [g.KH, g.KW, g.Ci, g.Co]];
   },
-  run: (be, p, [x, w], config) => {
-    const g = p as ConvGeometry;
-    return convOps.conv2d(be, x, w, null, { stride: g.stride as 1 | 2, pad: g.pad as 0 | 1 }, config as conv.ConvForwardConfig | null);
+  run: (be, g, [x, w], config) => {
+    return convOps.conv2d(be, x, w, null, { stride: g.stride as 1 | 2, pad: g.pad as 0 | 1 }, config);
   },
-  reference: (p, [x, w], i) => {
-    const g = p as ConvGeometry;
+  reference: (g, [x, w], i) => {
     const co = i % g.Co;
     const ox = Math.floor(i / g.Co) % g.Wo;
     const oy = Math.floor(i / (g.Co * g.Wo)) % g.Ho;
@@ -138,31 +125,24 @@ const conv2dOp: TunableOp = {
         }
     return s;
   },
-  sources: [cand.convForwardCandidates, mmShared.subgroupMatrixTileConfigs, mmShared.sharedGemmCandidates, convShared.sharedGatherGemmKernel, mmShared.tileGemmKernel, mmShared.stagingSlots, mmShared.stageSlice, mmShared.matrixTileGemmKernel, mmShared.sharedTileConfigs, mmShared.sharedMatmulKernel, conv.convForwardKernel, conv.convForwardConfigSpace, conv.defaultConvForwardConfig, conv.defaultConvForwardAlgorithm, conv.winogradForwardConfigSpace, ...WINOGRAD_SOURCES, convCommon.gatherGemmKernel, convCommon.tileConfigs, convOps.conv2d],
+  sources: [cand.convForwardCandidates, mmShared.subgroupMatrixTileConfigs, mmShared.sharedGemmCandidates, convShared.sharedGatherGemmKernel, mmShared.tileGemmKernel, mmShared.stagingSlots, mmShared.stageSlice, mmShared.matrixTileGemmKernel, mmShared.sharedTileConfigs, mmShared.sharedMatmulKernel, conv.convForwardKernel, conv.convForwardConfigSpace, conv.defaultConvForwardConfig, ...algorithmSources(fwdAlgos.CONV_FORWARD_ALGORITHMS), ...algorithmSources(mmAlgos.MATMUL_ALGORITHMS), fwdAlgos.convBlockForwardConfig, conv.convBlockConfig, conv.convBlockKernel, ...WINOGRAD_SOURCES, convCommon.gatherGemmKernel, convCommon.tileConfigs, convOps.conv2d, convOps.convBlock, plan.runPlan],
 };
 
-const conv2dBackwardDataOp: TunableOp = {
+const conv2dBackwardDataOp: TunableOp<ConvGeometry, dataAlgos.ConvBackwardDataConfig> = {
   name: 'conv2dBackwardData',
-  key: (p) => convKey(p as ConvGeometry),
-  candidates: (p, opts) => cand.convBackwardDataCandidates(p as ConvGeometry, opts),
-  defaultConfig: (p, be) => convData.defaultConvBackwardDataAlgorithm(p as ConvGeometry, be.defaultTileSubgroup, be.winogradDefaults),
-  seeds: (p, be) => {
-    const g = p as ConvGeometry;
-    const tiles = registerSeeds(be, (sg) => convData.defaultConvBackwardDataConfig(g, sg));
-    const wino = winograd.winogradProblem(g) === null ? registerSeeds(be, (sg) => winograd.defaultWinogradConfig(winograd.winogradBackwardData(g), sg)) : [];
-    return [...tiles, ...wino, ...tileSeeds((f16) => mmShared.defaultSharedTileConfig(g.N * Math.ceil(g.H / g.stride) * Math.ceil(g.W / g.stride), g.Ci, f16), be.precision)];
-  },
+  key: (g) => convKey(g),
+  candidates: (g, opts) => dataAlgos.convBackwardDataCandidates(g, opts),
+  defaultConfig: (g, be) => dataAlgos.defaultConvBackwardData(g, be),
+  seeds: (g, be) => dataAlgos.convBackwardDataSeeds(g, be),
+  uses: (c) => cand.configUses('conv2dBackwardData', c),
   flops: convFlops,
-  inputShapes: (p) => {
-    const g = p as ConvGeometry;
+  inputShapes: (g) => {
     return [[g.N, g.Ho, g.Wo, g.Co], [g.KH, g.KW, g.Ci, g.Co]];
   },
-  run: (be, p, [dy, w], config) => {
-    const g = p as ConvGeometry;
-    return convOps.conv2dBackwardData(be, dy, w, [g.N, g.H, g.W, g.Ci], { stride: g.stride as 1 | 2, pad: g.pad as 0 | 1 }, config as convData.ConvBackwardDataConfig | null);
+  run: (be, g, [dy, w], config) => {
+    return convOps.conv2dBackwardData(be, dy, w, [g.N, g.H, g.W, g.Ci], { stride: g.stride as 1 | 2, pad: g.pad as 0 | 1 }, config);
   },
-  reference: (p, [dy, w], i) => {
-    const g = p as ConvGeometry;
+  reference: (g, [dy, w], i) => {
     const ci = i % g.Ci;
     const ix = Math.floor(i / g.Ci) % g.W;
     const iy = Math.floor(i / (g.Ci * g.W)) % g.H;
@@ -183,31 +163,24 @@ const conv2dBackwardDataOp: TunableOp = {
     }
     return s;
   },
-  sources: [cand.convBackwardDataCandidates, mmShared.subgroupMatrixTileConfigs, mmShared.sharedGemmCandidates, convShared.sharedGatherGemmKernel, mmShared.tileGemmKernel, mmShared.stagingSlots, mmShared.stageSlice, mmShared.matrixTileGemmKernel, mmShared.sharedTileConfigs, convData.convBackwardDataKernels, convData.backwardDataPhases, convData.filterTransposeKernel, convData.convBackwardDataConfigSpace, convData.defaultConvBackwardDataConfig, convData.defaultConvBackwardDataAlgorithm, convData.winogradBackwardDataConfigSpace, ...WINOGRAD_SOURCES, convCommon.gatherGemmKernel, convCommon.tileConfigs, convOps.conv2dBackwardData],
+  sources: [cand.convBackwardDataCandidates, mmShared.subgroupMatrixTileConfigs, mmShared.sharedGemmCandidates, convShared.sharedGatherGemmKernel, mmShared.tileGemmKernel, mmShared.stagingSlots, mmShared.stageSlice, mmShared.matrixTileGemmKernel, mmShared.sharedTileConfigs, convData.convBackwardDataKernels, convData.backwardDataPhases, convData.filterTransposeKernel, convData.convBackwardDataConfigSpace, convData.defaultConvBackwardDataConfig, convData.convBlockBackwardDataKernels, convData.backwardDataSteps, ...algorithmSources(dataAlgos.CONV_BACKWARD_DATA_ALGORITHMS), ...algorithmSources(mmAlgos.MATMUL_ALGORITHMS), dataAlgos.gatedBackwardDataConfig, ...WINOGRAD_SOURCES, convCommon.gatherGemmKernel, convCommon.tileConfigs, convOps.conv2dBackwardData, convOps.convBlockBackwardData, plan.runPlan],
 };
 
-const conv2dBackwardFilterOp: TunableOp = {
+const conv2dBackwardFilterOp: TunableOp<ConvGeometry, filterAlgos.AnyConvBackwardFilterConfig> = {
   name: 'conv2dBackwardFilter',
-  key: (p) => convKey(p as ConvGeometry),
-  candidates: (p, opts) => cand.convBackwardFilterCandidates(p as ConvGeometry, opts),
-  defaultConfig: (p, be) => convFilter.defaultConvBackwardFilterConfig(p as ConvGeometry, be.defaultTileSubgroup, be.parallelism),
-  seeds: (p, be) => {
-    const g = p as ConvGeometry;
-    const tiles = registerSeeds(be, (sg) => convFilter.defaultConvBackwardFilterConfig(g, sg, be.parallelism));
-    const c = convShared.defaultSharedBackwardFilterConfig(g);
-    return [...tiles, ...(be.precision === 'f16' ? [c, { ...c, f16: 'mul' }] : [c])];
-  },
+  key: (g) => convKey(g),
+  candidates: (g, opts) => filterAlgos.convBackwardFilterCandidates(g, opts),
+  defaultConfig: (g, be) => filterAlgos.defaultConvBackwardFilter(g, be),
+  seeds: (g, be) => filterAlgos.convBackwardFilterSeeds(g, be),
+  uses: (c) => cand.configUses('conv2dBackwardFilter', c),
   flops: convFlops,
-  inputShapes: (p) => {
-    const g = p as ConvGeometry;
+  inputShapes: (g) => {
     return [[g.N, g.H, g.W, g.Ci], [g.N, g.Ho, g.Wo, g.Co]];
   },
-  run: (be, p, [x, dy], config) => {
-    const g = p as ConvGeometry;
-    return convOps.conv2dBackwardFilter(be, x, dy, [g.KH, g.KW, g.Ci, g.Co], { stride: g.stride as 1 | 2, pad: g.pad as 0 | 1 }, config as convFilter.ConvBackwardFilterConfig | null);
+  run: (be, g, [x, dy], config) => {
+    return convOps.conv2dBackwardFilter(be, x, dy, [g.KH, g.KW, g.Ci, g.Co], { stride: g.stride as 1 | 2, pad: g.pad as 0 | 1 }, config);
   },
-  reference: (p, [x, dy], i) => {
-    const g = p as ConvGeometry;
+  reference: (g, [x, dy], i) => {
     const co = i % g.Co;
     const ci = Math.floor(i / g.Co) % g.Ci;
     const t = Math.floor(i / (g.Co * g.Ci));
@@ -222,33 +195,25 @@ const conv2dBackwardFilterOp: TunableOp = {
         }
     return s;
   },
-  sources: [cand.convBackwardFilterCandidates, convShared.sharedBackwardFilterConfigSpace, convShared.sharedBackwardFilterKernels, convFilter.anyConvBackwardFilterKernels, mmShared.tileGemmKernel, mmShared.stagingSlots, mmShared.stageSlice, mmShared.matrixTileGemmKernel, convFilter.convBackwardFilterKernels, convFilter.splitSumKernel, convFilter.convBackwardFilterConfigSpace, convFilter.defaultConvBackwardFilterConfig, convCommon.tileConfigs, convOps.conv2dBackwardFilter],
+  sources: [cand.convBackwardFilterCandidates, convShared.sharedBackwardFilterConfigSpace, convShared.sharedBackwardFilterKernels, ...algorithmSources(filterAlgos.CONV_BACKWARD_FILTER_ALGORITHMS), splitSum.backwardFilterSteps, mmShared.tileGemmKernel, mmShared.stagingSlots, mmShared.stageSlice, mmShared.matrixTileGemmKernel, convFilter.convBackwardFilterKernels, splitSum.splitSumKernel, convFilter.convBackwardFilterConfigSpace, convFilter.defaultConvBackwardFilterConfig, convCommon.tileConfigs, convOps.conv2dBackwardFilter, plan.runPlan],
 };
 
-const matmulOp: TunableOp = {
+const matmulOp: TunableOp<MatmulShape, mmAlgos.AnyMatmulConfig> = {
   name: 'matmul',
-  key: (p) => matmulKey(p as MatmulProblem),
-  candidates: (p, opts) => cand.matmulCandidates(p as MatmulProblem, opts),
+  key: (s) => matmulKey(s),
+  candidates: (s, opts) => mmAlgos.matmulCandidates(s, opts),
   // With a large transposed B the default path transposes first: not one of the candidates.
-  defaultConfig: (p, be) => (mm.transposeBFirst(p as MatmulProblem) ? null : mm.defaultMatmulConfig(p as MatmulProblem, be.defaultTileSubgroup)),
-  seeds: (p, be) => [
-    ...registerSeeds(be, (sg) => mm.defaultMatmulConfig(p as MatmulProblem, sg)),
-    ...tileSeeds((f16) => mmShared.defaultSharedMatmulConfig(p as MatmulProblem, f16), be.precision),
-  ],
-  flops: (p) => {
-    const s = p as MatmulProblem;
-    return 2 * s.M * s.N * s.K;
-  },
-  inputShapes: (p) => {
-    const s = p as MatmulProblem;
+  defaultConfig: (s, be) => mmAlgos.defaultMatmulAlgorithm(s, be),
+  seeds: (s, be) => mmAlgos.matmulSeeds(s, be),
+  uses: (c) => cand.configUses('matmul', c),
+  flops: (s) => 2 * s.M * s.N * s.K,
+  inputShapes: (s) => {
     return [s.transA ? [s.K, s.M] : [s.M, s.K], s.transB ? [s.N, s.K] : [s.K, s.N]];
   },
-  run: (be, p, [a, b], config) => {
-    const s = p as MatmulProblem;
-    return linalgOps.matmul(be, a, b, { transA: s.transA, transB: s.transB }, config as mm.AnyMatmulConfig | null);
+  run: (be, s, [a, b], config) => {
+    return linalgOps.matmul(be, a, b, { transA: s.transA, transB: s.transB }, config);
   },
-  reference: (p, [a, b], i) => {
-    const s = p as MatmulProblem;
+  reference: (s, [a, b], i) => {
     const row = Math.floor(i / s.N);
     const col = i % s.N;
     let acc = 0;
@@ -259,15 +224,28 @@ const matmulOp: TunableOp = {
     }
     return acc;
   },
-  sources: [cand.matmulCandidates, mmShared.subgroupMatrixTileConfigs, mmShared.sharedGemmCandidates, mmShared.sharedMatmulKernel, mmShared.tileGemmKernel, mmShared.stagingSlots, mmShared.stageSlice, mmShared.matrixTileGemmKernel, mm.matmulKernel, mm.matmulConfigSpace, mm.defaultMatmulConfig, mm.transposeBFirst, mmT.transposeKernel, linalgOps.matmul],
+  sources: [cand.matmulCandidates, mmShared.subgroupMatrixTileConfigs, mmShared.sharedGemmCandidates, mmShared.sharedMatmulKernel, mmShared.tileGemmKernel, mmShared.stagingSlots, mmShared.stageSlice, mmShared.matrixTileGemmKernel, mm.matmulKernel, mm.matmulConfigSpace, mm.defaultMatmulConfig, mm.transposeBFirst, mmT.transposeKernel, ...algorithmSources(mmAlgos.MATMUL_ALGORITHMS), mmAlgos.defaultMatmulPlan, linalgOps.matmul, plan.runPlan],
 };
 
-export const TUNABLE_OPS: Record<TunableOpName, TunableOp> = {
+/** Each op's tunable definition, typed by its problem and config family. */
+export interface TunableOps {
+  conv2d: TunableOp<ConvGeometry, fwdAlgos.ConvForwardConfig>;
+  conv2dBackwardData: TunableOp<ConvGeometry, dataAlgos.ConvBackwardDataConfig>;
+  conv2dBackwardFilter: TunableOp<ConvGeometry, filterAlgos.AnyConvBackwardFilterConfig>;
+  matmul: TunableOp<MatmulShape, mmAlgos.AnyMatmulConfig>;
+}
+
+export const TUNABLE_OPS: TunableOps = {
   conv2d: conv2dOp,
   conv2dBackwardData: conv2dBackwardDataOp,
   conv2dBackwardFilter: conv2dBackwardFilterOp,
   matmul: matmulOp,
 };
+
+/** An op's definition as the tuner handles any of them (problem and config not narrowed). */
+export function tunableOp(name: TunableOpName): TunableOp {
+  return TUNABLE_OPS[name];
+}
 
 /** Canonical JSON of a config (sorted keys): how configs are compared and stored. */
 export function canonicalConfig(c: unknown): string {
@@ -279,10 +257,14 @@ export function canonicalConfig(c: unknown): string {
     .join(',')}}`;
 }
 
-/** A short readable name of a config: its fields in order, e.g. rows=8 cols=2 vec4; a nested config in parentheses. */
+/**
+ * A short readable name of a config: its fields in order, e.g. rows=8 cols=2 vec4; a nested
+ * config in parentheses. The register tiles' `algo` is left out, as before it was required.
+ */
 export function configLabel(c: unknown): string {
   if (c === null) return 'default';
   return Object.entries(c as Record<string, unknown>)
+    .filter(([k, v]) => !(k === 'algo' && v === 'register'))
     .map(([k, v]) => (v === true ? k : v === false ? '' : v !== null && typeof v === 'object' ? `${k}(${configLabel(v)})` : `${k}=${String(v)}`))
     .filter(Boolean)
     .join(' ');

@@ -25,8 +25,9 @@
 import { Tensor } from '../tensor.js';
 import type { WebGPUBackend } from '../webgpu/backend.js';
 import { AdapterIdentity, CacheEntry, cachePath, loadCache, saveEntries } from './cache.js';
-import { Problem, TUNABLE_OPS, TunableOp, TunableOpName, canonicalConfig, configLabel, kernelSetHash } from './ops.js';
+import { Problem, TunableOp, TunableOpName, canonicalConfig, configLabel, kernelSetHash, tunableOp } from './ops.js';
 import { KernelTimer, MAX_REPEATS, Span } from './timer.js';
+import { FamilyConfig, withAlgoTag } from '../../kernels/candidates.js';
 import type { KernelPrecision, TileSpaceOptions } from '../../kernels/candidates.js';
 
 export interface TunerOptions {
@@ -80,12 +81,6 @@ const PROBE_TOL = 1e-3;
  */
 const PROBE_TOL_F16 = 2e-2;
 
-/** Whether a config (or the matmul inside a conv-as-matmul config) computes in f16. */
-function usesF16(c: unknown): boolean {
-  if (c === null || typeof c !== 'object') return false;
-  const o = c as { f16?: unknown; matmul?: unknown };
-  return o.f16 !== undefined || usesF16(o.matmul);
-}
 const PROBE_RANDOM_SAMPLES = 48;
 const WIN_MARGIN = 0.98;
 /**
@@ -185,7 +180,8 @@ export class Tuner {
     if (this.cacheFile) {
       const { entries, problems } = loadCache(this.cacheFile, this.adapter);
       for (const p of problems) this.log(p);
-      for (const [k, e] of Object.entries(entries)) this.entries.set(k, e);
+      // Configs stored before the register tiles carried `algo` get it, so they still match their candidates.
+      for (const [k, e] of Object.entries(entries)) this.entries.set(k, { ...e, config: withAlgoTag(e.config) });
     }
   }
 
@@ -194,7 +190,7 @@ export class Tuner {
    * tensors) when f16 configs may compete, so f32 and f16 winners never mix.
    */
   static key(op: TunableOpName, p: Problem, precision: KernelPrecision = 'f32'): string {
-    return `${op}|${TUNABLE_OPS[op].key(p)}|${precision}`;
+    return `${op}|${tunableOp(op).key(p)}|${precision}`;
   }
 
   /** The candidate-space options of this backend: its precision, workgroup memory and subgroup size. */
@@ -217,10 +213,11 @@ export class Tuner {
    * The config to use for this problem: a valid cached winner, else undefined (the op's
    * default). With autotune on, an unknown shape is queued for tuning.
    */
-  configFor(op: TunableOpName, p: Problem): unknown | undefined {
+  configFor<F extends TunableOpName>(op: F, p: Problem): FamilyConfig[F] | undefined {
     const key = Tuner.key(op, p, this.be.precision);
-    const e = this.validEntry(key, TUNABLE_OPS[op], p);
-    if (e) return e.config === null ? undefined : e.config;
+    const e = this.validEntry(key, tunableOp(op), p);
+    // validEntry checked the stored config against the op's candidates: it is one of the family's.
+    if (e) return e.config === null ? undefined : (e.config as FamilyConfig[F]);
     if (this.autotune && !this.tuning && !this.untimed.has(key)) this.pending.set(key, { op, problem: p });
     return undefined;
   }
@@ -278,7 +275,7 @@ export class Tuner {
     p: Problem,
     opts: { budgetMs?: number; force?: boolean; onProgress?: (pr: TuneProgress) => void } = {},
   ): Promise<TuneResult> {
-    const top = TUNABLE_OPS[op];
+    const top = tunableOp(op);
     const key = Tuner.key(op, p, this.be.precision);
     const space = top.candidates(p, this.spaceOptions());
     const flops = top.flops(p);
@@ -480,7 +477,8 @@ export class Tuner {
         num += (got[i] - want[i]) ** 2;
         den += want[i] ** 2;
       }
-      return Math.sqrt(num / Math.max(den, 1e-30)) < (usesF16(config) ? PROBE_TOL_F16 : PROBE_TOL);
+      const f16 = config !== null && top.uses(config).f16 !== undefined;
+      return Math.sqrt(num / Math.max(den, 1e-30)) < (f16 ? PROBE_TOL_F16 : PROBE_TOL);
     } finally {
       out.dispose();
     }

@@ -33,6 +33,7 @@ import { GpuStorage, GpuTensor, Runtime, RuntimeOptions } from './runtime.js';
 import { oneHotKernel } from '../../kernels/loss.js';
 import { DeviceError, Gpu } from '../device.js';
 import type { KernelPrecision, SubgroupMatrixShape, SubgroupMatrixTile } from '../../kernels/matmul/sharedTile.js';
+import { FamilyConfig, KernelFamily, configKey, configUses } from '../../kernels/candidates.js';
 import * as convOps from './ops/conv.js';
 import * as linalgOps from './ops/linalg.js';
 import * as miscOps from './ops/misc.js';
@@ -104,17 +105,28 @@ export class WebGPUBackend implements Backend {
   }
 
   /**
-   * Refuses a subgroup-shared tile (a config's `subgroup`, also inside a conv-as-matmul
-   * config) for any subgroup size but this device's (subgroupTiles).
+   * Refuses a config this backend cannot run, from what it uses (kernels/candidates.ts
+   * configUses): f16 math unless the precision is 'f16', a subgroup-shared tile for any
+   * subgroup size but this device's (subgroupTiles), a subgroup-matrix shape the device does
+   * not offer.
    */
-  checkSubgroupConfig(op: string, config: unknown): void {
-    const c = config as { subgroup?: unknown; matmul?: { subgroup?: unknown; matrix?: SubgroupMatrixTile }; matrix?: SubgroupMatrixTile; f16?: unknown } | undefined;
-    const m = c?.matrix ?? c?.matmul?.matrix;
-    if (m) this.checkMatrixTile(op, config, m, c?.f16 !== undefined || (c?.matmul as { f16?: unknown } | undefined)?.f16 !== undefined);
-    const sg = c?.subgroup ?? c?.matmul?.subgroup;
+  checkKernelConfig<F extends KernelFamily>(op: string, family: F, config: FamilyConfig[F]): void {
+    const uses = configUses(family, config);
+    let key: string;
+    try {
+      key = configKey(family, config);
+    } catch {
+      key = JSON.stringify(config);
+    }
+    const what = `${op} config ${key}`;
+    if (uses.f16 && this.precision !== 'f16') {
+      throw new Error(`${what} computes in f16, but the backend's precision is '${this.precision}' (set precision 'f16' to allow it)`);
+    }
+    if (uses.matrix) this.checkMatrixTile(what, uses.matrix, uses.f16 !== undefined);
+    const sg = uses.subgroup;
     if (sg === undefined || sg === this.subgroupTiles) return;
     const has = this.subgroupTiles ? `subgroups of ${this.subgroupTiles}` : 'no fixed-size subgroups (or the subgroups feature is off)';
-    throw new Error(`${op} config ${JSON.stringify(config)} shares loads over subgroups of ${String(sg)}, but this device has ${has}`);
+    throw new Error(`${what} shares loads over subgroups of ${String(sg)}, but this device has ${has}`);
   }
 
   /**
@@ -122,8 +134,7 @@ export class WebGPUBackend implements Backend {
    * f16 config, f32 without) on subgroups of its size; an emulated one only where subgroups
    * have one fixed size equal to its own (it spreads stores over the lanes).
    */
-  private checkMatrixTile(op: string, config: unknown, m: SubgroupMatrixTile, f16: boolean): void {
-    const what = `${op} config ${JSON.stringify(config)}`;
+  private checkMatrixTile(what: string, m: SubgroupMatrixTile, f16: boolean): void {
     if (m.emulated) {
       if (m.subgroup !== this.subgroupTiles) throw new Error(`${what} emulates subgroup matrices on subgroups of ${m.subgroup}, but this device has ${this.subgroupTiles ? `subgroups of ${this.subgroupTiles}` : 'no fixed-size subgroups'}`);
       return;

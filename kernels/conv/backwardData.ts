@@ -12,8 +12,10 @@
 // The filter is first transposed to [KH, KW, Co, Ci], so the GEMM's B operand is read
 // along Ci with adjacent lanes on adjacent addresses, as in the forward kernel.
 import { KernelSpec, ceilDiv, grid, linearGroupIndex } from '../spec.js';
+import type { BufferRef, KernelPlan } from '../algorithm.js';
 import {
-  ConvShape,
+  ConvBackwardDataRequest,
+  ConvGeometry,
   ConvTileConfig,
   GatherGemm,
   GatherPhase,
@@ -21,75 +23,46 @@ import {
   checkTileConfig,
   defaultTile,
   gatherGemmKernel,
-  shapeKey,
+  convKey,
   tileConfigKey,
   tileConfigs,
 } from './common.js';
 import { sharedGatherGemmKernel } from './sharedTile.js';
-import { SharedTileConfig, TileSpaceOptions, sharedTileConfigKey } from '../matmul/sharedTile.js';
-import {
-  ConvWinogradConfig,
-  defaultWinogradConfig,
-  winogradBackwardData,
-  winogradConfigKey,
-  checkWinogradGemm,
-  winogradConfigSpace,
-  winogradGemmShape,
-  winogradPreferred,
-  winogradProblem,
-} from './winograd.js';
+import { sharedTileConfigKey } from '../matmul/sharedTile.js';
+import { winogradBackwardData, winogradConfigKey, checkWinogradGemm, winogradGemmShape, winogradProblem } from './winograd.js';
+import type { ConvBackwardDataConfig } from '../algorithms/conv2dBackwardData.js';
 
-/**
- * Register-blocked implicit GEMM (no `algo`), workgroup-memory tiled ('shared'), or (3x3
- * stride 1, no gates) Winograd F(2x2, 3x3) on dy with the turned filter (kernels/conv/winograd.ts).
- */
-export type ConvBackwardDataConfig = ConvTileConfig | SharedTileConfig | ConvWinogradConfig;
-
-export function convBackwardDataConfigKey(c: ConvBackwardDataConfig): string {
-  if (c.algo === 'winograd') return winogradConfigKey(c);
-  return c.algo === 'shared' ? sharedTileConfigKey(c) : tileConfigKey(c);
-}
+export type { ConvBackwardDataConfig };
 
 /** `subgroup`: the device's fixed subgroup size, which adds the subgroup-shared tiles. */
-export function convBackwardDataConfigSpace(s: ConvShape, subgroup?: number): ConvTileConfig[] {
+export function convBackwardDataConfigSpace(s: ConvGeometry, subgroup?: number): ConvTileConfig[] {
   return tileConfigs(s.Ci, s.N * Math.ceil(s.H / s.stride) * Math.ceil(s.W / s.stride), () => s.Co % 4 === 0, subgroup);
 }
 
 /** The config used without tuning (see defaultTile); rows are counted per phase. */
-export function defaultConvBackwardDataConfig(s: ConvShape, subgroup?: number): ConvTileConfig {
+export function defaultConvBackwardDataConfig(s: ConvGeometry, subgroup?: number): ConvTileConfig {
   const vec4 = s.Ci % 4 === 0;
   return defaultTile(vec4 ? s.Ci / 4 : s.Ci, s.N * Math.ceil(s.H / s.stride) * Math.ceil(s.W / s.stride), vec4, subgroup);
 }
 
-/** The default path's config: Winograd where winogradPreferred says so and `winograd` allows it, else the register default. */
-export function defaultConvBackwardDataAlgorithm(s: ConvShape, subgroup?: number, winograd = false): ConvTileConfig | ConvWinogradConfig {
-  const p = winogradBackwardData(s);
-  return winograd && winogradPreferred(s, p, subgroup) ? defaultWinogradConfig(p, subgroup) : defaultConvBackwardDataConfig(s, subgroup);
-}
-
-/** The Winograd configs for this shape's backward-data (none unless 3x3 stride 1). */
-export function winogradBackwardDataConfigSpace(s: ConvShape, opts: TileSpaceOptions = {}): ConvWinogradConfig[] {
-  return winogradProblem(s) === null ? winogradConfigSpace(winogradBackwardData(s), opts) : [];
-}
-
-export function checkConvBackwardDataConfig(s: ConvShape, c: ConvBackwardDataConfig): void {
+export function checkConvBackwardDataConfig(s: ConvGeometry, c: ConvBackwardDataConfig): void {
   if (c.algo === 'winograd') {
     const problem = winogradProblem(s);
-    if (problem) throw new Error(`conv2dBackwardData ${shapeKey(s)}: config ${winogradConfigKey(c)}: Winograd F(2x2,3x3) ${problem}`);
+    if (problem) throw new Error(`conv2dBackwardData ${convKey(s, true)}: config ${winogradConfigKey(c)}: Winograd F(2x2,3x3) ${problem}`);
     checkWinogradGemm(winogradGemmShape(winogradBackwardData(s), c.chunk), c.matmul, Infinity);
     return;
   }
   if (c.algo === 'shared') {
-    if (c.vec4 && s.Ci % 4 !== 0) throw new Error(`conv2dBackwardData ${shapeKey(s)}: config ${sharedTileConfigKey(c)} needs Ci % 4 == 0`);
+    if (c.vec4 && s.Ci % 4 !== 0) throw new Error(`conv2dBackwardData ${convKey(s, true)}: config ${sharedTileConfigKey(c)} needs Ci % 4 == 0`);
     return;
   }
-  checkTileConfig(`conv2dBackwardData ${shapeKey(s)}`, c);
-  if (c.vec4 && s.Ci % 4 !== 0) throw new Error(`conv2dBackwardData ${shapeKey(s)}: config ${tileConfigKey(c)} needs Ci % 4 == 0`);
-  if (c.kVec && s.Co % 4 !== 0) throw new Error(`conv2dBackwardData ${shapeKey(s)}: config ${tileConfigKey(c)} needs Co % 4 == 0`);
+  checkTileConfig(`conv2dBackwardData ${convKey(s, true)}`, c);
+  if (c.vec4 && s.Ci % 4 !== 0) throw new Error(`conv2dBackwardData ${convKey(s, true)}: config ${tileConfigKey(c)} needs Ci % 4 == 0`);
+  if (c.kVec && s.Co % 4 !== 0) throw new Error(`conv2dBackwardData ${convKey(s, true)}: config ${tileConfigKey(c)} needs Co % 4 == 0`);
 }
 
 /** wT[t, co, ci] = w[t, ci, co] for the KH*KW taps t. Bindings: w, wT. */
-export function filterTransposeKernel(s: ConvShape): KernelSpec {
+export function filterTransposeKernel(s: ConvGeometry): KernelSpec {
   const total = s.KH * s.KW * s.Ci * s.Co;
   const wg = 64;
   const groups = ceilDiv(total, wg);
@@ -115,8 +88,22 @@ export interface ConvBackwardDataPlan {
   gemm: KernelSpec;
 }
 
+/** A backward-data plan's steps: w -> wT (scratch), then dy, wT, [gates] -> dx. */
+export function backwardDataSteps(s: ConvGeometry, p: ConvBackwardDataPlan, req: ConvBackwardDataRequest): KernelPlan {
+  const gates: BufferRef[] = [];
+  if (req.gates.argmax) gates.push({ in: 2 + gates.length });
+  if (req.gates.reluAt) gates.push({ in: 2 + gates.length });
+  return {
+    tmp: [s.KH * s.KW * s.Co * s.Ci],
+    steps: [
+      { kernel: p.transpose, args: [{ in: 1 }, { tmp: 0 }] },
+      { kernel: p.gemm, args: [{ in: 0 }, { tmp: 0 }, ...gates, { out: 0 }] },
+    ],
+  };
+}
+
 /** The s*s phases of the input grid and, for each, the taps that reach it. */
-export function backwardDataPhases(s: ConvShape): GatherPhase[] {
+export function backwardDataPhases(s: ConvGeometry): GatherPhase[] {
   const st = s.stride;
   const phases: GatherPhase[] = [];
   for (let py = 0; py < st; py++) {
@@ -143,7 +130,7 @@ export function backwardDataPhases(s: ConvShape): GatherPhase[] {
 }
 
 /** dx = conv2d^T(dy, w), as the kernels to run in order. */
-export function convBackwardDataKernels(s: ConvShape, cfg: ConvBackwardDataConfig = defaultConvBackwardDataConfig(s), maxStorageBytes?: number): ConvBackwardDataPlan {
+export function convBackwardDataKernels(s: ConvGeometry, cfg: ConvBackwardDataConfig = defaultConvBackwardDataConfig(s), maxStorageBytes?: number): ConvBackwardDataPlan {
   return convBlockBackwardDataKernels(s, { argmax: false, reluAt: false }, cfg, maxStorageBytes);
 }
 
@@ -154,20 +141,20 @@ export function convBackwardDataKernels(s: ConvShape, cfg: ConvBackwardDataConfi
  * with argmax, dy, argmax and reluAt are at the pooled grid. Both algorithms take the gates.
  */
 export function convBlockBackwardDataKernels(
-  s: ConvShape,
+  s: ConvGeometry,
   gates: SourceGates,
   cfg: ConvBackwardDataConfig = defaultConvBackwardDataConfig(s),
   /** The device's workgroup memory, for the shared-tile algorithm (default: the portable 16 KB). */
   maxStorageBytes?: number,
 ): ConvBackwardDataPlan {
   checkConvBackwardDataConfig(s, cfg);
-  if (cfg.algo === 'winograd') throw new Error(`conv2dBackwardData ${shapeKey(s)}: the 'winograd' algorithm is not one gather GEMM (kernels/conv/winograd.ts)`);
+  if (cfg.algo === 'winograd') throw new Error(`conv2dBackwardData ${convKey(s, true)}: the 'winograd' algorithm is not one gather GEMM (kernels/conv/winograd.ts)`);
   const gated = gates.argmax || gates.reluAt;
-  if (gates.argmax && (s.Ho < 2 || s.Wo < 2)) throw new Error(`convBlockBackwardData ${shapeKey(s)}: a 2x2 pool needs a conv output of at least 2x2`);
+  if (gates.argmax && (s.Ho < 2 || s.Wo < 2)) throw new Error(`convBlockBackwardData ${convKey(s, true)}: a 2x2 pool needs a conv output of at least 2x2`);
   const gateKey = [gates.reluAt ? 'relu' : '', gates.argmax ? 'pool' : ''].filter(Boolean).join('+');
   const gemm: GatherGemm = {
     name: gated ? 'convBlockBackwardData' : 'conv2dBackwardData',
-    comment: `${gated ? 'convBlockBackwardData' : 'conv2dBackwardData'} ${shapeKey(s)}${gated ? ` gates ${gateKey}` : ''}`,
+    comment: `${gated ? 'convBlockBackwardData' : 'conv2dBackwardData'} ${convKey(s, true)}${gated ? ` gates ${gateKey}` : ''}`,
     srcGates: gated ? gates : undefined,
     N: s.N,
     phases: backwardDataPhases(s),

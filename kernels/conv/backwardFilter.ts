@@ -13,21 +13,19 @@
 // image is large (few invocations, each with a long loop, leave cores idle).
 import { KernelSpec, ceilDiv, grid, linearGroupIndex } from '../spec.js';
 import {
-  ConvShape,
+  ConvGeometry,
   ConvTileConfig,
   checkTileConfig,
   defaultTile,
-  shapeKey,
+  convKey,
   tileConfigKey,
   tileConfigs,
 } from './common.js';
-import {
-  SharedBackwardFilterConfig,
-  sharedBackwardFilterConfigKey,
-  sharedBackwardFilterKernels,
-} from './sharedTile.js';
+import { ConvBackwardFilterPlan, splitSumKernel } from './splitSum.js';
 
-/** The register-blocked kernel's config (this file; `algo` absent or 'register'). */
+export { splitSumKernel, type ConvBackwardFilterPlan };
+
+/** The register-blocked kernel's config (this file). */
 export interface ConvBackwardFilterConfig extends ConvTileConfig {
   /** Chunks the (n, oy) reduction is split into; > 1 adds a reduction pass. */
   splitK: number;
@@ -37,25 +35,12 @@ export function backwardFilterConfigKey(c: ConvBackwardFilterConfig): string {
   return `${tileConfigKey(c)}k${c.splitK}`;
 }
 
-/** Either algorithm: register-blocked (no `algo`) or workgroup-memory tiled ('shared', sharedTile.ts). */
-export type AnyConvBackwardFilterConfig = ConvBackwardFilterConfig | SharedBackwardFilterConfig;
-
-export function anyBackwardFilterConfigKey(c: AnyConvBackwardFilterConfig): string {
-  return c.algo === 'shared' ? sharedBackwardFilterConfigKey(c) : backwardFilterConfigKey(c);
-}
-
-/** The kernels of either algorithm (same bindings and plan shape). */
-/** `maxStorageBytes`: the device's workgroup memory, for the shared-tile algorithm. */
-export function anyConvBackwardFilterKernels(s: ConvShape, cfg: AnyConvBackwardFilterConfig, maxStorageBytes?: number): ConvBackwardFilterPlan {
-  return cfg.algo === 'shared' ? sharedBackwardFilterKernels(s, cfg, maxStorageBytes) : convBackwardFilterKernels(s, cfg);
-}
-
 /** Splits of the register kernel's (n, oy) reduction; the large ones are for GPUs (see the default). */
 const SPLITS = [1, 2, 4, 8, 16, 32, 64, 128, 256];
 /** Scratch floats a split may use (64 MB), as for the shared-tile kernel. */
 const MAX_SPLIT_SCRATCH_FLOATS = 1 << 24;
 
-function splitFits(s: ConvShape, splitK: number): boolean {
+function splitFits(s: ConvGeometry, splitK: number): boolean {
   return splitK <= s.N * s.Ho && (splitK === 1 || splitK * s.KH * s.KW * s.Ci * s.Co <= MAX_SPLIT_SCRATCH_FLOATS);
 }
 
@@ -63,7 +48,7 @@ function splitFits(s: ConvShape, splitK: number): boolean {
  * Every config the autotuner may try for this shape; each one is correct for it. With
  * `subgroup` (the device's fixed subgroup size) the subgroup-shared tiles too.
  */
-export function convBackwardFilterConfigSpace(s: ConvShape, subgroup?: number): ConvBackwardFilterConfig[] {
+export function convBackwardFilterConfigSpace(s: ConvGeometry, subgroup?: number): ConvBackwardFilterConfig[] {
   const out: ConvBackwardFilterConfig[] = [];
   const tiles = tileConfigs(s.Co, s.Ci, (rows) => s.Ci % 4 === 0 && rows % 4 === 0, subgroup);
   for (const tile of tiles) for (const splitK of SPLITS) if (splitFits(s, splitK)) out.push({ ...tile, splitK });
@@ -78,7 +63,7 @@ export function convBackwardFilterConfigSpace(s: ConvShape, subgroup?: number): 
  * CPU-sized split left 64x224x224x3->64 at 16 GFLOP/s, a few hundred invocations each
  * looping over 3.2M pixels. `subgroup`: share the x loads through the subgroup.
  */
-export function defaultConvBackwardFilterConfig(s: ConvShape, subgroup?: number, parallelism = 256): ConvBackwardFilterConfig {
+export function defaultConvBackwardFilterConfig(s: ConvGeometry, subgroup?: number, parallelism = 256): ConvBackwardFilterConfig {
   const vec4 = s.Co % 4 === 0;
   const units = vec4 ? s.Co / 4 : s.Co;
   const tile = defaultTile(units, s.Ci, vec4, subgroup);
@@ -90,8 +75,8 @@ export function defaultConvBackwardFilterConfig(s: ConvShape, subgroup?: number,
   return { ...tile, kVec, splitK };
 }
 
-export function checkConvBackwardFilterConfig(s: ConvShape, c: ConvBackwardFilterConfig): void {
-  const what = `conv2dBackwardFilter ${shapeKey(s)}`;
+export function checkConvBackwardFilterConfig(s: ConvGeometry, c: ConvBackwardFilterConfig): void {
+  const what = `conv2dBackwardFilter ${convKey(s, true)}`;
   checkTileConfig(what, c);
   const key = backwardFilterConfigKey(c);
   if (c.vec4 && s.Co % 4 !== 0) throw new Error(`${what}: config ${key} needs Co % 4 == 0`);
@@ -101,17 +86,8 @@ export function checkConvBackwardFilterConfig(s: ConvShape, c: ConvBackwardFilte
   }
 }
 
-export interface ConvBackwardFilterPlan {
-  /** Bindings x, dy, out: out is dw when splitK == 1, else the scratch partial sums. */
-  main: KernelSpec;
-  /** Floats of scratch the main kernel writes when there is a reduce pass (splitK * |dw|). */
-  scratchFloats: number;
-  /** Bindings scratch, dw; null when splitK == 1. */
-  reduce: KernelSpec | null;
-}
-
 export function convBackwardFilterKernels(
-  s: ConvShape,
+  s: ConvGeometry,
   cfg: ConvBackwardFilterConfig = defaultConvBackwardFilterConfig(s),
 ): ConvBackwardFilterPlan {
   checkConvBackwardFilterConfig(s, cfg);
@@ -197,7 +173,7 @@ export function convBackwardFilterKernels(
     emit('  }');
   }
 
-  const wgsl = `${SG ? 'enable subgroups;\n' : ''}// conv2dBackwardFilter ${shapeKey(s)} ${backwardFilterConfigKey(cfg)}
+  const wgsl = `${SG ? 'enable subgroups;\n' : ''}// conv2dBackwardFilter ${convKey(s, true)} ${backwardFilterConfigKey(cfg)}
 @group(0) @binding(0) var<storage, read> x: array<${kVec ? 'vec4<f32>' : 'f32'}>;
 @group(0) @binding(1) var<storage, read> dy: array<${colTy}>;
 @group(0) @binding(2) var<storage, read_write> out: array<${colTy}>;
@@ -217,22 +193,4 @@ ${lines.join('\n')}
   const main: KernelSpec = { name: 'conv2dBackwardFilter', wgsl, bindings: ['read', 'read', 'rw'], workgroups: grid(groups) };
   if (splitK === 1) return { main, scratchFloats: 0, reduce: null };
   return { main, scratchFloats: splitK * dwFloats, reduce: splitSumKernel(dwFloats, splitK, vec4) };
-}
-
-/** out[i] = sum over k < parts of part[k * n + i]. Bindings: part, out. */
-export function splitSumKernel(n: number, parts: number, vec4: boolean): KernelSpec {
-  const ty = vec4 ? 'vec4<f32>' : 'f32';
-  const count = vec4 ? n / 4 : n;
-  const wg = 64;
-  const terms = Array.from({ length: parts }, (_, k) => `part[i + ${k * count}u]`).join(' + ');
-  const wgsl = `// sum of ${parts} partial results of ${n} floats
-@group(0) @binding(0) var<storage, read> part: array<${ty}>;
-@group(0) @binding(1) var<storage, read_write> out: array<${ty}>;
-@compute @workgroup_size(${wg})
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u, @builtin(local_invocation_index) li: u32) {
-  let i = ${linearGroupIndex} * ${wg}u + li;
-  if (i >= ${count}u) { return; }
-  out[i] = ${terms};
-}`;
-  return { name: 'conv2dSplitSum', wgsl, bindings: ['read', 'rw'], workgroups: grid(ceilDiv(count, wg)) };
 }

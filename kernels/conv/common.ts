@@ -25,9 +25,10 @@
 //   `n * one`, where `one` is num_workgroups.z (always 1 under grid(), but unknown to the
 //   compiler): 0.2 s.
 import { BindingKind, KernelSpec, ceilDiv, defaultSubgroupTile, grid, linearGroupIndex, subgroupTileProblem } from '../spec.js';
+import type { BufferRef, KernelAlgorithm, KernelChoices, KernelUses } from '../algorithm.js';
 
-/** What a conv kernel is generated for (the engine calls it ConvGeometry). */
-export interface ConvShape {
+/** What a conv kernel is generated for (engine/backend.ts computes it from tensor shapes). */
+export interface ConvGeometry {
   N: number;
   H: number;
   W: number;
@@ -41,9 +42,9 @@ export interface ConvShape {
   pad: number;
 }
 
-/** The register-blocked kernels' config (this file); `algo` absent means the same. */
+/** The register-blocked kernels' config (this file). */
 export interface ConvTileConfig {
-  algo?: 'register';
+  algo: 'register';
   /** Output rows per invocation (pixels for forward/backward-data, filter rows (ci) for backward-filter). */
   rows: number;
   /** Column units per invocation. */
@@ -72,8 +73,12 @@ export function tileConfigKey(c: ConvTileConfig): string {
   return `r${c.rows}c${c.cols}${c.vec4 ? 'v4' : 's'}${c.kVec ? 'k4' : 'k1'}w${c.wgX}x${c.wgY}u${c.kUnroll}${c.subgroup ? `sg${c.subgroup}` : ''}`;
 }
 
-export function shapeKey(s: ConvShape): string {
-  return `${s.N}x${s.H}x${s.W}x${s.Ci}->${s.Co} k${s.KH}x${s.KW} s${s.stride} p${s.pad} out ${s.Ho}x${s.Wo}`;
+/**
+ * A conv's name: the tuner's cache key; `withOutput` adds the output size, as the kernels'
+ * comments and error messages give it.
+ */
+export function convKey(g: ConvGeometry, withOutput = false): string {
+  return `${g.N}x${g.H}x${g.W}x${g.Ci}->${g.Co} k${g.KH}x${g.KW} s${g.stride} p${g.pad}${withOutput ? ` out ${g.Ho}x${g.Wo}` : ''}`;
 }
 
 export const TILE_ROWS = [1, 2, 4, 8];
@@ -105,7 +110,7 @@ export function tileConfigs(colsN: number, rowsTotal: number, kVecOk: (rows: num
           if (cols > 1 && cols > units) continue;
           for (const wgX of TILE_WG_X) {
             if (wgX > pow2AtLeast(Math.ceil(units / cols))) continue;
-            for (const kUnroll of TILE_UNROLLS) out.push({ rows, cols, vec4, kVec, wgX, wgY: 64 / wgX, kUnroll });
+            for (const kUnroll of TILE_UNROLLS) out.push({ algo: 'register', rows, cols, vec4, kVec, wgX, wgY: 64 / wgX, kUnroll });
           }
         }
     }
@@ -117,7 +122,7 @@ export function tileConfigs(colsN: number, rowsTotal: number, kVecOk: (rows: num
           if (cols > 1 && cols > units) continue;
           const widest = Math.max(subgroup, pow2AtLeast(Math.ceil(units / cols)));
           for (let wgX = subgroup; wgX <= Math.min(64, widest); wgX *= 2) {
-            out.push({ rows, cols, vec4, kVec, wgX, wgY: 1, kUnroll: 1, subgroup });
+            out.push({ algo: 'register', rows, cols, vec4, kVec, wgX, wgY: 1, kUnroll: 1, subgroup });
           }
         }
     }
@@ -160,12 +165,12 @@ export function pow2AtMost(n: number, cap: number): number {
  */
 export function defaultTile(units: number, rowsTotal: number, vec4: boolean, subgroup?: number): ConvTileConfig {
   const shared = subgroup ? defaultSubgroupTile(units, rowsTotal, subgroup) : null;
-  if (shared) return { ...shared, vec4, kVec: false, wgY: 1, kUnroll: 1, subgroup };
+  if (shared) return { algo: 'register', ...shared, vec4, kVec: false, wgY: 1, kUnroll: 1, subgroup };
   const cols = units >= 2 ? 2 : 1;
   const wgX = Math.min(32, pow2AtLeast(Math.ceil(units / cols)));
   const rows = pow2AtMost(rowsTotal, 8);
   const wgY = Math.max(1, Math.floor(64 / wgX));
-  return { rows, cols, vec4, kVec: false, wgX, wgY, kUnroll: 1 };
+  return { algo: 'register', rows, cols, vec4, kVec: false, wgX, wgY, kUnroll: 1 };
 }
 
 /** u32 literal of a possibly negative offset: u32 addition wraps, so x + lit == x + off. */
@@ -571,4 +576,45 @@ function blockEpilogue(
     }
     emit('  }');
   }
+}
+
+/**
+ * What a conv2d (or conv block) asks of a forward algorithm. Inputs x, w, [bias], [add (the
+ * epilogue's)]; outputs y, or with an epilogue a, [argmax (pool)], [h (relu)], [r (residual)].
+ * `op` names the kernels and errors.
+ */
+export interface ConvForwardRequest {
+  op: string;
+  bias: boolean;
+  epilogue?: BlockEpilogue;
+}
+
+/** Inputs dy, w, [argmax], [reluAt] (as `gates` has them); output dx. */
+export interface ConvBackwardDataRequest {
+  op: string;
+  gates: SourceGates;
+}
+
+/** Inputs x, dy; output dw. */
+export type ConvBackwardFilterRequest = Record<string, never>;
+
+/** The forward family's algorithms; those with `traits.epilogue` also say how they run a conv block. */
+export interface ConvForwardAlgorithm<C extends { algo: string }> extends KernelAlgorithm<ConvGeometry, C, ConvForwardRequest> {
+  /** Whether a block with epilogue `e` can run the (tuned) config `c` as it is. */
+  blockAccepts?(g: ConvGeometry, e: BlockEpilogue, c: C): boolean;
+  /** The config an untuned block runs, or null where this algorithm is not the default there. */
+  blockDefaultFor?(g: ConvGeometry, e: BlockEpilogue, choices: KernelChoices): C | null;
+}
+
+/** The bindings of a forward request's single kernel: its inputs, then its outputs. */
+export function forwardArgs(req: ConvForwardRequest): BufferRef[] {
+  const e = req.epilogue;
+  const ins = 2 + (req.bias ? 1 : 0) + (e?.add ? 1 : 0);
+  const outs = e ? 1 + (e.pool ? 1 : 0) + (e.relu ? 1 : 0) + (e.residual ? 1 : 0) : 1;
+  return [...Array.from({ length: ins }, (_, i) => ({ in: i })), ...Array.from({ length: outs }, (_, i) => ({ out: i }))];
+}
+
+/** What a register tile config needs of the device. */
+export function tileUses(c: { subgroup?: number }): KernelUses {
+  return c.subgroup === undefined ? {} : { subgroup: c.subgroup };
 }

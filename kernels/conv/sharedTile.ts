@@ -8,9 +8,8 @@
 // A slots are spread along the reduction (adjacent invocations read adjacent channels of
 // one source pixel); B slots along the columns (adjacent units of one filter row).
 import { KernelSpec, ceilDiv } from '../spec.js';
-import { ConvShape, GatherGemm, GatherPhase, gatedSource, gatherGemmBindings, shapeKey } from './common.js';
-// A cycle with backwardFilter.ts (which dispatches to this file): only functions cross it, used at call time.
-import { type ConvBackwardFilterPlan, splitSumKernel } from './backwardFilter.js';
+import { ConvGeometry, GatherGemm, GatherPhase, gatedSource, gatherGemmBindings, convKey } from './common.js';
+import { ConvBackwardFilterPlan, splitSumKernel } from './splitSum.js';
 import {
   MAX_WORKGROUP_STORAGE_BYTES,
   SharedTileConfig,
@@ -179,7 +178,7 @@ const FILTER_SPLITS = [1, 2, 4, 8, 16, 32, 64];
 const MAX_SPLIT_SCRATCH_FLOATS = 1 << 24;
 
 /** How many BK slices the pixel reduction has. */
-function filterSlices(s: ConvShape, BK: number): number {
+function filterSlices(s: ConvGeometry, BK: number): number {
   return ceilDiv(s.N * s.Ho * s.Wo, BK);
 }
 
@@ -189,7 +188,7 @@ function filterSlices(s: ConvShape, BK: number): number {
  * A discrete GPU needs the large splits: the filter is small (few tiles) while the
  * reduction over pixels is long.
  */
-export function sharedBackwardFilterConfigSpace(s: ConvShape, opts: TileSpaceOptions = {}): SharedBackwardFilterConfig[] {
+export function sharedBackwardFilterConfigSpace(s: ConvGeometry, opts: TileSpaceOptions = {}): SharedBackwardFilterConfig[] {
   const out: SharedBackwardFilterConfig[] = [];
   const dwFloats = s.KH * s.KW * s.Ci * s.Co;
   for (const tile of sharedTileConfigs(s.KH * s.KW * s.Ci, s.Co, { maxStorageBytes: opts.maxStorageBytes }))
@@ -201,7 +200,7 @@ export function sharedBackwardFilterConfigSpace(s: ConvShape, opts: TileSpaceOpt
 }
 
 /** The GPU default: the default tile, split until there are some 256 workgroups. */
-export function defaultSharedBackwardFilterConfig(s: ConvShape): SharedBackwardFilterConfig {
+export function defaultSharedBackwardFilterConfig(s: ConvGeometry): SharedBackwardFilterConfig {
   const tile = defaultSharedTileConfig(s.KH * s.KW * s.Ci, s.Co);
   const tiles = ceilDiv(s.KH * s.KW * s.Ci, tile.BM) * ceilDiv(s.Co, tile.BN);
   const dwFloats = s.KH * s.KW * s.Ci * s.Co;
@@ -216,8 +215,8 @@ export function defaultSharedBackwardFilterConfig(s: ConvShape): SharedBackwardF
   return { ...tile, splitK };
 }
 
-export function checkSharedBackwardFilterConfig(s: ConvShape, c: SharedBackwardFilterConfig, maxStorageBytes = MAX_WORKGROUP_STORAGE_BYTES): void {
-  const what = `conv2dBackwardFilter ${shapeKey(s)}: config ${sharedBackwardFilterConfigKey(c)}`;
+export function checkSharedBackwardFilterConfig(s: ConvGeometry, c: SharedBackwardFilterConfig, maxStorageBytes = MAX_WORKGROUP_STORAGE_BYTES): void {
+  const what = `conv2dBackwardFilter ${convKey(s, true)}: config ${sharedBackwardFilterConfigKey(c)}`;
   const problem = sharedTileProblem(c, maxStorageBytes);
   if (problem) throw new Error(`${what}: ${problem}`);
   if (c.vec4 && s.Co % 4 !== 0) throw new Error(`${what} needs Co % 4 == 0`);
@@ -233,7 +232,7 @@ export function checkSharedBackwardFilterConfig(s: ConvShape, c: SharedBackwardF
  * pixel), B slots along the columns (adjacent channels of one dy pixel). With splitK > 1,
  * chunk sk writes its partial sums at sk * |dw| of the scratch (bindings x, dy, out).
  */
-export function sharedBackwardFilterKernels(s: ConvShape, cfg: SharedBackwardFilterConfig, maxStorageBytes = MAX_WORKGROUP_STORAGE_BYTES): ConvBackwardFilterPlan {
+export function sharedBackwardFilterKernels(s: ConvGeometry, cfg: SharedBackwardFilterConfig, maxStorageBytes = MAX_WORKGROUP_STORAGE_BYTES): ConvBackwardFilterPlan {
   checkSharedBackwardFilterConfig(s, cfg, maxStorageBytes);
   const { N, H, W, Ci, Co, KW, Ho, Wo, stride: st, pad } = s;
   const { vec4, BM, BK, splitK } = cfg;
@@ -250,7 +249,7 @@ export function sharedBackwardFilterKernels(s: ConvShape, cfg: SharedBackwardFil
   const main = tileGemmKernel(
     {
       name: 'conv2dBackwardFilter',
-      comment: `conv2dBackwardFilter ${shapeKey(s)} split ${splitK}`,
+      comment: `conv2dBackwardFilter ${convKey(s, true)} split ${splitK}`,
       decls: [
         '@group(0) @binding(0) var<storage, read> x: array<f32>;',
         `@group(0) @binding(1) var<storage, read> dy: array<${colTy}>;`,

@@ -21,18 +21,10 @@
 // (measured: relative error 1e-7-2e-7 against float64 on five small shapes); larger tiles (F(4x4, 3x3)) would
 // save more multiplies but amplify rounding by far more, and are not offered.
 import { BindingKind, KernelSpec, ceilDiv, grid, linearGroupIndex } from '../spec.js';
-import { BlockEpilogue, ConvShape, blockEpilogueDecls, blockStores, poolWindow } from './common.js';
-import {
-  AnyMatmulConfig,
-  MatmulShape,
-  anyMatmulConfigKey,
-  anyMatmulKernel,
-  checkMatmulConfig,
-  defaultMatmulConfig,
-  matmulConfigKey,
-  matmulConfigSpace,
-} from '../matmul/matmul.js';
-import { TileSpaceOptions, checkSharedMatmulConfig, sharedGemmCandidates } from '../matmul/sharedTile.js';
+import { BlockEpilogue, ConvGeometry, blockEpilogueDecls, blockStores, poolWindow } from './common.js';
+import { MatmulShape, defaultMatmulConfig, matmulConfigKey, matmulConfigSpace } from '../matmul/matmul.js';
+import { TileSpaceOptions, sharedGemmCandidates } from '../matmul/sharedTile.js';
+import { AnyMatmulConfig, anyMatmulConfigKey, anyMatmulKernel } from '../algorithms/matmul.js';
 
 /**
  * conv2d (or backward-data) by F(2x2, 3x3); `matmul` is the batched transformed-domain GEMM's
@@ -74,26 +66,25 @@ export interface WinogradProblem {
 }
 
 /** Why F(2x2, 3x3) cannot compute this conv (forward or, with the same geometry, backward-data), or null. */
-export function winogradProblem(s: ConvShape): string | null {
+export function winogradProblem(s: ConvGeometry): string | null {
   if (s.KH !== 3 || s.KW !== 3) return 'needs a 3x3 kernel';
   if (s.stride !== 1) return 'needs stride 1';
   if (s.pad > 2) return 'needs pad <= 2';
   return null;
 }
 
-export function winogradForward(s: ConvShape): WinogradProblem {
+export function winogradForward(s: ConvGeometry): WinogradProblem {
   return { N: s.N, H: s.H, W: s.W, K: s.Ci, Ho: s.Ho, Wo: s.Wo, Nc: s.Co, pad: s.pad, flip: false };
 }
 
 /** Backward-data: dx = dy correlated with the turned filter, padded by 2 - pad. */
-export function winogradBackwardData(s: ConvShape): WinogradProblem {
+export function winogradBackwardData(s: ConvGeometry): WinogradProblem {
   return { N: s.N, H: s.Ho, W: s.Wo, K: s.Co, Ho: s.H, Wo: s.W, Nc: s.Ci, pad: 2 - s.pad, flip: true };
 }
 
-/** Checks the batched GEMM's config (either algorithm) against its shape. */
+/** Checks the batched GEMM's config (any matmul algorithm) against its shape, by generating it. */
 export function checkWinogradGemm(shape: MatmulShape, c: AnyMatmulConfig, maxStorageBytes?: number): void {
-  if (c.algo === 'shared') checkSharedMatmulConfig(shape, c, maxStorageBytes);
-  else checkMatmulConfig(shape, c);
+  anyMatmulKernel(shape, c, maxStorageBytes);
 }
 
 export interface WinogradTiling {
@@ -162,7 +153,7 @@ export const WINOGRAD_MIN_TILES = 32;
  * on VGG shapes (64-512 channels), but 0.8x at 16 channels and 0.35x at 3, where the
  * transforms cost more than the GEMM saves.
  */
-export function winogradPreferred(s: ConvShape, p: WinogradProblem, subgroup?: number): boolean {
+export function winogradPreferred(s: ConvGeometry, p: WinogradProblem, subgroup?: number): boolean {
   if (winogradProblem(s) !== null || p.K < WINOGRAD_MIN_CHANNELS || !subgroup) return false;
   if (winogradTiling(p).tiles < WINOGRAD_MIN_TILES) return false;
   return defaultMatmulConfig(winogradGemmShape(p), subgroup).subgroup === subgroup;
@@ -198,7 +189,6 @@ export function winogradPlan(p: WinogradProblem, bias: boolean, cfg: ConvWinogra
   if (cfg.chunk !== undefined && (!Number.isInteger(cfg.chunk) || cfg.chunk < 1)) throw new Error(`${what}: config ${winogradConfigKey(cfg)}: chunk must be a positive integer`);
   const t = winogradTiling(p, cfg.chunk);
   const gemmShape = winogradGemmShape(p, cfg.chunk);
-  checkWinogradGemm(gemmShape, cfg.matmul, maxStorageBytes);
   const gemm = anyMatmulKernel(gemmShape, cfg.matmul, maxStorageBytes);
   return {
     filter: filterTransformKernel(p, name),

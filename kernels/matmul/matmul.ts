@@ -7,7 +7,6 @@
 // Workgroup-memory tiling measured slower than none on lavapipe (DESIGN.md), so there is
 // none; the config space is what the autotuner searches.
 import { KernelSpec, ceilDiv, defaultSubgroupTile, grid, linearGroupIndex, subgroupTileProblem } from '../spec.js';
-import { SharedTileConfig, sharedMatmulKernel, sharedTileConfigKey } from './sharedTile.js';
 
 export interface MatmulShape {
   M: number;
@@ -24,9 +23,14 @@ export interface MatmulShape {
   batch?: number;
 }
 
-/** The register-blocked kernel's config (this file); `algo` absent means the same. */
+/** What a matmul op asks for: `bias` adds bias[N] to every row (the 1x1 conv-as-matmul's). Inputs a, b, [bias]; output out. */
+export interface MatmulRequest {
+  bias: boolean;
+}
+
+/** The register-blocked kernel's config (this file). */
 export interface MatmulConfig {
-  algo?: 'register';
+  algo: 'register';
   /** Output rows per invocation (R). */
   rows: number;
   /** Column units per invocation (C). */
@@ -54,18 +58,6 @@ export interface MatmulConfig {
 
 export function matmulConfigKey(c: MatmulConfig): string {
   return `r${c.rows}c${c.cols}${c.vec4 ? 'v4' : 's'}${c.kVec ? 'k4' : 'k1'}w${c.wgX}x${c.wgY}u${c.kUnroll}${c.subgroup ? `sg${c.subgroup}` : ''}`;
-}
-
-/** Any matmul algorithm's config: register-blocked (no `algo`) or workgroup-memory tiled (sharedTile.ts). */
-export type AnyMatmulConfig = MatmulConfig | SharedTileConfig;
-
-export function anyMatmulConfigKey(c: AnyMatmulConfig): string {
-  return c.algo === 'shared' ? sharedTileConfigKey(c) : matmulConfigKey(c);
-}
-
-/** The kernel of either algorithm (bindings a, b, out); `maxStorageBytes`: the device's workgroup memory. */
-export function anyMatmulKernel(s: MatmulShape, cfg: AnyMatmulConfig, maxStorageBytes?: number): KernelSpec {
-  return cfg.algo === 'shared' ? sharedMatmulKernel(s, cfg, false, maxStorageBytes) : matmulKernel(s, cfg);
 }
 
 const ROWS = [1, 2, 4, 8];
@@ -114,7 +106,7 @@ export function matmulConfigSpace(s: MatmulShape, subgroup?: number): MatmulConf
           for (const [wgX, wgY] of WORKGROUPS)
             for (const kUnroll of UNROLLS) {
               if (accumulators * kUnroll * (kVec ? 4 : 1) > MAX_BODY_FMAS) continue;
-              out.push({ rows, cols, vec4, kVec, wgX, wgY, kUnroll });
+              out.push({ algo: 'register', rows, cols, vec4, kVec, wgX, wgY, kUnroll });
             }
         }
   if (subgroup)
@@ -124,7 +116,7 @@ export function matmulConfigSpace(s: MatmulShape, subgroup?: number): MatmulConf
           for (const cols of [1, 2])
             for (const wgX of SUBGROUP_WIDTHS) {
               if (wgX % subgroup !== 0 || rows * cols * (vec4 ? 4 : 1) * (kVec ? 4 : 1) > 2 * MAX_BODY_FMAS) continue;
-              out.push({ rows, cols, vec4, kVec, wgX, wgY: 1, kUnroll: 1, subgroup });
+              out.push({ algo: 'register', rows, cols, vec4, kVec, wgX, wgY: 1, kUnroll: 1, subgroup });
             }
   return out;
 }
@@ -149,7 +141,7 @@ function pow2AtMost(n: number, cap: number): number {
  */
 export function defaultMatmulConfig(s: MatmulShape, subgroup?: number): MatmulConfig {
   const shared = subgroup ? defaultSubgroupTile(s.N % 4 === 0 ? s.N / 4 : s.N, s.M, subgroup) : null;
-  if (shared) return { ...shared, vec4: s.N % 4 === 0, kVec: false, wgY: 1, kUnroll: 1, subgroup };
+  if (shared) return { algo: 'register', ...shared, vec4: s.N % 4 === 0, kVec: false, wgY: 1, kUnroll: 1, subgroup };
   const vec4 = s.N % 4 === 0;
   const units = vec4 ? s.N / 4 : s.N;
   const rows = pow2AtMost(s.M, 8);
@@ -160,7 +152,7 @@ export function defaultMatmulConfig(s: MatmulShape, subgroup?: number): MatmulCo
     wgX = Math.min(64, pow2AtLeast(units));
   }
   const wgY = Math.max(1, Math.min(64 / wgX, pow2AtMost(ceilDiv(s.M, rows), 64)));
-  return { rows, cols, vec4, kVec: false, wgX, wgY, kUnroll: 1 };
+  return { algo: 'register', rows, cols, vec4, kVec: false, wgX, wgY, kUnroll: 1 };
 }
 
 /**

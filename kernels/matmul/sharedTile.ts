@@ -21,6 +21,7 @@
 // (with either operand transposed) and the gathered implicit GEMMs of conv (conv/sharedTile.ts).
 import { BindingKind, KernelSpec, ceilDiv, grid, linearGroupIndex } from '../spec.js';
 import type { MatmulShape } from './matmul.js';
+import type { KernelUses } from '../algorithm.js';
 
 export interface SharedTileConfig {
   algo: 'shared';
@@ -80,6 +81,14 @@ export interface SubgroupMatrixShape {
   M: number;
   N: number;
   K: number;
+}
+
+/** What a shared-tile config needs of the device: f16 math, subgroup matrices. */
+export function sharedTileUses(c: SharedTileConfig): KernelUses {
+  const out: KernelUses = {};
+  if (c.f16 !== undefined) out.f16 = c.f16;
+  if (c.matrix) out.matrix = c.matrix;
+  return out;
 }
 
 export function sharedTileConfigKey(c: SharedTileConfig): string {
