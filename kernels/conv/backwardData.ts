@@ -28,11 +28,14 @@ import {
   tileConfigs,
 } from './common.js';
 import { sharedGatherGemmKernel } from './sharedTile.js';
-import { sharedTileConfigKey } from '../matmul/sharedTile.js';
-import { winogradBackwardData, winogradConfigKey, checkWinogradGemm, winogradGemmShape, winogradProblem } from './winograd.js';
+import { SharedTileConfig, sharedTileConfigKey } from '../matmul/sharedTile.js';
+import { ConvWinogradConfig, winogradBackwardData, winogradConfigKey, checkWinogradGemm, winogradGemmShape, winogradProblem } from './winograd.js';
 import type { ConvBackwardDataConfig } from '../algorithms/conv2dBackwardData.js';
 
 export type { ConvBackwardDataConfig };
+
+/** The configs this file checks and generates (the registry's union may hold more algorithms). */
+type DataGeneratorConfig = ConvTileConfig | SharedTileConfig | ConvWinogradConfig;
 
 /** `subgroup`: the device's fixed subgroup size, which adds the subgroup-shared tiles. */
 export function convBackwardDataConfigSpace(s: ConvGeometry, subgroup?: number): ConvTileConfig[] {
@@ -45,7 +48,7 @@ export function defaultConvBackwardDataConfig(s: ConvGeometry, subgroup?: number
   return defaultTile(vec4 ? s.Ci / 4 : s.Ci, s.N * Math.ceil(s.H / s.stride) * Math.ceil(s.W / s.stride), vec4, subgroup);
 }
 
-export function checkConvBackwardDataConfig(s: ConvGeometry, c: ConvBackwardDataConfig): void {
+export function checkConvBackwardDataConfig(s: ConvGeometry, c: DataGeneratorConfig): void {
   if (c.algo === 'winograd') {
     const problem = winogradProblem(s);
     if (problem) throw new Error(`conv2dBackwardData ${convKey(s, true)}: config ${winogradConfigKey(c)}: Winograd F(2x2,3x3) ${problem}`);
@@ -130,7 +133,7 @@ export function backwardDataPhases(s: ConvGeometry): GatherPhase[] {
 }
 
 /** dx = conv2d^T(dy, w), as the kernels to run in order. */
-export function convBackwardDataKernels(s: ConvGeometry, cfg: ConvBackwardDataConfig = defaultConvBackwardDataConfig(s), maxStorageBytes?: number): ConvBackwardDataPlan {
+export function convBackwardDataKernels(s: ConvGeometry, cfg: DataGeneratorConfig = defaultConvBackwardDataConfig(s), maxStorageBytes?: number): ConvBackwardDataPlan {
   return convBlockBackwardDataKernels(s, { argmax: false, reluAt: false }, cfg, maxStorageBytes);
 }
 
@@ -143,7 +146,7 @@ export function convBackwardDataKernels(s: ConvGeometry, cfg: ConvBackwardDataCo
 export function convBlockBackwardDataKernels(
   s: ConvGeometry,
   gates: SourceGates,
-  cfg: ConvBackwardDataConfig = defaultConvBackwardDataConfig(s),
+  cfg: DataGeneratorConfig = defaultConvBackwardDataConfig(s),
   /** The device's workgroup memory, for the shared-tile algorithm (default: the portable 16 KB). */
   maxStorageBytes?: number,
 ): ConvBackwardDataPlan {

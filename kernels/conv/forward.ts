@@ -18,9 +18,12 @@ import { SharedTileConfig, sharedTileConfigKey } from '../matmul/sharedTile.js';
 import type { MatmulShape } from '../matmul/matmul.js';
 import { AnyMatmulConfig, anyMatmulConfigKey } from '../algorithms/matmul.js';
 import type { ConvForwardConfig } from '../algorithms/conv2d.js';
-import { winogradConfigKey, checkWinogradGemm, winogradForward, winogradGemmShape, winogradProblem } from './winograd.js';
+import { ConvWinogradConfig, winogradConfigKey, checkWinogradGemm, winogradForward, winogradGemmShape, winogradProblem } from './winograd.js';
 
 export type { ConvForwardConfig };
+
+/** The configs this file checks and generates (the registry's union may hold more algorithms). */
+type ForwardGeneratorConfig = ConvTileConfig | SharedTileConfig | ConvMatmulConfig | ConvWinogradConfig;
 
 /**
  * A 1x1, stride-1, unpadded conv2d is exactly the matmul [N*H*W, Ci] x [Ci, Co] on the same
@@ -56,7 +59,7 @@ export function defaultConvForwardConfig(s: ConvGeometry, subgroup?: number): Co
   return defaultTile(vec4 ? s.Co / 4 : s.Co, s.N * s.Ho * s.Wo, vec4, subgroup);
 }
 
-export function checkConvForwardConfig(s: ConvGeometry, c: ConvForwardConfig): void {
+export function checkConvForwardConfig(s: ConvGeometry, c: ForwardGeneratorConfig): void {
   if (c.algo === 'winograd') {
     const problem = winogradProblem(s);
     if (problem) throw new Error(`conv2d ${convKey(s, true)}: config ${winogradConfigKey(c)}: Winograd F(2x2,3x3) ${problem}`);
@@ -80,7 +83,7 @@ export function checkConvForwardConfig(s: ConvGeometry, c: ConvForwardConfig): v
  * y = conv2d(x, w) (+ bias). Bindings: x, w, [bias], y. The 'matmul' algorithm is not one
  * kernel of this family: its caller runs the matmul (see ConvMatmulConfig).
  */
-export function convForwardKernel(s: ConvGeometry, bias: boolean, cfg: ConvForwardConfig = defaultConvForwardConfig(s), maxStorageBytes?: number): KernelSpec {
+export function convForwardKernel(s: ConvGeometry, bias: boolean, cfg: ForwardGeneratorConfig = defaultConvForwardConfig(s), maxStorageBytes?: number): KernelSpec {
   checkConvForwardConfig(s, cfg);
   if (cfg.algo === 'matmul' || cfg.algo === 'winograd') throw new Error(`conv2d ${convKey(s, true)}: the '${cfg.algo}' algorithm is not one kernel (see its config type)`);
   const gemm = forwardGemm(s, bias);
