@@ -11,11 +11,11 @@
 // offered where the device has subgroup matrices (`matrices`). `maxStorageBytes` (the device's
 // workgroup memory; default the portable 16 KB) bounds every shared-tile space, conv and matmul
 // alike; the generators are given the same limit when they run a config.
-import type { KernelUses } from './algorithm.js';
-import { ConvForwardConfig, convForwardAlgorithm, convForwardCandidates } from './algorithms/conv2d.js';
-import { ConvBackwardDataConfig, convBackwardDataAlgorithm, convBackwardDataCandidates } from './algorithms/conv2dBackwardData.js';
-import { AnyConvBackwardFilterConfig, convBackwardFilterAlgorithm, convBackwardFilterCandidates } from './algorithms/conv2dBackwardFilter.js';
-import { AnyMatmulConfig, anyMatmulConfigKey, matmulCandidates, matmulUses } from './algorithms/matmul.js';
+import { KernelAlgorithm, KernelUses, algorithmOf } from './algorithm.js';
+import { CONV_FORWARD_ALGORITHMS, ConvForwardConfig, convForwardCandidates } from './algorithms/conv2d.js';
+import { CONV_BACKWARD_DATA_ALGORITHMS, ConvBackwardDataConfig, convBackwardDataCandidates } from './algorithms/conv2dBackwardData.js';
+import { AnyConvBackwardFilterConfig, CONV_BACKWARD_FILTER_ALGORITHMS, convBackwardFilterCandidates } from './algorithms/conv2dBackwardFilter.js';
+import { AnyMatmulConfig, MATMUL_ALGORITHMS, matmulCandidates } from './algorithms/matmul.js';
 
 export type { KernelPrecision, TileSpaceOptions } from './matmul/sharedTile.js';
 export type { KernelChoices, KernelUses } from './algorithm.js';
@@ -35,36 +35,30 @@ export interface FamilyConfig {
 
 export type AnyKernelConfig = FamilyConfig[KernelFamily];
 
+const REGISTRIES: Record<KernelFamily, readonly KernelAlgorithm<unknown, { algo: string }, unknown>[]> = {
+  conv2d: CONV_FORWARD_ALGORITHMS,
+  conv2dBackwardData: CONV_BACKWARD_DATA_ALGORITHMS,
+  conv2dBackwardFilter: CONV_BACKWARD_FILTER_ALGORITHMS,
+  matmul: MATMUL_ALGORITHMS,
+};
+
+/** The algorithm of `family` that a config names (throws for a tag the family does not have). */
+function algorithm<F extends KernelFamily>(family: F, c: FamilyConfig[F]): KernelAlgorithm<unknown, FamilyConfig[F], unknown> {
+  return algorithmOf(REGISTRIES[family], c, family);
+}
+
 /**
  * A stable name for a config of a family, from its algorithm: register-blocked keys
  * (`r8c2v4...`, backward-filter with `k<split>`), shared-tile keys start with `sh`,
  * conv-as-matmul with `mm-`, Winograd with `wino-`.
  */
 export function configKey<F extends KernelFamily>(family: F, c: FamilyConfig[F]): string {
-  switch (family) {
-    case 'conv2d':
-      return convForwardAlgorithm(c as ConvForwardConfig).key(c as ConvForwardConfig);
-    case 'conv2dBackwardData':
-      return convBackwardDataAlgorithm(c as ConvBackwardDataConfig).key(c as ConvBackwardDataConfig);
-    case 'conv2dBackwardFilter':
-      return convBackwardFilterAlgorithm(c as AnyConvBackwardFilterConfig).key(c as AnyConvBackwardFilterConfig);
-    default:
-      return anyMatmulConfigKey(c as AnyMatmulConfig);
-  }
+  return algorithm(family, c).key(c);
 }
 
 /** What a config of a family needs of the device and the backend's precision (f16, subgroups, subgroup matrices). */
 export function configUses<F extends KernelFamily>(family: F, c: FamilyConfig[F]): KernelUses {
-  switch (family) {
-    case 'conv2d':
-      return convForwardAlgorithm(c as ConvForwardConfig).uses(c as ConvForwardConfig);
-    case 'conv2dBackwardData':
-      return convBackwardDataAlgorithm(c as ConvBackwardDataConfig).uses(c as ConvBackwardDataConfig);
-    case 'conv2dBackwardFilter':
-      return convBackwardFilterAlgorithm(c as AnyConvBackwardFilterConfig).uses(c as AnyConvBackwardFilterConfig);
-    default:
-      return matmulUses(c as AnyMatmulConfig);
-  }
+  return algorithm(family, c).uses(c);
 }
 
 /**

@@ -18,7 +18,7 @@ import { Shape, Tensor } from '../../tensor.js';
 import { ConvForwardConfig, convBlockForwardConfig, convForwardPlan, defaultConvForward } from '../../../kernels/algorithms/conv2d.js';
 import { ConvBackwardDataConfig, convBackwardDataPlan, defaultConvBackwardData, gatedBackwardDataConfig } from '../../../kernels/algorithms/conv2dBackwardData.js';
 import { AnyConvBackwardFilterConfig, convBackwardFilterPlan, defaultConvBackwardFilter } from '../../../kernels/algorithms/conv2dBackwardFilter.js';
-import { FamilyConfig, KernelFamily } from '../../../kernels/candidates.js';
+import type { FamilyConfig } from '../../../kernels/candidates.js';
 import type { GpuTensor } from '../runtime.js';
 import type { WebGPUBackend } from '../backend.js';
 import { runPlan, storageLimit } from './plan.js';
@@ -51,11 +51,6 @@ function run(be: WebGPUBackend, op: string, plan: Parameters<typeof runPlan>[2],
   return outs;
 }
 
-/** Refuses a config the backend cannot run (see WebGPUBackend.checkKernelConfig). */
-function check<F extends KernelFamily>(be: WebGPUBackend, op: string, family: F, cfg: FamilyConfig[F]): void {
-  be.checkKernelConfig(op, family, cfg);
-}
-
 export function conv2d(
   be: WebGPUBackend,
   x: Tensor,
@@ -67,7 +62,7 @@ export function conv2d(
   const op = 'conv2d';
   const g = conv2dShapes(x, w, bias, opts);
   const cfg = resolve(be, op, g, config, () => defaultConvForward(g, be));
-  check(be, op, op, cfg);
+  be.checkKernelConfig(op, op, cfg);
   // The plan first: a bad config throws before anything is allocated or recorded.
   const plan = convForwardPlan(g, cfg, { op, bias: bias !== null }, storageLimit(be));
   return run(be, op, plan, bias ? [x, w, bias] : [x, w], [[g.N, g.Ho, g.Wo, g.Co]])[0];
@@ -84,7 +79,7 @@ export function conv2dBackwardData(
   const op = 'conv2dBackwardData';
   const g = conv2dBackwardDataShapes(dy, w, inputShape, opts);
   const cfg = resolve(be, op, g, config, () => defaultConvBackwardData(g, be));
-  check(be, op, op, cfg);
+  be.checkKernelConfig(op, op, cfg);
   const plan = convBackwardDataPlan(g, cfg, { op, gates: { argmax: false, reluAt: false } }, storageLimit(be));
   return run(be, op, plan, [dy, w], [[g.N, g.H, g.W, g.Ci]])[0];
 }
@@ -100,7 +95,7 @@ export function conv2dBackwardFilter(
   const op = 'conv2dBackwardFilter';
   const g = conv2dBackwardFilterShapes(x, dy, filterShape, opts);
   const cfg = resolve(be, op, g, config, () => defaultConvBackwardFilter(g, be));
-  check(be, op, op, cfg);
+  be.checkKernelConfig(op, op, cfg);
   const plan = convBackwardFilterPlan(g, cfg, storageLimit(be));
   return run(be, op, plan, [x, dy], [[g.KH, g.KW, g.Ci, g.Co]])[0];
 }
@@ -124,7 +119,7 @@ export function convBlock(
   const add = opts.relu && opts.add ? opts.add : null;
   const e = { pool: !!opts.pool, add: add !== null, relu: !!opts.relu, residual: !!opts.relu && !!opts.residual };
   const cfg = config ?? convBlockForwardConfig(g, e, be.tuner?.configFor('conv2d', g), be);
-  check(be, op, 'conv2d', cfg);
+  be.checkKernelConfig(op, 'conv2d', cfg);
   const plan = convForwardPlan(g, cfg, { op, bias: bias !== null, epilogue: e }, storageLimit(be));
   const inputs = [x, w, ...(bias ? [bias] : []), ...(add ? [add] : [])];
   const bufs = be.buffers(op, ...inputs);
@@ -164,7 +159,7 @@ export function convBlockBackwardData(
   const on = { argmax: argmax !== null, reluAt: reluAt !== null };
   const plain = resolve(be, 'conv2dBackwardData', g, config, () => defaultConvBackwardData(g, be));
   const cfg = gatedBackwardDataConfig(g, on, plain, be);
-  check(be, op, 'conv2dBackwardData', cfg);
+  be.checkKernelConfig(op, 'conv2dBackwardData', cfg);
   const plan = convBackwardDataPlan(g, cfg, { op, gates: on }, storageLimit(be));
   return run(be, op, plan, [dy, w, ...(argmax ? [argmax] : []), ...(reluAt ? [reluAt] : [])], [[g.N, g.H, g.W, g.Ci]])[0];
 }
