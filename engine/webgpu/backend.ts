@@ -112,21 +112,16 @@ export class WebGPUBackend implements Backend {
    */
   checkKernelConfig<F extends KernelFamily>(op: string, family: F, config: FamilyConfig[F]): void {
     const uses = configUses(family, config);
-    let key: string;
-    try {
-      key = configKey(family, config);
-    } catch {
-      key = JSON.stringify(config);
-    }
-    const what = `${op} config ${key}`;
+    // Named only for a message: this runs on every conv and matmul call.
+    const what = () => `${op} config ${configKey(family, config)}`;
     if (uses.f16 && this.precision !== 'f16') {
-      throw new Error(`${what} computes in f16, but the backend's precision is '${this.precision}' (set precision 'f16' to allow it)`);
+      throw new Error(`${what()} computes in f16, but the backend's precision is '${this.precision}' (set precision 'f16' to allow it)`);
     }
     if (uses.matrix) this.checkMatrixTile(what, uses.matrix, uses.f16 !== undefined);
     const sg = uses.subgroup;
     if (sg === undefined || sg === this.subgroupTiles) return;
     const has = this.subgroupTiles ? `subgroups of ${this.subgroupTiles}` : 'no fixed-size subgroups (or the subgroups feature is off)';
-    throw new Error(`${what} shares loads over subgroups of ${String(sg)}, but this device has ${has}`);
+    throw new Error(`${what()} shares loads over subgroups of ${String(sg)}, but this device has ${has}`);
   }
 
   /**
@@ -134,9 +129,9 @@ export class WebGPUBackend implements Backend {
    * f16 config, f32 without) on subgroups of its size; an emulated one only where subgroups
    * have one fixed size equal to its own (it spreads stores over the lanes).
    */
-  private checkMatrixTile(what: string, m: SubgroupMatrixTile, f16: boolean): void {
+  private checkMatrixTile(what: () => string, m: SubgroupMatrixTile, f16: boolean): void {
     if (m.emulated) {
-      if (m.subgroup !== this.subgroupTiles) throw new Error(`${what} emulates subgroup matrices on subgroups of ${m.subgroup}, but this device has ${this.subgroupTiles ? `subgroups of ${this.subgroupTiles}` : 'no fixed-size subgroups'}`);
+      if (m.subgroup !== this.subgroupTiles) throw new Error(`${what()} emulates subgroup matrices on subgroups of ${m.subgroup}, but this device has ${this.subgroupTiles ? `subgroups of ${this.subgroupTiles}` : 'no fixed-size subgroups'}`);
       return;
     }
     const component = f16 ? 'f16' : 'f32';
@@ -145,7 +140,7 @@ export class WebGPUBackend implements Backend {
       const has = this.subgroupMatrices.length
         ? this.subgroupMatrices.map((s) => `${s.component}->${s.result} ${s.M}x${s.N}x${s.K}`).join(', ') + ` on subgroups of ${this.matrixSubgroup}`
         : 'no subgroup matrices (chromium-experimental-subgroup-matrix needs the Dawn toggle allow_unsafe_apis and a device that has it)';
-      throw new Error(`${what} multiplies ${component} subgroup matrices ${m.M}x${m.N}x${m.K} on subgroups of ${m.subgroup}, but this device offers ${has}`);
+      throw new Error(`${what()} multiplies ${component} subgroup matrices ${m.M}x${m.N}x${m.K} on subgroups of ${m.subgroup}, but this device offers ${has}`);
     }
   }
 
