@@ -78,7 +78,6 @@ export interface KernelAlgorithm<G, C extends { algo: string }, R> {
   plan(g: G, c: C, req: R, maxStorageBytes?: number): KernelPlan;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
 type AnyAlgorithm = KernelAlgorithm<any, any, any>;
 
 /** The config union of a registry. */
@@ -115,6 +114,11 @@ export function defaultOf<G, A extends KernelAlgorithm<G, { algo: string }, unkn
 export function seedsOf<G, A extends KernelAlgorithm<G, { algo: string }, unknown>>(registry: readonly A[], g: G, choices: KernelChoices): ConfigOf<A>[] {
   const ordered = [...registry.filter((a) => !a.traits.workgroupMemory), ...registry.filter((a) => a.traits.workgroupMemory)];
   return ordered.flatMap((a) => (a.applies(g) ? (a.seeds(g, choices) as ConfigOf<A>[]) : []));
+}
+
+/** What a register tile uses: the subgroup it shares loads over, if any (conv, backward-filter and matmul tiles alike). */
+export function registerUses(c: { subgroup?: number }): KernelUses {
+  return c.subgroup === undefined ? {} : { subgroup: c.subgroup };
 }
 
 /** The register seeds of a tile default: without and, where the device has fixed-size subgroups, with the subgroup-shared form. */

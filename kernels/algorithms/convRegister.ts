@@ -1,7 +1,7 @@
 // The register-blocked implicit GEMMs (kernels/conv/common.ts gatherGemmKernel) for conv2d
 // forward (also as a conv block, with its epilogue) and backward-data (also with a block's gates).
-import { KernelAlgorithm, KernelChoices, registerSeeds } from '../algorithm.js';
-import { ConvBackwardDataRequest, ConvForwardAlgorithm, ConvGeometry, ConvTileConfig, forwardArgs, tileConfigKey, tileUses } from '../conv/common.js';
+import { KernelAlgorithm, KernelChoices, registerSeeds, registerUses } from '../algorithm.js';
+import { ConvBackwardDataRequest, ConvForwardAlgorithm, ConvGeometry, ConvTileConfig, forwardArgs, tileConfigKey } from '../conv/common.js';
 import { blockConfigProblem, convBlockConfig, convBlockKernel, convForwardConfigSpace, convForwardKernel, defaultConvForwardConfig } from '../conv/forward.js';
 import { backwardDataSteps, convBackwardDataConfigSpace, convBlockBackwardDataKernels, defaultConvBackwardDataConfig } from '../conv/backwardData.js';
 
@@ -13,7 +13,7 @@ export const convForwardRegister: ConvForwardAlgorithm<ConvTileConfig> = {
   defaultFor: (g, choices) => defaultConvForwardConfig(g, choices.defaultTileSubgroup),
   seeds: (g, choices) => registerSeeds(choices, (sg) => defaultConvForwardConfig(g, sg)),
   key: tileConfigKey,
-  uses: tileUses,
+  uses: registerUses,
   plan: (g, c, req, maxStorageBytes) => {
     const kernel = req.epilogue ? convBlockKernel(g, req.bias, req.epilogue, c) : convForwardKernel(g, req.bias, c, maxStorageBytes);
     return { tmp: [], steps: [{ kernel, args: forwardArgs(req) }] };
@@ -30,6 +30,6 @@ export const convBackwardDataRegister: KernelAlgorithm<ConvGeometry, ConvTileCon
   defaultFor: (g, choices) => defaultConvBackwardDataConfig(g, choices.defaultTileSubgroup),
   seeds: (g, choices) => registerSeeds(choices, (sg) => defaultConvBackwardDataConfig(g, sg)),
   key: tileConfigKey,
-  uses: tileUses,
+  uses: registerUses,
   plan: (g, c, req, maxStorageBytes) => backwardDataSteps(g, convBlockBackwardDataKernels(g, req.gates, c, maxStorageBytes), req),
 };

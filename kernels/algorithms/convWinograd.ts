@@ -3,7 +3,7 @@
 // the input transform mixes 16 pixels, so per-pixel gates cannot be applied in its loads).
 import { KernelAlgorithm, KernelChoices, KernelPlan, registerSeeds } from '../algorithm.js';
 import { BufferRef } from '../algorithm.js';
-import { ConvBackwardDataRequest, ConvForwardAlgorithm, ConvGeometry, convKey } from '../conv/common.js';
+import { ConvBackwardDataRequest, ConvForwardAlgorithm, ConvGeometry, convKey, forwardArgs } from '../conv/common.js';
 import { checkConvForwardConfig } from '../conv/forward.js';
 import { checkConvBackwardDataConfig } from '../conv/backwardData.js';
 import {
@@ -24,11 +24,12 @@ import { matmulUses } from './matmul.js';
 /**
  * The filter transform once, then per chunk of tiles the input transform, the 16 batched GEMMs
  * and the output transform, which reads the op's inputs after src and w (bias, a block's
- * addend) and writes all its outputs. Scratch: U, V, M.
+ * addend) and writes all its outputs: `args`, the bindings the direct kernel would take
+ * (forwardArgs). Scratch: U, V, M.
  */
-export function winogradSteps(p: WinogradPlan, inputs: number, outputs: number): KernelPlan {
-  const reads: BufferRef[] = Array.from({ length: inputs - 2 }, (_, i) => ({ in: 2 + i }));
-  const outs: BufferRef[] = Array.from({ length: outputs }, (_, i) => ({ out: i }));
+export function winogradSteps(p: WinogradPlan, args: BufferRef[]): KernelPlan {
+  const reads = args.filter((r) => 'in' in r && r.in >= 2);
+  const outs = args.filter((r) => 'out' in r);
   const steps: KernelPlan['steps'] = [{ kernel: p.filter, args: [{ in: 1 }, { tmp: 0 }] }];
   for (let c = 0; c < p.chunks; c++) {
     const t0 = new Uint32Array([c * p.chunk, 0, 0, 0]);
@@ -60,10 +61,7 @@ export const convForwardWinograd: ConvForwardAlgorithm<ConvWinogradConfig> = {
   uses,
   plan: (g, c, req, maxStorageBytes) => {
     checkConvForwardConfig(g, c);
-    const e = req.epilogue;
-    const p = winogradPlan(winogradForward(g), req.bias, c, req.op, e, maxStorageBytes);
-    const outs = e ? 1 + (e.pool ? 1 : 0) + (e.relu ? 1 : 0) + (e.residual ? 1 : 0) : 1;
-    return winogradSteps(p, 2 + (req.bias ? 1 : 0) + (e?.add ? 1 : 0), outs);
+    return winogradSteps(winogradPlan(winogradForward(g), req.bias, c, req.op, req.epilogue, maxStorageBytes), forwardArgs(req));
   },
   blockAccepts: () => true,
   blockDefaultFor: (g, _e, choices) => preferred(g, winogradForward(g), choices),
@@ -81,6 +79,6 @@ export const convBackwardDataWinograd: KernelAlgorithm<ConvGeometry, ConvWinogra
   plan: (g, c, req, maxStorageBytes) => {
     if (req.gates.argmax || req.gates.reluAt) throw new Error(`${req.op} ${convKey(g, true)}: config ${winogradConfigKey(c)}: Winograd cannot gate its loads (use a register or shared-tile config)`);
     checkConvBackwardDataConfig(g, c);
-    return winogradSteps(winogradPlan(winogradBackwardData(g), false, c, req.op, undefined, maxStorageBytes), 2, 1);
+    return winogradSteps(winogradPlan(winogradBackwardData(g), false, c, req.op, undefined, maxStorageBytes), forwardArgs({ op: req.op, bias: false }));
   },
 };

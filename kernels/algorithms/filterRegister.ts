@@ -1,6 +1,6 @@
 // The register-blocked backward-filter with its split reduction (kernels/conv/backwardFilter.ts).
-import { KernelAlgorithm, registerSeeds } from '../algorithm.js';
-import { ConvBackwardFilterRequest, ConvGeometry, tileUses } from '../conv/common.js';
+import { KernelAlgorithm, registerSeeds, registerUses } from '../algorithm.js';
+import { ConvBackwardFilterRequest, ConvGeometry } from '../conv/common.js';
 import {
   ConvBackwardFilterConfig,
   backwardFilterConfigKey,
@@ -18,6 +18,6 @@ export const filterRegister: KernelAlgorithm<ConvGeometry, ConvBackwardFilterCon
   defaultFor: (g, choices) => defaultConvBackwardFilterConfig(g, choices.defaultTileSubgroup, choices.parallelism),
   seeds: (g, choices) => registerSeeds(choices, (sg) => defaultConvBackwardFilterConfig(g, sg, choices.parallelism)),
   key: backwardFilterConfigKey,
-  uses: tileUses,
+  uses: registerUses,
   plan: (g, c) => backwardFilterSteps(convBackwardFilterKernels(g, c)),
 };

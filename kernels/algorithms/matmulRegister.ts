@@ -1,5 +1,5 @@
 // The register-blocked matmul (kernels/matmul/matmul.ts) as an algorithm of the matmul family.
-import { KernelAlgorithm, KernelPlan, registerSeeds } from '../algorithm.js';
+import { KernelAlgorithm, KernelPlan, registerSeeds, registerUses } from '../algorithm.js';
 import { addBiasKernel } from '../elementwise.js';
 import { MatmulConfig, MatmulRequest, MatmulShape, defaultMatmulConfig, matmulConfigKey, matmulConfigSpace, matmulKernel, transposeBFirst } from '../matmul/matmul.js';
 
@@ -12,7 +12,7 @@ export const matmulRegister: KernelAlgorithm<MatmulShape, MatmulConfig, MatmulRe
   defaultFor: (s, choices) => (transposeBFirst(s) ? null : defaultMatmulConfig(s, choices.defaultTileSubgroup)),
   seeds: (s, choices) => registerSeeds(choices, (sg) => defaultMatmulConfig(s, sg)),
   key: matmulConfigKey,
-  uses: (c) => (c.subgroup === undefined ? {} : { subgroup: c.subgroup }),
+  uses: registerUses,
   plan: (s, c, req): KernelPlan => {
     const kernel = matmulKernel(s, c);
     if (!req.bias) return { tmp: [], steps: [{ kernel, args: [{ in: 0 }, { in: 1 }, { out: 0 }] }] };

@@ -25,7 +25,7 @@
 //   `n * one`, where `one` is num_workgroups.z (always 1 under grid(), but unknown to the
 //   compiler): 0.2 s.
 import { BindingKind, KernelSpec, ceilDiv, defaultSubgroupTile, grid, linearGroupIndex, subgroupTileProblem } from '../spec.js';
-import type { BufferRef, KernelAlgorithm, KernelChoices, KernelUses } from '../algorithm.js';
+import type { BufferRef, KernelAlgorithm, KernelChoices } from '../algorithm.js';
 
 /** What a conv kernel is generated for (engine/backend.ts computes it from tensor shapes). */
 export interface ConvGeometry {
@@ -612,9 +612,4 @@ export function forwardArgs(req: ConvForwardRequest): BufferRef[] {
   const ins = 2 + (req.bias ? 1 : 0) + (e?.add ? 1 : 0);
   const outs = e ? 1 + (e.pool ? 1 : 0) + (e.relu ? 1 : 0) + (e.residual ? 1 : 0) : 1;
   return [...Array.from({ length: ins }, (_, i) => ({ in: i })), ...Array.from({ length: outs }, (_, i) => ({ out: i }))];
-}
-
-/** What a register tile config needs of the device. */
-export function tileUses(c: { subgroup?: number }): KernelUses {
-  return c.subgroup === undefined ? {} : { subgroup: c.subgroup };
 }
