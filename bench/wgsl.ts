@@ -2,7 +2,7 @@
 // sample of every config space, every seed and every default, under several sets of kernel
 // choices (CPU adapter, GPU, f16, subgroup matrices). Nothing runs: the backend's dispatches
 // are captured, not submitted. Each line is op, problem, choices, config and a hash of the
-// kernels (WGSL, workgroups, bindings) the op dispatched for it, or the error it refused it
+// kernels (WGSL, workgroups, bindings, the buffers bound and the uniforms) the op dispatched for it, or the error it refused it
 // with. `--out FILE` writes the lines, `--compare FILE` lists every line that differs: run it
 // before and after a change meant to keep the generated code, and the two agree line for line.
 //
@@ -121,10 +121,25 @@ function sample(space: unknown[], n: number): unknown[] {
   return keys.filter((k) => keep.has(k) || fnv(k) % mod === 0).map((k) => byKey.get(k));
 }
 
-function hashKernels(specs: KernelSpec[]): string {
+/** One captured dispatch: the kernel, its buffers and its uniform block's words. */
+interface Dispatch {
+  spec: KernelSpec;
+  buffers: GPUBuffer[];
+  uniforms: number[];
+}
+
+/**
+ * The kernels of an op's dispatches with what they bind: each buffer is named by the order in
+ * which the op's dispatches first use it, so a binding moved to another buffer changes the hash.
+ */
+function hashKernels(ds: Dispatch[]): string {
   const h = createHash('sha256');
-  for (const s of specs) h.update(JSON.stringify([s.name, s.workgroups, s.bindings, s.uniformBytes ?? 0])).update('\0').update(s.wgsl).update('\0');
-  return `${specs.length}:${h.digest('hex').slice(0, 16)}`;
+  const names = new Map<GPUBuffer, number>();
+  const name = (b: GPUBuffer) => names.get(b) ?? (names.set(b, names.size), names.size - 1);
+  for (const { spec: s, buffers, uniforms } of ds) {
+    h.update(JSON.stringify([s.name, s.workgroups, s.bindings, s.uniformBytes ?? 0, buffers.map(name), uniforms])).update('\0').update(s.wgsl).update('\0');
+  }
+  return `${ds.length}:${h.digest('hex').slice(0, 16)}`;
 }
 
 function apply(be: WebGPUBackend, c: Choices): void {
@@ -152,8 +167,9 @@ function spaceOptions(be: WebGPUBackend): TileSpaceOptions {
 /** Every line of the snapshot, sorted. */
 export async function wgslSnapshot(perSpace: number): Promise<string[]> {
   const be = new WebGPUBackend(await openDevice());
-  const captured: KernelSpec[] = [];
-  be.rt.dispatch = (spec: KernelSpec) => void captured.push(spec);
+  const captured: Dispatch[] = [];
+  be.rt.dispatch = (spec: KernelSpec, buffers: GPUBuffer[], uniforms?: ArrayBufferView) =>
+    void captured.push({ spec, buffers, uniforms: uniforms ? Array.from(new Uint32Array(uniforms.buffer, uniforms.byteOffset, uniforms.byteLength >> 2)) : [] });
   const lines: string[] = [];
   const record = (family: TunableOpName, what: string, config: unknown, run: () => Tensor | Tensor[] | void) => {
     captured.length = 0;
