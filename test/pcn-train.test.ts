@@ -62,21 +62,26 @@ describe('training steps: webgpu against reference', () => {
   });
 });
 
-describe('training loop hooks: energy trace, progress, convergence stop (reference backend)', () => {
-  const data = (seed: string, count: number): LabelledImages => {
-    const r = rng(seed);
-    const xs = randomValues(count * 243, r);
-    const ys = Array.from({ length: count }, () => Math.floor(r() * 5));
-    return {
-      shape: [9, 9, 3],
-      classes: 5,
-      count,
-      batch: (idx) => ({
+/** `count` random 9x9x3 images in 5 classes; `seen` collects the indices of every batch read. */
+function data(seed: string, count: number, seen?: number[][]): LabelledImages {
+  const r = rng(seed);
+  const xs = randomValues(count * 243, r);
+  const ys = Array.from({ length: count }, () => Math.floor(r() * 5));
+  return {
+    shape: [9, 9, 3],
+    classes: 5,
+    count,
+    batch: (idx) => {
+      seen?.push(Array.from(idx));
+      return {
         x: Float32Array.from(Array.from(idx).flatMap((i) => Array.from(xs.subarray(i * 243, (i + 1) * 243)))),
         y: Uint32Array.from(Array.from(idx, (i) => ys[i])),
-      }),
-    };
+      };
+    },
   };
+}
+
+describe('training loop hooks: energy trace, progress, convergence stop (reference backend)', () => {
   const cfg = (seed: string, extra: Partial<TrainConfig> = {}): TrainConfig => ({
     algorithm: 'ep-centered',
     epochs: 2,
@@ -126,23 +131,6 @@ describe('training loop hooks: energy trace, progress, convergence stop (referen
 });
 
 describe('the training loop: limited subsets and the epoch train loss (reference backend)', () => {
-  const data = (seed: string, count: number, seen?: number[][]): LabelledImages => {
-    const r = rng(seed);
-    const xs = randomValues(count * 243, r);
-    const ys = Array.from({ length: count }, () => Math.floor(r() * 5));
-    return {
-      shape: [9, 9, 3],
-      classes: 5,
-      count,
-      batch: (idx) => {
-        seen?.push(Array.from(idx));
-        return {
-          x: Float32Array.from(Array.from(idx).flatMap((i) => Array.from(xs.subarray(i * 243, (i + 1) * 243)))),
-          y: Uint32Array.from(Array.from(idx, (i) => ys[i])),
-        };
-      },
-    };
-  };
   const cfg = (seed: string, extra: Partial<TrainConfig> = {}): TrainConfig => ({
     algorithm: 'bp',
     epochs: 3,
