@@ -85,7 +85,6 @@ export class ShardReader {
   readonly widths: Uint16Array;
   readonly heights: Uint16Array;
   private fds: number[];
-  private shards: string[];
 
   constructor(
     readonly dir: string,
@@ -95,7 +94,6 @@ export class ShardReader {
     const rec = this.manifest.splits[split];
     const problem = splitProblem(rec);
     if (problem) throw new DataError(`${dir}: the ${split} split is ${problem}${rec ? '; rerun nudge data prepare with the same options to prepare it (see report.txt there)' : ''}`);
-    this.shards = rec!.shards.map((s) => s.file);
     const all = rec!.shards.map((s) => readShardIndex(dir, this.manifest, s));
     this.count = all.reduce((a, e) => a + e.length, 0);
     this.shardOf = new Uint32Array(this.count);
@@ -121,7 +119,7 @@ export class ShardReader {
 
   /** The shard file example i is stored in, for messages. */
   shardFile(i: number): string {
-    return this.shards[this.shardOf[i]];
+    return this.manifest.splits[this.split]!.shards[this.shardOf[i]].file;
   }
 
   get raw(): boolean {
