@@ -4,7 +4,7 @@
 // every config field at least once per run), the default configs, and dispatches large
 // enough to need the 2-D workgroup grid.
 import { describe, expect, it } from 'vitest';
-import { ConvGeometry, ShapeError, Tensor, WebGPUBackend, convGeometry } from '../engine/index.js';
+import { ConvGeometry, ShapeError, WebGPUBackend, convGeometry } from '../engine/index.js';
 import * as convOps from '../engine/webgpu/ops/conv.js';
 import { ConvTileConfig, tileConfigKey } from '../kernels/conv/common.js';
 import {

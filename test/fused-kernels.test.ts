@@ -173,7 +173,7 @@ async function checkForward(
     expect(garg === null ? null : Array.from(garg), `${what}: argmax vs webgpu composition`).toEqual(carg === null ? null : Array.from(carg));
     if (wr && gr && wa) {
       // r jumps where a crosses 0; against float64, compare where float32 rounding cannot flip a's sign.
-      const keep = Array.from(wa, (v, i) => i).filter((i) => ties || Math.abs(wa[i]) > 1e-4);
+      const keep = Array.from(wa, (_, i) => i).filter((i) => ties || Math.abs(wa[i]) > 1e-4);
       expect(keep.length, what).toBeGreaterThan(wa.length / 2);
       expectClose(`${what}: r vs reference`, keep.map((i) => gr[i]), keep.map((i) => wr[i]), TOL);
     }

@@ -11,7 +11,7 @@ function fullName(task: { name: string; suite?: { name: string; suite?: unknown 
   return names.join(' ');
 }
 
-beforeEach(({ task, onTestFailed }) => {
+beforeEach(({ onTestFailed }) => {
   onTestFailed(({ task: t }) => {
     const file = relative(process.cwd(), t.file.filepath);
     const line = `test seed ${BASE_SEED}; replay: ${replayCommand(file, fullName(t))}`;

@@ -4,7 +4,7 @@
 // configs in which every value of every tile field occurs, each paired with a fresh awkward
 // shape (sizes that are multiples of nothing, tiny outputs, several tiles and slices).
 import { describe, expect, it } from 'vitest';
-import { ConvGeometry, ShapeError, Tensor, WebGPUBackend, convGeometry } from '../engine/index.js';
+import { ShapeError, Tensor, WebGPUBackend } from '../engine/index.js';
 import * as convOps from '../engine/webgpu/ops/conv.js';
 import * as linalgOps from '../engine/webgpu/ops/linalg.js';
 import {

@@ -3,7 +3,7 @@
 // reference backend on fresh random awkward geometries: every chunking path, a covering
 // sample of the GEMM's config space, the defaults, and the backward-data's turned filter.
 import { describe, expect, it } from 'vitest';
-import { ConvGeometry, Tensor, WebGPUBackend, convGeometry } from '../engine/index.js';
+import { ConvGeometry, WebGPUBackend, convGeometry } from '../engine/index.js';
 import * as convOps from '../engine/webgpu/ops/conv.js';
 import { TUNABLE_OPS, configLabel } from '../engine/tune/ops.js';
 import { neighbours } from '../engine/tune/tuner.js';

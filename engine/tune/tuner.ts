@@ -289,7 +289,6 @@ export class Tuner {
     }
     const budget = opts.budgetMs ?? this.budgetMs;
     const be = this.be;
-    const rt = be.rt;
     this.tuning = true;
     const start = performance.now();
     const rand = xorshift(hashString(key) ^ this.seed);
