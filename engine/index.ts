@@ -25,7 +25,7 @@ export type { TunerOptions, TuneResult, TuneProgress } from './tune/tuner.js';
 export { TUNABLE_OPS, tunableOp, convKey, matmulKey, configLabel, canonicalConfig, kernelSetHash } from './tune/ops.js';
 export type { TunableOpName, Problem, KernelChoices } from './tune/ops.js';
 export type { MatmulShape } from '../kernels/matmul/matmul.js';
-export { cacheDir, cachePath, loadCache, saveEntries, CACHE_FORMAT } from './tune/cache.js';
+export { cacheDir, cachePath, isTime, loadCache, saveEntries, CACHE_FORMAT } from './tune/cache.js';
 export type { CacheEntry, CacheFile, AdapterIdentity } from './tune/cache.js';
 
 import { Backend } from './backend.js';

@@ -11,6 +11,7 @@ import {
   WebGPUBackend,
   convGeometry,
   createBackend,
+  isTime,
   tunerOptionsFromEnv,
 } from '../engine/index.js';
 import { writeFileAtomic } from '../engine/files.js';
@@ -124,13 +125,12 @@ export function simulatedClock(spec: string): (ns: bigint) => bigint {
 
 /** GFLOP/s with 2 decimals, or 'not timed' where the default could not be measured. */
 function formatGflops(g: number | null): string {
-  return g !== null && Number.isFinite(g) && g > 0 ? g.toFixed(2) : 'not timed';
+  return isTime(g) ? g.toFixed(2) : 'not timed';
 }
 
 /** How many times faster than the default, only from two measured (positive, finite) times. */
 export function speedUp(r: Pick<TuneResult, 'ms' | 'defaultMs'>): string | null {
-  const ok = (v: number | null): v is number => v !== null && Number.isFinite(v) && v > 0;
-  return ok(r.ms) && ok(r.defaultMs) ? `${(r.defaultMs / r.ms).toFixed(2)}x` : null;
+  return isTime(r.ms) && isTime(r.defaultMs) ? `${(r.defaultMs / r.ms).toFixed(2)}x` : null;
 }
 
 function formatRow(cells: string[], widths: number[]): string {

@@ -64,8 +64,8 @@ export function cachePath(a: AdapterIdentity, dir = cacheDir()): string {
   return join(dir, `${slug}-${adapterHash(a)}.json`);
 }
 
-/** A measured time that can be compared: a positive finite number of ms. */
-function isTime(v: unknown): v is number {
+/** A measured time (or rate) that can be compared: a positive finite number. */
+export function isTime(v: unknown): v is number {
   return typeof v === 'number' && Number.isFinite(v) && v > 0;
 }
 
