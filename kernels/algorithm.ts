@@ -67,9 +67,13 @@ export interface KernelAlgorithm<G, C extends { algo: string }, R> {
   applies(g: G): boolean;
   /** Every config the tuner may try (each correct for g); `opts` says what the device allows. */
   space(g: G, opts: TileSpaceOptions): C[];
-  /** The config the op's default path runs, or null where this algorithm is not the default. */
+  /**
+   * The config the op's default path runs, or null where this algorithm is not the default. It
+   * may be fitted to the shape outside the space (the register matmul's for M = 1): the tuner
+   * times the default path as itself.
+   */
   defaultFor(g: G, choices: KernelChoices): C | null;
-  /** Starting points the tuner measures whatever its budget (in the space). */
+  /** Starting points the tuner measures whatever its budget; it drops any outside the space (a shape-fitted default). */
   seeds(g: G, choices: KernelChoices): C[];
   /** A stable name (tune caches and reports keep it). */
   key(c: C): string;
